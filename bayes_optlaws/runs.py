@@ -1,0 +1,291 @@
+"""The runs table: load, validate and save training-run tables and candidate lists (runs-format.md).
+
+A runs table has one row per training run or per stage of a multi-stage run.  Columns (units):
+
+* ``run_id`` (str, unique), ``model_params`` (int, parameter count; the metadata says whether embeddings are
+  counted), ``tokens`` (int, tokens seen in this stage), ``tokens_per_step`` (int, sequence length × global batch),
+  ``schedule`` (JSON string, see :mod:`bayes_optlaws.schedules`; steps are optimizer steps of this stage),
+  ``final_loss`` (float, nats; NaN only when ``diverged``), ``diverged`` (bool)
+* optional: ``parent_run_id``, ``seed``, ``group``, ``source``, and any column whose name starts with ``x_``.
+
+Every problem is reported as :class:`RunsError` naming the row (by ``run_id`` when there is one), the column and
+the fix, so a CLI can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .schedules import Schedule, ScheduleError
+
+REQUIRED_COLUMNS = ("run_id", "model_params", "tokens", "tokens_per_step", "schedule", "final_loss", "diverged")
+OPTIONAL_COLUMNS = ("parent_run_id", "seed", "group", "source")
+CANDIDATE_REQUIRED = ("name", "schedule")
+CANDIDATE_OPTIONAL = ("model_params", "tokens", "tokens_per_step", "parent_run_id")
+
+
+class RunsError(ValueError):
+    """A runs table or candidate list that cannot be used; the message names row, column and fix."""
+
+
+# ---------------------------------------------------------------------------- reading
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV or Parquet file as strings-preserving DataFrame; clear error when missing or unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise RunsError(f"{path}: no such file")
+    if path.is_dir():
+        raise RunsError(f"{path}: is a directory, expected a CSV or Parquet file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, dtype={"run_id": str, "parent_run_id": str, "schedule": str, "name": str,
+                                          "group": str, "source": str}, keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise RunsError(f"{path}: cannot be read as a table ({exc})") from None
+    return df
+
+
+def read_runs(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+    """Read and validate a runs table and its JSON side-car (``<path>.meta.json``, optional)."""
+    df = read_table(path)
+    meta = read_metadata(path)
+    return validate_runs(df, where=str(path)), meta
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The side-car metadata of a runs table (``runs.csv`` -> ``runs.csv.meta.json``), or ``{}``."""
+    side = Path(str(path) + ".meta.json")
+    if not side.exists():
+        return {}
+    try:
+        return json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunsError(f"{side}: metadata is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+# ---------------------------------------------------------------------------- validation
+def _row_name(df: pd.DataFrame, i: int) -> str:
+    rid = df["run_id"].iloc[i] if "run_id" in df.columns else None
+    return f"row {i + 2} (run_id {rid!r})" if isinstance(rid, str) and rid else f"row {i + 2}"
+
+
+def _check_columns(df: pd.DataFrame, required, optional, where: str, what: str) -> None:
+    if len(df) == 0:
+        raise RunsError(f"{where}: the {what} is empty; it needs at least one row with columns {', '.join(required)}")
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise RunsError(f"{where}: missing column(s) {', '.join(missing)}; a {what} needs "
+                        f"{', '.join(required)} (see runs-format.md)")
+    unknown = [c for c in df.columns if c not in required and c not in optional and not str(c).startswith("x_")]
+    if unknown:
+        raise RunsError(f"{where}: unknown column(s) {', '.join(map(str, unknown))}; allowed are "
+                        f"{', '.join(required + tuple(optional))}, or prefix custom columns with 'x_'")
+
+
+def _numeric(df: pd.DataFrame, col: str, where: str, *, integer: bool, positive: bool,
+             allow_nan: bool = False) -> pd.Series:
+    values = pd.to_numeric(df[col], errors="coerce")
+    for i, (raw, v) in enumerate(zip(df[col], values)):
+        if pd.isna(v):
+            if allow_nan and (pd.isna(raw) or str(raw).strip().lower() in ("nan", "")):
+                continue
+            raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': {raw!r} is not a number")
+        if not math.isfinite(v) and not allow_nan:
+            raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': value must be finite, got {v}")
+        if positive and v <= 0:
+            raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': must be > 0, got {v:g}")
+        if integer and abs(v - round(v)) > 1e-6 * max(1.0, abs(v)):
+            raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': must be a whole number, got {v:g}")
+    return values.round().astype("int64") if integer else values.astype(float)
+
+
+def _bools(df: pd.DataFrame, col: str, where: str) -> pd.Series:
+    truthy = {"true", "1", "yes", "t", "y", "1.0"}
+    falsy = {"false", "0", "no", "f", "n", "0.0"}
+    out = []
+    for i, raw in enumerate(df[col]):
+        if isinstance(raw, (bool, np.bool_)):
+            out.append(bool(raw))
+            continue
+        text = str(raw).strip().lower()
+        if text in truthy:
+            out.append(True)
+        elif text in falsy:
+            out.append(False)
+        else:
+            raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': {raw!r} is not true/false")
+    return pd.Series(out, index=df.index, dtype=bool)
+
+
+def parse_schedules(df: pd.DataFrame, where: str, column: str = "schedule") -> list[Schedule]:
+    """Parse every row's schedule JSON, reporting the row and the problem."""
+    out = []
+    for i, raw in enumerate(df[column]):
+        if not isinstance(raw, str) or not raw.strip():
+            raise RunsError(f"{where}: {_row_name(df, i)}, column '{column}': empty; give a JSON schedule such as "
+                            '{"family": "linear", "peak_lr": 3e-3, "warmup": 100, "total": 2000}')
+        try:
+            out.append(Schedule.from_spec(raw))
+        except ScheduleError as exc:
+            raise RunsError(f"{where}: {_row_name(df, i)}, column '{column}': {exc}") from None
+    return out
+
+
+def validate_runs(df: pd.DataFrame, where: str = "runs table") -> pd.DataFrame:
+    """Return a typed copy of a runs table, or raise :class:`RunsError` at the first bad row/field."""
+    _check_columns(df, REQUIRED_COLUMNS, OPTIONAL_COLUMNS, where, "runs table")
+    out = df.copy()
+    ids = out["run_id"].astype("string")
+    for i, rid in enumerate(ids):
+        if pd.isna(rid) or not str(rid).strip():
+            raise RunsError(f"{where}: row {i + 2}, column 'run_id': empty; every run needs a unique id")
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise RunsError(f"{where}: column 'run_id': {dup.iloc[0]!r} appears more than once; ids must be unique")
+    out["run_id"] = ids.astype(str)
+    for col in ("model_params", "tokens", "tokens_per_step"):
+        out[col] = _numeric(out, col, where, integer=True, positive=True)
+    out["diverged"] = _bools(out, "diverged", where)
+    out["final_loss"] = _numeric(out, "final_loss", where, integer=False, positive=True, allow_nan=True)
+    for i in range(len(out)):
+        loss, div = out["final_loss"].iloc[i], out["diverged"].iloc[i]
+        if not div and not math.isfinite(loss):
+            raise RunsError(f"{where}: {_row_name(out, i)}, column 'final_loss': missing or non-finite for a run "
+                            "that did not diverge; give the loss, or set diverged=true")
+    schedules = parse_schedules(out, where)
+    for i, (sched, tokens, tps) in enumerate(zip(schedules, out["tokens"], out["tokens_per_step"])):
+        if abs(sched.total * tps - tokens) > max(tps, 1e-3 * tokens):
+            raise RunsError(f"{where}: {_row_name(out, i)}: schedule lasts {sched.total} steps × tokens_per_step "
+                            f"{tps} = {sched.total * tps} tokens, but 'tokens' is {tokens}; make them agree")
+    if "parent_run_id" in out.columns:
+        parents = out["parent_run_id"].astype("string")
+        known = set(out["run_id"])
+        for i, p in enumerate(parents):
+            if pd.isna(p) or not str(p).strip():
+                continue
+            if str(p) not in known:
+                raise RunsError(f"{where}: {_row_name(out, i)}, column 'parent_run_id': {p!r} is not a run_id in "
+                                "this table; add the parent run or clear the field")
+            if str(p) == out["run_id"].iloc[i]:
+                raise RunsError(f"{where}: {_row_name(out, i)}, column 'parent_run_id': a run cannot be its own parent")
+        out["parent_run_id"] = [str(p) if isinstance(p, str) and p.strip() else None
+                                for p in parents.astype(object).where(parents.notna(), None)]
+        _check_no_cycles(out, where)
+    if "seed" in out.columns:
+        out["seed"] = pd.to_numeric(out["seed"], errors="coerce").astype("Int64")
+    return out.reset_index(drop=True)
+
+
+def _check_no_cycles(df: pd.DataFrame, where: str) -> None:
+    parent = dict(zip(df["run_id"], df["parent_run_id"]))
+    for rid in parent:
+        seen = {rid}
+        p = parent.get(rid)
+        while isinstance(p, str) and p:
+            if p in seen:
+                raise RunsError(f"{where}: run_id {rid!r}: its parent_run_id chain loops back on itself")
+            seen.add(p)
+            p = parent.get(p)
+
+
+def history_of(df: pd.DataFrame, run_id: str) -> list[pd.Series]:
+    """Earlier stages of ``run_id``, oldest first (its parent, the parent's parent, ...), as runs-table rows."""
+    by_id = df.set_index("run_id", drop=False)
+    if run_id not in by_id.index:
+        raise RunsError(f"run_id {run_id!r} is not in the runs table")
+    chain = []
+    p = by_id.loc[run_id].get("parent_run_id") if "parent_run_id" in by_id.columns else None
+    while isinstance(p, str) and p:
+        row = by_id.loc[p]
+        chain.append(row)
+        p = row.get("parent_run_id")
+    return chain[::-1]
+
+
+def validate_candidates(df: pd.DataFrame, where: str = "candidates") -> pd.DataFrame:
+    """Check a candidate list (``name, schedule`` and optional target columns); names must be unique."""
+    _check_columns(df, CANDIDATE_REQUIRED, CANDIDATE_OPTIONAL, where, "candidate list")
+    out = df.copy()
+    names = out["name"].astype("string")
+    for i, n in enumerate(names):
+        if pd.isna(n) or not str(n).strip():
+            raise RunsError(f"{where}: row {i + 2}, column 'name': empty; every candidate needs a name")
+    if names.duplicated().any():
+        raise RunsError(f"{where}: column 'name': {names[names.duplicated()].iloc[0]!r} appears more than once")
+    out["name"] = names.astype(str)
+    tmp = out.rename(columns={"name": "run_id"})
+    parse_schedules(tmp, where)
+    for col in ("model_params", "tokens", "tokens_per_step"):
+        if col in out.columns and out[col].notna().any():
+            out[col] = _numeric(tmp, col, where, integer=True, positive=True)
+    return out
+
+
+def read_candidates(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a candidate list from CSV (``name,schedule,...``) or TOML (``[[candidate]]`` tables)."""
+    path = Path(path)
+    if path.suffix.lower() == ".toml":
+        import tomllib
+
+        if not path.exists():
+            raise RunsError(f"{path}: no such file")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise RunsError(f"{path}: not valid TOML ({exc})") from None
+        rows = data.get("candidate") or data.get("candidates")
+        if not isinstance(rows, list) or not rows:
+            raise RunsError(f"{path}: expected one or more [[candidate]] tables with 'name' and 'schedule'")
+        records = []
+        for r in rows:
+            r = dict(r)
+            if isinstance(r.get("schedule"), dict):
+                r["schedule"] = json.dumps(r["schedule"])
+            records.append(r)
+        return validate_candidates(pd.DataFrame(records), where=str(path))
+    return validate_candidates(read_table(path), where=str(path))
+
+
+# ---------------------------------------------------------------------------- writing
+def ensure_writable(path: str | os.PathLike, force: bool) -> Path:
+    """Refuse to overwrite an existing file or directory unless ``force``; create parent folders."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise RunsError(f"{path} already exists; choose another path or pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_runs(df: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, Any] | None = None, *,
+               force: bool = False) -> Path:
+    """Validate and write a runs table as CSV (plus ``<path>.meta.json`` when ``metadata`` is given)."""
+    path = ensure_writable(path, force)
+    clean = validate_runs(df, where=str(path))
+    atomic_write_text(path, clean.to_csv(index=False))
+    if metadata is not None:
+        atomic_write_text(Path(str(path) + ".meta.json"), json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,281 @@
+"""The 15 Opt-Laws schedule features (+ intercept), their normalisation and the exponent-group search.
+
+Units (opt-laws.md §2): N in **billions of parameters**, D and every time quantity in **billions of tokens**
+(steps × tokens_per_step / 1e9), learning rates divided by a reference ``lr_ref`` (stored with the fitted model).
+
+Per run we first compute the *segment integrals* once (:func:`segment_integrals`), then any choice of exponents
+gives the feature matrix cheaply (:func:`design_matrix`):
+
+* convergence: ``I_w = ∫_0^{t1} η``, ``I_c = ∫_{t2}^{T} η``, ``I = ∫_0^T η`` (history-aware: earlier stages add to I)
+* escape (on the step grid): ``E_w = Σ_{(0, t2]} (Δη)²/δ``, ``E_c = Σ_{(t3, T]} (Δη)²/δ``
+
+The exact feature terms are our reconstruction of the paper's prose (see README "What is the paper's and what is
+ours"); they are hypotheses tested by the ablation in :mod:`bayes_optlaws.evaluation`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .runs import history_of
+from .schedules import Schedule
+
+BLOCKS = ("scale", "convergence", "escape", "mixed")
+FEATURE_NAMES = (
+    # scale (group p_s)
+    "N^-ps", "D^-ps", "lr_max^ps",
+    # convergence (1/I fixed by theory, one term in group p_cc)
+    "1/I_w", "1/I_c", "N/I", "(I_w*I_c)^-pcc",
+    # escape (group p_e)
+    "E_w^pe", "E_c^pe", "((E_w+E_c)/N)^pe", "(E_w*E_c)^pe",
+    # mixed (group p_m)
+    "(N*E_w/I)^pm", "(N*E_c/I)^pm", "(E_w/I_w)^pm", "(E_c/I_c)^pm",
+)
+FEATURE_BLOCK = dict(zip(FEATURE_NAMES, ["scale"] * 3 + ["convergence"] * 4 + ["escape"] * 4 + ["mixed"] * 4))
+EXPONENT_CANDIDATES = (0.1, 0.15, 0.2, 0.3, 0.5)
+INTEGRAL_COLUMNS = ("N", "D", "lr_max", "I_w", "I_c", "I", "E_w", "E_c")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything needed to turn runs into features; stored with every fitted model.
+
+    ``lr_ref``: raw LR that maps to 1.0 (default at fit time: the largest peak LR in the calibration data).
+    ``p_s, p_cc, p_e, p_m``: the four exponent groups.  ``blocks``: which feature blocks enter the model
+    (the ablation drops blocks).  ``history_escape``: how continual stages normalise their escape integrals
+    ("peak": ``∫η'²/η_max²`` of the current stage, opt-laws.md §6).
+    """
+
+    lr_ref: float
+    p_s: float = 0.3
+    p_cc: float = 0.3
+    p_e: float = 0.3
+    p_m: float = 0.3
+    blocks: tuple[str, ...] = BLOCKS
+    history_escape: str = "peak"
+
+    def __post_init__(self) -> None:
+        if not (self.lr_ref > 0 and np.isfinite(self.lr_ref)):
+            raise ValueError(f"lr_ref must be a positive number, got {self.lr_ref}")
+        for b in self.blocks:
+            if b not in BLOCKS:
+                raise ValueError(f"unknown feature block {b!r}; use {BLOCKS}")
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f for f in FEATURE_NAMES if FEATURE_BLOCK[f] in self.blocks]
+
+    def with_exponents(self, p_s, p_cc, p_e, p_m) -> "FeatureSpec":
+        return FeatureSpec(self.lr_ref, float(p_s), float(p_cc), float(p_e), float(p_m), self.blocks,
+                           self.history_escape)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["blocks"] = list(self.blocks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureSpec":
+        d = dict(d)
+        d["blocks"] = tuple(d.get("blocks", BLOCKS))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: its schedule and tokens per optimizer step."""
+
+    schedule: Schedule
+    tokens_per_step: int
+
+
+@dataclass
+class SegmentIntegrals:
+    """Normalised segment integrals of one run (see module docstring for units)."""
+
+    N: float
+    D: float
+    lr_max: float
+    I_w: float
+    I_c: float
+    I: float
+    E_w: float
+    E_c: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def segment_integrals(schedule: Schedule, tokens_per_step: int, model_params: float, lr_ref: float,
+                      history: Sequence[Stage] = (), history_escape: str = "peak") -> SegmentIntegrals:
+    """Segment integrals of a stage (with optional earlier stages) in the paper's units.
+
+    ``I_w`` is floored at half a step at the peak LR (a zero-warmup run applies the full LR from its first update,
+    the same as a one-step warmup would on our midpoint grid), and ``I_c`` likewise, so ``1/I_w`` stays finite.
+    """
+    delta = tokens_per_step / 1e9  # one step in billions of tokens
+    ph = schedule.phases()
+    lr_max = schedule.peak_lr / lr_ref
+    floor = 0.5 * lr_max * delta
+    I_w = max(schedule.integral(0, ph.t1) / lr_ref * delta, floor)
+    I_c = max(schedule.integral(ph.t2, ph.total) / lr_ref * delta, floor)
+    I = schedule.integral() / lr_ref * delta
+    E_w = schedule.escape_integral(0, ph.t2) / lr_ref**2 / delta
+    E_c = schedule.escape_integral(ph.t3, ph.total) / lr_ref**2 / delta
+    D = schedule.total * delta
+    warnings = list(ph.warnings)
+    if history:
+        I += sum(st.schedule.integral() / lr_ref * st.tokens_per_step / 1e9 for st in history)
+        D += sum(st.schedule.total * st.tokens_per_step / 1e9 for st in history)
+        if history_escape == "peak":
+            scale = (schedule.peak_lr / lr_ref) ** 2
+            E_w, E_c = E_w / scale, E_c / scale
+    return SegmentIntegrals(N=model_params / 1e9, D=D, lr_max=lr_max, I_w=I_w, I_c=I_c, I=I, E_w=E_w, E_c=E_c,
+                            warnings=warnings)
+
+
+def stages_from_runs(runs: pd.DataFrame, run_id: str) -> list[Stage]:
+    """Earlier stages of ``run_id`` (oldest first) as :class:`Stage` objects."""
+    return [Stage(Schedule.from_spec(r["schedule"]), int(r["tokens_per_step"])) for r in history_of(runs, run_id)]
+
+
+def integrals_table(runs: pd.DataFrame, lr_ref: float, history_escape: str = "peak",
+                    history_runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Segment integrals for every row of a (validated) runs table, indexed like ``runs``.
+
+    Rows with ``parent_run_id`` use their history from ``history_runs`` (default: ``runs`` itself).
+    """
+    lookup = runs if history_runs is None else history_runs
+    rows = []
+    for _, r in runs.iterrows():
+        parent = r.get("parent_run_id") if "parent_run_id" in runs.columns else None
+        history: list[Stage] = []
+        if isinstance(parent, str) and parent:
+            history = _history_from_parent(lookup, parent)
+        seg = segment_integrals(Schedule.from_spec(r["schedule"]), int(r["tokens_per_step"]),
+                                float(r["model_params"]), lr_ref, history, history_escape)
+        rows.append({c: getattr(seg, c) for c in INTEGRAL_COLUMNS})
+    return pd.DataFrame(rows, index=runs.index, columns=list(INTEGRAL_COLUMNS))
+
+
+def _history_from_parent(runs: pd.DataFrame, parent_id: str) -> list[Stage]:
+    by_id = runs.set_index("run_id", drop=False)
+    if parent_id not in by_id.index:
+        from .runs import RunsError
+
+        raise RunsError(f"parent_run_id {parent_id!r} is not in the runs table that holds the history")
+    chain = [*stages_from_runs(runs, parent_id)]
+    row = by_id.loc[parent_id]
+    chain.append(Stage(Schedule.from_spec(row["schedule"]), int(row["tokens_per_step"])))
+    return chain
+
+
+def design_matrix(integrals: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+    """The feature matrix (runs × features in ``spec.feature_names``) for given segment integrals."""
+    g = {c: integrals[c].to_numpy(dtype=float) for c in INTEGRAL_COLUMNS}
+    N, D, lr, Iw, Ic, I, Ew, Ec = (g[c] for c in INTEGRAL_COLUMNS)
+    ps, pcc, pe, pm = spec.p_s, spec.p_cc, spec.p_e, spec.p_m
+    cols = {
+        "N^-ps": N ** -ps, "D^-ps": D ** -ps, "lr_max^ps": lr ** ps,
+        "1/I_w": 1.0 / Iw, "1/I_c": 1.0 / Ic, "N/I": N / I, "(I_w*I_c)^-pcc": (Iw * Ic) ** -pcc,
+        "E_w^pe": Ew ** pe, "E_c^pe": Ec ** pe, "((E_w+E_c)/N)^pe": ((Ew + Ec) / N) ** pe, "(E_w*E_c)^pe": (Ew * Ec) ** pe,
+        "(N*E_w/I)^pm": (N * Ew / I) ** pm, "(N*E_c/I)^pm": (N * Ec / I) ** pm,
+        "(E_w/I_w)^pm": (Ew / Iw) ** pm, "(E_c/I_c)^pm": (Ec / Ic) ** pm,
+    }
+    X = np.column_stack([cols[name] for name in spec.feature_names])
+    if not np.all(np.isfinite(X)):
+        bad_row, bad_col = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"feature {spec.feature_names[bad_col]!r} is not finite for row {bad_row}; "
+                         "check that the run's schedule has a positive LR")
+    return X
+
+
+# ------------------------------------------------------------------------------------ exponent search
+@dataclass(frozen=True)
+class Standardiser:
+    """Column means and standard deviations of a training design matrix (stored with the model)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, X: np.ndarray) -> "Standardiser":
+        mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        return cls(mean, scale)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean) / self.scale
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Standardiser":
+        return cls(np.asarray(d["mean"], float), np.asarray(d["scale"], float))
+
+
+def ridge_fit(X: np.ndarray, y: np.ndarray, alpha: float = 1e-3) -> tuple[np.ndarray, Standardiser, float]:
+    """Least squares on standardised features with a tiny ridge penalty (numerical stability only).
+
+    Returns (coefficients, standardiser, intercept) so that ``pred = Z @ coef + intercept``.
+    """
+    st = Standardiser.fit(X)
+    Z = st.transform(X)
+    y_mean = float(y.mean())
+    A = Z.T @ Z + alpha * len(y) * np.eye(Z.shape[1])
+    coef = np.linalg.solve(A, Z.T @ (y - y_mean))
+    return coef, st, y_mean
+
+
+def ridge_predict(X: np.ndarray, coef: np.ndarray, st: Standardiser, intercept: float) -> np.ndarray:
+    return st.transform(X) @ coef + intercept
+
+
+def _inner_folds(blocks: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold id per row, assigned within each block (so every fold holds out part of every block)."""
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(blocks), dtype=int)
+    for b in np.unique(blocks):
+        idx = np.flatnonzero(blocks == b)
+        perm = rng.permutation(len(idx))
+        folds[idx[perm]] = np.arange(len(idx)) % n_folds
+    return folds
+
+
+def select_exponents(integrals: pd.DataFrame, log_loss: np.ndarray, blocks: np.ndarray, base: FeatureSpec,
+                     candidates: Iterable[float] = EXPONENT_CANDIDATES, n_folds: int = 5, seed: int = 0,
+                     alpha: float = 1e-3) -> tuple[FeatureSpec, pd.DataFrame]:
+    """Level-1 exponent search (opt-laws.md §4): one shared exponent per group over all combinations.
+
+    Scored by inner K-fold (within blocks) mean squared error of log loss, on the rows given — pass **training
+    rows only** for nested cross-validation.  Returns the best spec and a table of every combination's score.
+    """
+    candidates = tuple(candidates)
+    folds = _inner_folds(np.asarray(blocks), n_folds, seed)
+    y = np.asarray(log_loss, float)
+    groups = {"p_s": "scale", "p_cc": "convergence", "p_e": "escape", "p_m": "mixed"}
+    active = [k for k, b in groups.items() if b in base.blocks]
+    grid = list(itertools.product(candidates, repeat=len(active)))
+    records = []
+    for combo in grid:
+        values = dict(p_s=base.p_s, p_cc=base.p_cc, p_e=base.p_e, p_m=base.p_m)
+        values.update(zip(active, combo))
+        spec = base.with_exponents(**values)
+        X = design_matrix(integrals, spec)
+        err = 0.0
+        for k in range(n_folds):
+            tr, te = folds != k, folds == k
+            if te.sum() == 0 or tr.sum() <= 2:
+                continue
+            coef, st, b0 = ridge_fit(X[tr], y[tr], alpha)
+            err += float(np.sum((ridge_predict(X[te], coef, st, b0) - y[te]) ** 2))
+        records.append({**values, "mse": err / len(y)})
+    table = pd.DataFrame(records).sort_values("mse", kind="stable").reset_index(drop=True)
+    best = table.iloc[0]
+    return base.with_exponents(best.p_s, best.p_cc, best.p_e, best.p_m), table

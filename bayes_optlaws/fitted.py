@@ -1,0 +1,167 @@
+"""A fitted model on disk: a directory with posteriors (netCDF DataTrees via h5netcdf) and JSON settings.
+
+Layout of ``DIR/``::
+
+    settings.json            feature spec (exponents, lr_ref, blocks), standardisation, size groups, priors,
+                             sampler settings, diagnostics, noise floor, package version, data hash, model id
+    loss_posterior.nc        DataTree of the loss model (posterior, sample_stats, log_likelihood)
+    divergence_posterior.nc  DataTree of the divergence boundary (absent when no run diverged)
+    train_runs.csv           the training runs table (history for continual-training predictions, provenance)
+
+Loading checks the format version and the model id (a hash of the settings) and refuses a directory written by an
+incompatible version; predictions of a loaded model equal the original's exactly (same draws, same seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from . import divergence as div
+from . import loss_model as lm
+from .features import FeatureSpec, Standardiser
+from .runs import RunsError, atomic_write_text, validate_runs
+
+FORMAT_VERSION = 1
+SETTINGS = "settings.json"
+LOSS_FILE = "loss_posterior.nc"
+DIV_FILE = "divergence_posterior.nc"
+RUNS_FILE = "train_runs.csv"
+
+
+class ModelFormatError(RunsError):
+    """A model directory that cannot be loaded (missing files, other version, tampered settings)."""
+
+
+def _settings(law) -> dict:
+    from .optlaw import model_id
+
+    s = {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "feature_spec": law.spec_.to_dict(),
+        "feature_names": law.spec_.feature_names,
+        "standardiser": law.standardiser_.to_dict(),
+        "y_mean": law.y_mean_, "y_sd": law.y_sd_,
+        "sizes": law.sizes_,
+        "model_config": law.model_config,
+        "sampler_config": law.sampler_config,
+        "random_seed": law.random_seed,
+        "noise_floor": None if not np.isfinite(law.noise_floor_) else law.noise_floor_,
+        "diverged_loss": law.diverged_loss_,
+        "log_N_center": law.log_N_center_, "log_D_center": law.log_D_center_,
+        "eps": law.eps_,
+        "div_log_c_center": getattr(law, "div_log_c_center_", None),
+        "has_divergence_model": law.div_post_ is not None,
+        "loss_diagnostics": law.loss_diagnostics_,
+        "divergence_diagnostics": law.div_diagnostics_,
+        "data_hash": law.data_hash_,
+        "n_train_runs": int(len(law.train_runs_)),
+        "fit_seconds": getattr(law, "fit_seconds_", None),
+    }
+    s["id"] = model_id(s)
+    return s
+
+
+def save_model(law, path, force: bool = False) -> Path:
+    """Write a fitted :class:`~bayes_optlaws.optlaw.BayesOptLaw` to directory ``path``."""
+    law._check_fitted()
+    path = Path(path)
+    if path.exists():
+        if not force:
+            raise RunsError(f"{path} already exists; choose another directory or pass --force to overwrite it")
+        if not (path / SETTINGS).exists() and any(path.iterdir()):
+            raise RunsError(f"{path} exists and is not a bayes_optlaws model directory; refusing to overwrite it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    settings = _settings(law)
+    keep = [g for g in ("posterior", "sample_stats", "log_likelihood", "observed_data")
+            if g in law.loss_idata_.children]
+    _subset(law.loss_idata_, keep).to_netcdf(path / LOSS_FILE, engine="h5netcdf")
+    if law.div_idata_ is not None:
+        keep = [g for g in ("posterior", "sample_stats") if g in law.div_idata_.children]
+        _subset(law.div_idata_, keep).to_netcdf(path / DIV_FILE, engine="h5netcdf")
+    law.train_runs_.to_csv(path / RUNS_FILE, index=False)
+    atomic_write_text(path / SETTINGS, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _subset(tree, groups):
+    import xarray as xr
+
+    out = xr.DataTree()
+    for g in groups:
+        out[g] = tree[g]
+    out.attrs = dict(tree.attrs)
+    return out
+
+
+def _open(path: Path):
+    import xarray as xr
+
+    try:
+        return xr.open_datatree(path, engine="h5netcdf").load()
+    except Exception as exc:  # unreadable or truncated file
+        raise ModelFormatError(f"{path}: cannot be read as a netCDF posterior ({exc})") from None
+
+
+def load_model(path):
+    """Load a model directory written by :func:`save_model`; refuses incompatible or altered directories."""
+    from .optlaw import BayesOptLaw, model_id
+
+    path = Path(path)
+    if not (path / SETTINGS).exists():
+        raise ModelFormatError(f"{path}: not a bayes_optlaws model directory (no {SETTINGS}); fit one with "
+                               "`bayes-optlaws fit --out DIR`")
+    try:
+        s = json.loads((path / SETTINGS).read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(f"{path / SETTINGS}: not valid JSON ({exc.msg})") from None
+    if s.get("format_version") != FORMAT_VERSION:
+        raise ModelFormatError(f"{path}: model format version {s.get('format_version')} written by bayes_optlaws "
+                               f"{s.get('package_version')}; this is version {__version__} (format "
+                               f"{FORMAT_VERSION}). Refit the model with `bayes-optlaws fit`.")
+    if _major_minor(s.get("package_version", "")) != _major_minor(__version__):
+        raise ModelFormatError(f"{path}: written by bayes_optlaws {s.get('package_version')}, incompatible with "
+                               f"{__version__}; refit it with `bayes-optlaws fit`.")
+    if model_id(s) != s.get("id"):
+        raise ModelFormatError(f"{path}: settings.json does not match its recorded model id (edited by hand?); "
+                               "refit the model.")
+    law = BayesOptLaw(FeatureSpec.from_dict(s["feature_spec"]), model_config=s["model_config"],
+                      sampler_config=s["sampler_config"], random_seed=s["random_seed"])
+    law.spec_ = FeatureSpec.from_dict(s["feature_spec"])
+    law.standardiser_ = Standardiser.from_dict(s["standardiser"])
+    law.y_mean_, law.y_sd_ = s["y_mean"], s["y_sd"]
+    law.sizes_ = [int(x) for x in s["sizes"]]
+    law.noise_floor_ = float("nan") if s["noise_floor"] is None else s["noise_floor"]
+    law.diverged_loss_ = s["diverged_loss"]
+    law.log_N_center_, law.log_D_center_ = s["log_N_center"], s["log_D_center"]
+    law.eps_ = s["eps"]
+    law.div_log_c_center_ = s.get("div_log_c_center")
+    law.loss_diagnostics_ = s["loss_diagnostics"]
+    law.div_diagnostics_ = s["divergence_diagnostics"]
+    law.data_hash_ = s["data_hash"]
+    law.settings_ = s
+    law.loss_idata_ = _open(path / LOSS_FILE)
+    law.loss_post_ = lm.posterior_arrays(law.loss_idata_)
+    if s["has_divergence_model"]:
+        law.div_idata_ = _open(path / DIV_FILE)
+        law.div_post_ = div.posterior_arrays(law.div_idata_)
+    else:
+        law.div_idata_, law.div_post_ = None, None
+    runs = pd.read_csv(path / RUNS_FILE, dtype={"run_id": str, "parent_run_id": str, "schedule": str})
+    law.train_runs_ = validate_runs(runs, where=str(path / RUNS_FILE))
+    from .optlaw import data_hash
+
+    if data_hash(law.train_runs_) != law.data_hash_:
+        raise ModelFormatError(f"{path / RUNS_FILE}: training data does not match the model's data hash; refit.")
+    return law
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])

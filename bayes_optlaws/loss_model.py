@@ -1,0 +1,180 @@
+"""Hierarchical Bayesian regression of log final loss on the standardised Opt-Laws features (PyMC).
+
+Model (all on the standardised scale: ``z = (log L - mean) / sd``, features standardised on the training rows):
+
+    intercept            ~ Normal(0, 1)
+    size offset  a_g     ~ ZeroSumNormal(sigma_size),             sigma_size  ~ HalfNormal(0.5)
+    slopes       beta_f  ~ Normal(0, prior_slope_sd)
+    slope offset b_{f,g} ~ ZeroSumNormal over sizes (sigma_slope), sigma_slope ~ HalfNormal(0.1)
+    mu_i = intercept + a_{g(i)} + Σ_f X_{i,f} (beta_f + b_{f,g(i)})
+    z_i  ~ StudentT(nu, mu_i, sigma),                             sigma ~ HalfNormal(0.5)
+
+Partial pooling is across **model sizes** (groups = distinct ``model_params``).  Zero-sum offsets sample far better
+than a free intercept with non-centred offsets (measured: ESS ~5,600 vs 84 with R-hat 1.09), and make
+``intercept``/``beta`` the average over the observed sizes.  The size itself enters through the scale features
+(N^-p_s, D^-p_s), so a model size absent from the data is predicted from the population part plus a *fresh* offset
+drawn with scale ``sigma_size`` (and ``sigma_slope``): its intervals are honestly wider.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+DEFAULT_MODEL_CONFIG = {
+    "prior_intercept_sd": 1.0,
+    "prior_slope_sd": 1.0,
+    "prior_sigma_size": 0.5,
+    "prior_sigma_slope": 0.1,
+    "prior_sigma": 0.5,
+    "nu": 5.0,
+}
+DEFAULT_SAMPLER_CONFIG = {"draws": 1000, "tune": 1000, "chains": 4, "nuts_sampler": "nutpie", "target_accept": 0.9}
+
+
+class ConvergenceWarning(UserWarning):
+    """The sampler's diagnostics say the posterior may not be trustworthy (R-hat, ESS or divergences)."""
+
+
+@dataclass
+class LossData:
+    """Standardised inputs of the loss model: ``X`` (runs × features), ``z`` (standardised log loss),
+    ``group`` (size-group index per run), ``sizes`` (model_params of each group, sorted)."""
+
+    X: np.ndarray
+    z: np.ndarray
+    group: np.ndarray
+    sizes: list[int]
+    feature_names: list[str]
+
+
+def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
+    """The PyMC graph of the hierarchical loss model (``pm.Data`` containers ``X`` and ``group``)."""
+    cfg = {**DEFAULT_MODEL_CONFIG, **(config or {})}
+    n_sizes = len(data.sizes)
+    coords = {"size": [str(s) for s in data.sizes], "feature": list(data.feature_names),
+              "obs": np.arange(len(data.z))}
+    with pm.Model(coords=coords) as model:
+        X = pm.Data("X", data.X, dims=("obs", "feature"))
+        g = pm.Data("group", data.group.astype("int64"), dims="obs")
+        intercept = pm.Normal("intercept", 0.0, cfg["prior_intercept_sd"])
+        beta = pm.Normal("beta", 0.0, cfg["prior_slope_sd"], dims="feature")
+        if n_sizes > 1:
+            sigma_size = pm.HalfNormal("sigma_size", cfg["prior_sigma_size"])
+            # non-centred zero-sum offsets: unit ZeroSumNormal scaled by the group sd (avoids the funnel)
+            size_raw = pm.ZeroSumNormal("size_offset_raw", sigma=1.0, dims="size")
+            size_offset = pm.Deterministic("size_offset", sigma_size * size_raw, dims="size")
+            sigma_slope = pm.HalfNormal("sigma_slope", cfg["prior_sigma_slope"])
+            slope_raw = pm.ZeroSumNormal("slope_offset_raw", sigma=1.0, dims=("feature", "size"))
+            slope_offset = pm.Deterministic("slope_offset", sigma_slope * slope_raw, dims=("feature", "size"))
+            slopes = beta[:, None] + slope_offset  # (feature, size)
+            mu = intercept + size_offset[g] + (X * slopes[:, g].T).sum(axis=1)
+        else:
+            mu = intercept + X @ beta
+        mu = pm.Deterministic("mu", mu, dims="obs")
+        sigma = pm.HalfNormal("sigma", cfg["prior_sigma"])
+        pm.StudentT("z", nu=cfg["nu"], mu=mu, sigma=sigma, observed=data.z, dims="obs")
+    return model
+
+
+def sample_loss_model(model: pm.Model, sampler_config: dict | None = None, random_seed: int = 0,
+                      progressbar: bool = False) -> xr.DataTree:
+    """NUTS (nutpie by default; 4 chains always) + log-likelihood for LOO."""
+    cfg = {**DEFAULT_SAMPLER_CONFIG, **(sampler_config or {})}
+    kwargs = dict(draws=cfg["draws"], tune=cfg["tune"], chains=cfg["chains"], random_seed=random_seed,
+                  progressbar=progressbar)
+    if cfg.get("nuts_sampler"):
+        kwargs["nuts_sampler"] = cfg["nuts_sampler"]
+    if cfg.get("nuts_sampler") in (None, "pymc"):
+        kwargs["target_accept"] = cfg["target_accept"]
+    with model:
+        idata = pm.sample(**kwargs)
+        pm.compute_log_likelihood(idata, model=model, progressbar=False)
+    return idata
+
+
+def diagnostics(idata: xr.DataTree, var_names: list[str], rhat_max: float = 1.01, ess_min: float = 400,
+                emit: bool = True) -> dict:
+    """R-hat, bulk/tail ESS and divergent transitions; plain-language warnings when thresholds are missed."""
+    import arviz as az
+
+    present = [v for v in var_names if v in idata.posterior.data_vars]
+    rhat = az.rhat(idata, var_names=present)
+    ess_bulk = az.ess(idata, var_names=present, method="bulk")
+    ess_tail = az.ess(idata, var_names=present, method="tail")
+    max_rhat = float(max(float(rhat[v].max()) for v in present))
+    min_bulk = float(min(float(ess_bulk[v].min()) for v in present))
+    min_tail = float(min(float(ess_tail[v].min()) for v in present))
+    div = idata["sample_stats"]["diverging"] if "diverging" in idata["sample_stats"].data_vars else None
+    n_div = int(div.sum()) if div is not None else 0
+    n_draws = int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
+    messages = []
+    if max_rhat > rhat_max:
+        messages.append(f"R-hat is {max_rhat:.3f} (> {rhat_max}): chains disagree; sample longer or simplify.")
+    if min_bulk < ess_min or min_tail < ess_min:
+        messages.append(f"effective sample size is low (bulk {min_bulk:.0f}, tail {min_tail:.0f}, want >= "
+                        f"{ess_min:.0f}): intervals are imprecise; draw more samples.")
+    if n_div > 0:
+        messages.append(f"{n_div} divergent transitions out of {n_draws} draws: the posterior geometry is hard; "
+                        "treat intervals with caution (raise target_accept or reparameterise).")
+    if emit:
+        for m in messages:
+            warnings.warn(m, ConvergenceWarning, stacklevel=2)
+    return {"max_rhat": max_rhat, "min_ess_bulk": min_bulk, "min_ess_tail": min_tail, "divergences": n_div,
+            "draws": n_draws, "warnings": messages}
+
+
+def posterior_arrays(idata: xr.DataTree) -> dict[str, np.ndarray]:
+    """Flatten (chain, draw) into one sample axis: the arrays the fast numpy scorer needs."""
+    post = idata.posterior
+    out = {}
+    for name in ("intercept", "beta", "sigma", "sigma_size", "size_offset", "sigma_slope", "slope_offset"):
+        if name in post.data_vars:
+            da = post[name]
+            out[name] = da.values.reshape((-1,) + da.shape[2:])
+    return out
+
+
+def predict_mu(post: dict[str, np.ndarray], X: np.ndarray, group: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+    """Posterior draws of the standardised mean ``mu`` (samples × rows).
+
+    ``group[i] = -1`` marks a model size absent from the training data: each draw gets a fresh intercept offset
+    ``~ Normal(0, sigma_size)`` and slope offsets ``~ Normal(0, sigma_slope)``, shared by all rows of that size.
+    Vectorised over draws; ~1 s for 4,000 draws × 10,000 rows.
+    """
+    S = post["intercept"].shape[0]
+    X = np.asarray(X, float)
+    group = np.asarray(group, int)
+    mu = post["intercept"][:, None] + post["beta"] @ X.T  # (S, C)
+    if "size_offset" not in post:
+        return mu
+    known = group >= 0
+    if known.any():
+        gk = group[known]
+        slope_off = post["slope_offset"]  # (S, feature, size)
+        mu[:, known] += post["size_offset"][:, gk]
+        mu[:, known] += np.einsum("cf,sfc->sc", X[known], slope_off[:, :, gk])
+    if (~known).any():
+        new_off = rng.normal(0.0, 1.0, size=S) * post["sigma_size"]
+        new_slopes = rng.normal(0.0, 1.0, size=(S, X.shape[1])) * post["sigma_slope"][:, None]
+        mu[:, ~known] += new_off[:, None] + new_slopes @ X[~known].T
+    return mu
+
+
+def add_noise(post: dict[str, np.ndarray], mu: np.ndarray, nu: float, rng: np.random.Generator) -> np.ndarray:
+    """Posterior predictive draws ``z ~ StudentT(nu, mu, sigma)`` (run-to-run noise included)."""
+    return mu + post["sigma"][:, None] * rng.standard_t(nu, size=mu.shape)
+
+
+def prior_predictive_z(data: LossData, config: dict | None = None, draws: int = 500,
+                       random_seed: int = 0) -> np.ndarray:
+    """Prior predictive draws of the standardised log loss (draws × runs) for a prior predictive check."""
+    model = build_loss_model(data, config)
+    with model:
+        prior = pm.sample_prior_predictive(draws=draws, random_seed=random_seed, var_names=["z"])
+    return prior.prior_predictive["z"].values.reshape(draws, -1)

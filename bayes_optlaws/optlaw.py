@@ -1,0 +1,273 @@
+"""``BayesOptLaw``: the estimator users fit, predict with, save and load (scikit-learn / pymc-marketing style).
+
+    law = BayesOptLaw(random_seed=0).fit(runs)          # exponent search + loss model + divergence boundary
+    draws = law.predict_draws(candidates)                # loss, noisy loss and P(diverge) draws per candidate
+    law.save("models/my-law");  law = BayesOptLaw.load("models/my-law")
+
+Fitted state lives in attributes ending in ``_``.  All randomness flows from ``random_seed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from . import divergence as div
+from . import loss_model as lm
+from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, select_exponents)
+from .runs import RunsError, validate_candidates, validate_runs
+from .schedules import Schedule
+
+
+@dataclass
+class PredictionDraws:
+    """Joint posterior draws for candidates (samples × candidates).
+
+    ``loss``: expected final loss (nats; epistemic uncertainty only), ``loss_noisy``: a new run's final loss
+    (run-to-run noise included), ``p_diverge``: probability of divergence per draw.  ``names``: candidate names.
+    """
+
+    names: list[str]
+    loss: np.ndarray
+    loss_noisy: np.ndarray
+    p_diverge: np.ndarray
+    diverged_loss: float
+
+    @property
+    def n_samples(self) -> int:
+        return self.loss.shape[0]
+
+
+def block_key(df: pd.DataFrame) -> np.ndarray:
+    """(model_params, tokens) block label per row."""
+    return (df["model_params"].astype(str) + "|" + df["tokens"].astype(str)).to_numpy()
+
+
+def replicate_noise(df: pd.DataFrame) -> float:
+    """Pooled standard deviation of final loss over repeat seeds of one configuration (nats); NaN if none."""
+    ok = df[~df["diverged"]]
+    groups = ok.groupby(["model_params", "tokens", "schedule"])["final_loss"]
+    var_sum, dof = 0.0, 0
+    for _, g in groups:
+        if len(g) > 1:
+            var_sum += float(np.var(g.to_numpy(), ddof=1)) * (len(g) - 1)
+            dof += len(g) - 1
+    return float(np.sqrt(var_sum / dof)) if dof else float("nan")
+
+
+class BayesOptLaw:
+    """Hierarchical Bayesian Opt-Law with a probabilistic divergence boundary.
+
+    Parameters
+    ----------
+    feature_spec: fixed exponents/normalisation, or ``None`` to search the exponent groups on the training rows.
+    blocks: feature blocks to use (ablation), default all four.
+    model_config / sampler_config: priors and NUTS settings (see :mod:`bayes_optlaws.loss_model`).
+    random_seed: seeds the exponent-search folds, the samplers and the predictive noise.
+    """
+
+    def __init__(self, feature_spec: FeatureSpec | None = None, *, blocks=None, model_config: dict | None = None,
+                 sampler_config: dict | None = None, divergence_draws: int | None = None, random_seed: int = 0,
+                 fit_divergence: bool = True) -> None:
+        self.feature_spec = feature_spec
+        self.blocks = tuple(blocks) if blocks is not None else None
+        self.model_config = {**lm.DEFAULT_MODEL_CONFIG, **(model_config or {})}
+        self.sampler_config = {**lm.DEFAULT_SAMPLER_CONFIG, **(sampler_config or {})}
+        self.divergence_draws = divergence_draws
+        self.random_seed = int(random_seed)
+        self.fit_divergence = fit_divergence
+        self.name = "bayes_optlaw"
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, runs: pd.DataFrame, progress: Callable[[str], None] | None = None) -> "BayesOptLaw":
+        """Fit on a runs table (validated here).  Diverged runs inform only the divergence boundary."""
+        say = progress or (lambda msg: None)
+        t0 = time.perf_counter()
+        runs = validate_runs(runs)
+        self.train_runs_ = runs
+        ok = runs[~runs["diverged"] & np.isfinite(runs["final_loss"])]
+        if len(ok) < 5:
+            raise RunsError(f"only {len(ok)} non-diverged runs with a final loss; the loss model needs at least 5")
+        lr_ref = float(max(Schedule.from_spec(s).peak_lr for s in runs["schedule"]))
+        base = self.feature_spec or FeatureSpec(lr_ref=lr_ref, blocks=self.blocks or FeatureSpec(1.0).blocks)
+        say(f"computing segment integrals for {len(runs)} runs")
+        integrals = integrals_table(runs, base.lr_ref, base.history_escape)
+        ok_int = integrals.loc[ok.index]
+        y = np.log(ok["final_loss"].to_numpy(float))
+        if self.feature_spec is None:
+            say("searching exponent groups (inner 5-fold CV within blocks)")
+            spec, table = select_exponents(ok_int, y, block_key(ok), base, seed=self.random_seed)
+            self.exponent_search_ = table
+        else:
+            spec = self.feature_spec
+        self.spec_ = spec
+        X = design_matrix(ok_int, spec)
+        self.standardiser_ = Standardiser.fit(X)
+        self.y_mean_, self.y_sd_ = float(y.mean()), float(y.std()) or 1.0
+        self.sizes_ = sorted(int(s) for s in ok["model_params"].unique())
+        group = np.array([self.sizes_.index(int(s)) for s in ok["model_params"]])
+        data = lm.LossData(self.standardiser_.transform(X), (y - self.y_mean_) / self.y_sd_, group, self.sizes_,
+                           spec.feature_names)
+        self.noise_floor_ = replicate_noise(runs)
+        self.diverged_loss_ = (float(runs.loc[runs["diverged"], "final_loss"].mean())
+                               if runs["diverged"].any() and runs.loc[runs["diverged"], "final_loss"].notna().any()
+                               else float(ok["final_loss"].max()))
+        say(f"sampling the loss model: {len(ok)} runs, {len(self.sizes_)} model sizes, "
+            f"{len(spec.feature_names)} features (4 chains, nutpie)")
+        model = lm.build_loss_model(data, self.model_config)
+        self.loss_idata_ = lm.sample_loss_model(model, self.sampler_config, random_seed=self.random_seed)
+        self.loss_diagnostics_ = lm.diagnostics(
+            self.loss_idata_, ["intercept", "beta", "sigma", "sigma_size", "size_offset_raw", "sigma_slope",
+                               "slope_offset_raw"])
+        self.loss_post_ = lm.posterior_arrays(self.loss_idata_)
+        self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())
+        self.log_D_center_ = float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean())
+        self.div_idata_, self.div_post_, self.div_diagnostics_ = None, None, None
+        self.eps_ = float(1e-6 * np.median(integrals["I"]))
+        if self.fit_divergence and runs["diverged"].any() and (~runs["diverged"]).any():
+            self._fit_divergence(runs, say)
+        elif self.fit_divergence:
+            warnings.warn("the runs table has no diverged runs (or only diverged runs): the divergence boundary "
+                          "cannot be learned and P(diverge) will be reported as unknown (NaN)", UserWarning,
+                          stacklevel=2)
+        self.fit_seconds_ = time.perf_counter() - t0
+        self.data_hash_ = data_hash(runs)
+        say(f"done in {self.fit_seconds_:.0f} s")
+        return self
+
+    def _fit_divergence(self, runs: pd.DataFrame, say) -> None:
+        schedules = [Schedule.from_spec(s) for s in runs["schedule"]]
+        inp = div.divergence_inputs(schedules, runs["tokens_per_step"], runs["model_params"], self.spec_.lr_ref,
+                                    self.log_N_center_, self.log_D_center_)
+        ok = ~runs["diverged"].to_numpy()
+        # centre the prior for log rho between the largest safe and the smallest diverged peak LR
+        safe = inp.eta_max[ok].max() if ok.any() else 1.0
+        bad = inp.eta_max[~ok].min()
+        log_c_center = float(np.log(np.sqrt(safe * bad)))
+        self.div_log_c_center_ = log_c_center
+        say(f"sampling the divergence boundary: {len(runs)} runs, {int((~ok).sum())} diverged")
+        model = div.build_divergence_model(inp, runs["diverged"].to_numpy(), log_c_center, self.eps_)
+        draws = self.divergence_draws or self.sampler_config["draws"]
+        self.div_idata_ = div.sample_divergence_model(
+            model, draws=draws, tune=self.sampler_config["tune"], chains=self.sampler_config["chains"],
+            random_seed=self.random_seed + 1, nuts_sampler=self.sampler_config.get("nuts_sampler"))
+        self.div_diagnostics_ = lm.diagnostics(self.div_idata_, list(div.PARAMS))
+        self.div_post_ = div.posterior_arrays(self.div_idata_)
+
+    # ------------------------------------------------------------------ prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "loss_post_"):
+            raise RuntimeError("this BayesOptLaw is not fitted yet; call fit(runs) or BayesOptLaw.load(path)")
+
+    def _candidate_table(self, candidates: pd.DataFrame, model_params=None, tokens_per_step=None,
+                         parent_run_id=None, history_runs: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Fill target columns and return a runs-like table (tokens derived from the schedule length)."""
+        cand = candidates.copy()
+        if "name" not in cand.columns and "run_id" in cand.columns:
+            cand["name"] = cand["run_id"]
+        cand = validate_candidates(cand[[c for c in cand.columns if c in
+                                         ("name", "schedule", "model_params", "tokens_per_step", "parent_run_id")]])
+        for col, value in (("model_params", model_params), ("tokens_per_step", tokens_per_step)):
+            if value is not None:
+                cand[col] = int(value)
+            if col not in cand.columns or cand[col].isna().any():
+                raise RunsError(f"candidates: no '{col}' for some candidates; give it as a column or argument "
+                                f"(--params / --tokens-per-step)")
+        if parent_run_id is not None:
+            cand["parent_run_id"] = parent_run_id
+        cand["tokens"] = [Schedule.from_spec(s).total * int(t)
+                          for s, t in zip(cand["schedule"], cand["tokens_per_step"])]
+        return cand
+
+    def predict_draws(self, candidates: pd.DataFrame, *, model_params=None, tokens_per_step=None,
+                      parent_run_id: str | None = None, history_runs: pd.DataFrame | None = None,
+                      random_seed: int | None = None) -> PredictionDraws:
+        """Joint posterior predictive draws for candidate schedules at a target size (vectorised numpy).
+
+        ``candidates`` has ``name, schedule`` (+ optional ``model_params``, ``tokens_per_step``,
+        ``parent_run_id``).  With ``parent_run_id`` the history (earlier stages) is looked up in ``history_runs``
+        (default: the training runs stored with the model).
+        """
+        self._check_fitted()
+        cand = self._candidate_table(candidates, model_params, tokens_per_step, parent_run_id, history_runs)
+        hist = self.train_runs_ if history_runs is None else history_runs
+        if "parent_run_id" in cand.columns and cand["parent_run_id"].notna().any():
+            known = set(hist["run_id"])
+            for p in cand["parent_run_id"].dropna():
+                if p not in known:
+                    raise RunsError(f"parent run {p!r} is not in the runs table that holds the history; "
+                                    "pass the runs table that contains it")
+            cand_rows = cand.rename(columns={"name": "run_id"})
+            table = pd.concat([hist, cand_rows.assign(final_loss=np.nan, diverged=False)], ignore_index=True)
+            integrals = integrals_table(cand_rows.reset_index(drop=True), self.spec_.lr_ref,
+                                        self.spec_.history_escape, history_runs=table)
+        else:
+            integrals = integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
+                                        self.spec_.lr_ref, self.spec_.history_escape)
+        X = self.standardiser_.transform(design_matrix(integrals, self.spec_))
+        group = np.array([self.sizes_.index(int(s)) if int(s) in self.sizes_ else -1 for s in cand["model_params"]])
+        rng = np.random.default_rng(self.random_seed + 7 if random_seed is None else random_seed)
+        # candidates of the same unseen size share one fresh offset per draw
+        mu = np.empty((self.loss_post_["intercept"].shape[0], len(cand)))
+        for size in np.unique(cand["model_params"]):
+            cols = np.flatnonzero(cand["model_params"].to_numpy() == size)
+            mu[:, cols] = lm.predict_mu(self.loss_post_, X[cols], group[cols], rng)
+        z_noisy = lm.add_noise(self.loss_post_, mu, self.model_config["nu"], rng)
+        loss = np.exp(mu * self.y_sd_ + self.y_mean_)
+        loss_noisy = np.exp(z_noisy * self.y_sd_ + self.y_mean_)
+        p_div = self._p_diverge(cand, loss.shape[0], rng)
+        return PredictionDraws(list(cand["name"]), loss, loss_noisy, p_div, self.diverged_loss_)
+
+    def _p_diverge(self, cand: pd.DataFrame, n_samples: int, rng) -> np.ndarray:
+        if self.div_post_ is None:
+            return np.full((n_samples, len(cand)), np.nan)
+        schedules = [Schedule.from_spec(s) for s in cand["schedule"]]
+        inp = div.divergence_inputs(schedules, cand["tokens_per_step"], cand["model_params"], self.spec_.lr_ref,
+                                    self.log_N_center_, self.log_D_center_)
+        p = div.predict_p_diverge(self.div_post_, inp, self.eps_)
+        if p.shape[0] != n_samples:  # pair divergence draws with loss draws (independent posteriors)
+            idx = rng.choice(p.shape[0], size=n_samples, replace=p.shape[0] < n_samples)
+            p = p[idx]
+        return p
+
+    def predict(self, runs: pd.DataFrame, **kwargs) -> np.ndarray:
+        """Posterior mean of the final loss (nats) for each row (the evaluation's point prediction)."""
+        return self.predict_draws(runs, **kwargs).loss.mean(axis=0)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path, force: bool = False) -> Path:
+        from .fitted import save_model
+
+        return save_model(self, path, force=force)
+
+    @classmethod
+    def load(cls, path) -> "BayesOptLaw":
+        from .fitted import load_model
+
+        return load_model(path)
+
+
+def data_hash(runs: pd.DataFrame) -> str:
+    """sha256 of the training table's defining columns (first 16 hex digits)."""
+    cols = ["run_id", "model_params", "tokens", "tokens_per_step", "schedule", "final_loss", "diverged"]
+    text = runs[cols].to_csv(index=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_id(settings: dict) -> str:
+    """Identity of a fitted model: sha256 of its settings (minus the id itself), first 16 hex digits."""
+    payload = {k: v for k, v in settings.items() if k != "id"}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+__all__ = ["BayesOptLaw", "PredictionDraws", "replicate_noise", "block_key", "data_hash", "model_id",
+           "__version__"]

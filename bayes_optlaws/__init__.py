@@ -4,3 +4,9 @@ Data flows one way: runs table -> schedules -> features -> models -> predictive 
 """
 
 __version__ = "0.1.0"
+
+from .api import fit, load, predict, rank_candidates  # noqa: E402
+from .optlaw import BayesOptLaw  # noqa: E402
+from .schedules import Schedule  # noqa: E402
+
+__all__ = ["fit", "load", "predict", "rank_candidates", "BayesOptLaw", "Schedule", "__version__"]

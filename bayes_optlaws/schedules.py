@@ -440,3 +440,28 @@ def schedule_family(spec: Mapping[str, Any] | str) -> str:
             return f"wsd-{spec.get('cooldown_shape', 'linear')}"
         return fam
     return "knots" if "knots" in spec else "logged"
+
+
+def scale_spec(spec: Mapping[str, Any] | str, total: int) -> dict:
+    """The same schedule shape stretched to ``total`` steps (warmup, cooldown and phase points scale too).
+
+    Works for family specs and knots; a logged LR trace cannot be rescaled (it is one specific run).
+    """
+    if isinstance(spec, str):
+        spec = json.loads(spec)
+    spec = dict(spec)
+    if total < 1:
+        raise ScheduleError(f"cannot rescale a schedule to {total} steps")
+    if "family" in spec:
+        old = float(spec["total"])
+        for key in ("warmup", "cooldown", "t1", "t2", "t3"):
+            if key in spec:
+                spec[key] = int(round(float(spec[key]) * total / old))
+        spec["total"] = int(total)
+        return spec
+    if "knots" in spec:
+        knots = np.asarray(spec["knots"], float)
+        knots[:, 0] = np.round(knots[:, 0] * total / knots[-1, 0])
+        spec["knots"] = knots.tolist()
+        return spec
+    raise ScheduleError("a logged LR trace cannot be rescaled to another budget; give a family spec or knots")

@@ -1,0 +1,75 @@
+"""The Python API in four calls: ``fit``, ``load``, ``predict`` and ``rank_candidates``.
+
+    import bayes_optlaws as bol
+    law = bol.fit("data/grid/runs.csv")                  # or a DataFrame
+    result = bol.rank_candidates(law, "data/examples/candidates.csv")
+    result.table                                         # pandas: intervals, P(diverge), P(best), regret
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .optlaw import BayesOptLaw, PredictionDraws
+from .paths import DEFAULT_MODEL, DEFAULT_RUNS
+from .ranking import Ranking, rank
+from .runs import RunsError, read_candidates, read_runs, validate_candidates
+from .schedules import scale_spec
+
+
+def _runs_frame(runs) -> pd.DataFrame:
+    if isinstance(runs, pd.DataFrame):
+        return runs
+    path = Path(runs)
+    if path == DEFAULT_RUNS and not path.exists():
+        raise RunsError(f"the embedded grid {path} is missing from this checkout")
+    return read_runs(path)[0]
+
+
+def fit(runs=DEFAULT_RUNS, *, random_seed: int = 0, sampler_config: dict | None = None, progress=None,
+        **kwargs) -> BayesOptLaw:
+    """Fit a :class:`BayesOptLaw` on a runs table (path or DataFrame)."""
+    return BayesOptLaw(random_seed=random_seed, sampler_config=sampler_config, **kwargs).fit(
+        _runs_frame(runs), progress=progress)
+
+
+def load(path=DEFAULT_MODEL) -> BayesOptLaw:
+    """Load a fitted model directory (default: the shipped model)."""
+    return BayesOptLaw.load(path)
+
+
+def _candidates_frame(candidates) -> pd.DataFrame:
+    if isinstance(candidates, pd.DataFrame):
+        return validate_candidates(candidates)
+    return read_candidates(candidates)
+
+
+def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=None, tokens=None,
+            parent_run_id=None, runs=None, random_seed=None) -> PredictionDraws:
+    """Joint posterior draws for candidates; ``tokens`` rescales family schedules to that budget."""
+    cand = _candidates_frame(candidates).copy()
+    if tokens is not None:
+        if tokens_per_step is None and ("tokens_per_step" not in cand.columns or cand["tokens_per_step"].isna().any()):
+            raise RunsError("--tokens needs --tokens-per-step (or a tokens_per_step column) to convert to steps")
+        tps = cand["tokens_per_step"] if tokens_per_step is None else pd.Series(tokens_per_step, index=cand.index)
+        cand["schedule"] = [json.dumps(scale_spec(s, int(round(tokens / int(t))))) for s, t in
+                            zip(cand["schedule"], tps)]
+    history = _runs_frame(runs) if runs is not None else None
+    return law.predict_draws(cand, model_params=model_params, tokens_per_step=tokens_per_step,
+                             parent_run_id=parent_run_id, history_runs=history, random_seed=random_seed)
+
+
+def rank_candidates(law: BayesOptLaw, candidates, *, delta: float | None = None, max_p_diverge: float = 0.05,
+                    random_seed: int = 0, **target) -> Ranking:
+    """Rank candidates: per-candidate intervals, P(diverge), P(best), expected regret, near-ties, picks.
+
+    ``delta`` (nats) defaults to the seed noise floor measured in the model's training data.
+    """
+    draws = predict(law, candidates, random_seed=random_seed, **target)
+    if delta is None:
+        delta = law.noise_floor_ if np.isfinite(law.noise_floor_) else None
+    return rank(draws, delta=delta, max_p_diverge=max_p_diverge, random_seed=random_seed)

@@ -8,6 +8,8 @@ Conventions (all losses in nats):
   ``p_best_noisy`` uses the new-run draws (run-to-run noise included).  Both are reported.
 * ``expected_regret`` = E[loss_c − min_c' loss_c'] over draws (same realised-loss convention).
 * Near-ties: for the top candidates, ``P(|Δloss| < δ)`` pairwise, δ defaulting to the measured seed noise floor.
+* ``loss_mean`` and the quantiles describe the loss **if the run trains normally**; ``expected_loss`` folds in
+  the divergence risk (diverged draws count at the diverged-run loss), and the pick by expected loss uses it.
 * Risk-aware pick: lowest 90th-percentile loss among candidates with mean P(diverge) ≤ ε.
 """
 
@@ -35,7 +37,7 @@ class Ranking:
 
     def to_dict(self) -> dict:
         cands = [{k: _py(v) for k, v in row.items()} for row in self.table[SUMMARY_COLUMNS + [
-            "p_best_noisy", "loss_q90"]].to_dict("records")]
+            "p_best_noisy", "loss_q90", "expected_loss"]].to_dict("records")]
         return {"candidates": cands, "near_ties": self.near_ties, "picks": self.picks, "delta": _py(self.delta)}
 
 
@@ -93,6 +95,7 @@ def rank(draws: PredictionDraws, *, delta: float | None = None, max_p_diverge: f
     table = pd.DataFrame({
         "name": names,
         "loss_mean": draws.loss.mean(axis=0),
+        "expected_loss": realised.mean(axis=0),
         "loss_q05": q[0], "loss_q50": q[1], "loss_q90": q[2], "loss_q95": q[3],
         "p_diverge": p_div,
         "p_best": p_best(realised),
@@ -105,7 +108,7 @@ def rank(draws: PredictionDraws, *, delta: float | None = None, max_p_diverge: f
     ties = near_ties(draws.loss, names, order, delta, top_k)
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    picks = {"by_expected_loss": str(table.sort_values("loss_mean").iloc[0]["name"]),
+    picks = {"by_expected_loss": str(table.sort_values("expected_loss").iloc[0]["name"]),
              "by_p_best": str(table.iloc[0]["name"])}
     safe = table[(table["p_diverge"].fillna(0.0) <= max_p_diverge)]
     if len(safe):

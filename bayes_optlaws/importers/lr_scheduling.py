@@ -490,7 +490,7 @@ def import_lr_scheduling(paths: list[str], *, divergence_margin: float = DIVERGE
                 stitch_stats["n_resumed"] += 1
                 if tr.parent is not None:
                     stitch_stats["parents_logged"] += 1
-                    key = _resume(log)[0]  # type: ignore[index]
+                    key = (_resume(log) or ("", 0))[0]
                     if key != tr.parent.stem:
                         stitch_stats["parents_found_by_wandb_name_only"] += 1
                     if tr.parent_max_dev is not None:
@@ -501,7 +501,8 @@ def import_lr_scheduling(paths: list[str], *, divergence_margin: float = DIVERGE
                                             f"by up to {tr.parent_max_dev:.3g} × peak")
                 else:
                     stitch_stats["parents_rebuilt"] += 1
-                    warnings.append(f"{log.run_id}: parent {_resume(log)[0]} not found; history rebuilt as "  # type: ignore[index]
+                    missing_key = (_resume(log) or ("?", 0))[0]
+                    warnings.append(f"{log.run_id}: parent {missing_key} not found; history rebuilt as "
                                     "warmup + constant from the config")
         if abs(float(np.max(lrs)) - peak) > 1e-6 * peak:
             warnings.append(f"{log.run_id}: largest logged LR {np.max(lrs):.6g} differs from config.lr {peak:g}")

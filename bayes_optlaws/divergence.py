@@ -4,12 +4,13 @@ A critical (normalised) learning rate ``rho = c · D^a / N^b`` (written on centr
 the area of its schedule **above** rho dominates the warmup area **below** rho:
 
     A(rho) = ∫_0^T max(eta - rho, 0) dt          W(rho) = ∫_0^{t1} min(eta, rho) dt      (normalised LR × B tokens)
-    score  = log(A + eps) - log(kappa · W)
+    score  = log(A / (kappa · W) + eps)
     P(diverge) = logistic(k · score)
 
 Five parameters (c, a, b, kappa, k), all with posteriors, so every schedule gets a probability with uncertainty.
-``W`` is floored at half a step at ``min(eta_max, rho)`` (a zero-warmup run = one-step warmup), ``eps`` is
-1e-6 × the median ∫eta of the training runs.  For linear warmup + linear cooldown this is the paper's closed form:
+``W`` is floored at half a step at ``min(eta_max, rho)`` (a zero-warmup run = one-step warmup); ``eps`` = 1e-4
+bounds the score of schedules that never exceed rho (A = 0) at ``log(1e-4)``, the same for all of them, so
+P(diverge) never depends on how far below rho a schedule stays.  For linear warmup + linear cooldown this is the paper's closed form:
 ``A = T (eta_max - rho)^2 / (2 eta_max)`` and ``W = rho t1 (1 - rho / (2 eta_max))`` (tested).
 The exact score form is ours (the paper's equations are lost); it is tested by the evaluation.
 """
@@ -26,6 +27,7 @@ import xarray as xr
 from .schedules import Schedule
 
 GRID_POINTS = 128
+SCORE_EPS = 1e-4
 DEFAULT_DIVERGENCE_CONFIG = {"grid_points": GRID_POINTS}
 
 
@@ -93,7 +95,7 @@ def build_divergence_model(inp: DivergenceInputs, diverged: np.ndarray, log_c_ce
         warm_below = (inp.w_wu * pt.minimum(inp.eta_wu, rho)).sum(axis=1)
         floor = inp.floor_dt * pt.minimum(inp.eta_max, rho[:, 0])
         warm_below = pt.maximum(warm_below, floor)
-        score = pt.log(area_above + eps) - (log_kappa + pt.log(warm_below))
+        score = pt.log(area_above / (pt.exp(log_kappa) * warm_below) + eps)
         p = pm.Deterministic("p_diverge", pm.math.invlogit(k * score), dims="run")
         pm.Bernoulli("diverged", p=p, observed=diverged.astype("int64"), dims="run")
     return model
@@ -143,6 +145,6 @@ def predict_p_diverge(post: dict[str, np.ndarray], inp: DivergenceInputs, eps: f
         A = _relu_area(inp.eta[r], inp.w[r], rho[:, r])
         W = _min_area(inp.eta_wu[r], inp.w_wu[r], rho[:, r])
         W = np.maximum(W, inp.floor_dt[r] * np.minimum(inp.eta_max[r], rho[:, r]))
-        score = np.log(A + eps) - (post["log_kappa"] + np.log(W))
+        score = np.log(A / (np.exp(post["log_kappa"]) * W) + eps)
         out[:, r] = 1.0 / (1.0 + np.exp(-post["k"] * score))
     return out

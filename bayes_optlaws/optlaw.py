@@ -132,7 +132,7 @@ class BayesOptLaw:
         self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())
         self.log_D_center_ = float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean())
         self.div_idata_, self.div_post_, self.div_diagnostics_ = None, None, None
-        self.eps_ = float(1e-6 * np.median(integrals["I"]))
+        self.eps_ = div.SCORE_EPS
         if self.fit_divergence and runs["diverged"].any() and (~runs["diverged"]).any():
             self._fit_divergence(runs, say)
         elif self.fit_divergence:

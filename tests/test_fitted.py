@@ -1,0 +1,91 @@
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_optlaws.fitted import ModelFormatError, load_model
+from bayes_optlaws.optlaw import BayesOptLaw
+
+CANDS = pd.DataFrame({"name": ["a", "b", "c"], "schedule": [
+    json.dumps({"family": "linear", "peak_lr": 1e-2, "warmup": 100, "total": 1000}),
+    json.dumps({"family": "wsd", "peak_lr": 3e-2, "warmup": 100, "total": 1000, "cooldown": 200}),
+    json.dumps({"family": "cosine", "peak_lr": 1e-1, "warmup": 0, "total": 1000}),
+]})
+
+
+def test_loaded_model_reproduces_predictions_exactly(fitted_law, saved_model):
+    law2 = load_model(saved_model)
+    for params in (80_000, 123_456):  # a known and an unseen size
+        a = fitted_law.predict_draws(CANDS, model_params=params, tokens_per_step=4096)
+        b = law2.predict_draws(CANDS, model_params=params, tokens_per_step=4096)
+        np.testing.assert_array_equal(a.loss, b.loss)
+        np.testing.assert_array_equal(a.loss_noisy, b.loss_noisy)
+        np.testing.assert_array_equal(a.p_diverge, b.p_diverge)
+    assert law2.spec_ == fitted_law.spec_
+    assert law2.settings_["package_version"]
+
+
+def test_settings_record_features_normalisation_and_provenance(saved_model):
+    s = json.loads((saved_model / "settings.json").read_text())
+    assert s["feature_spec"]["lr_ref"] == 0.3
+    assert len(s["feature_names"]) == 15 and len(s["standardiser"]["mean"]) == 15
+    assert len(s["data_hash"]) == 16 and len(s["id"]) == 16
+    assert s["loss_diagnostics"]["draws"] == 800
+
+
+def _copy(saved_model, tmp_path):
+    dst = tmp_path / "m"
+    shutil.copytree(saved_model, dst)
+    return dst
+
+
+def test_refuses_other_version(saved_model, tmp_path):
+    dst = _copy(saved_model, tmp_path)
+    s = json.loads((dst / "settings.json").read_text())
+    s["package_version"] = "9.9.0"
+    (dst / "settings.json").write_text(json.dumps(s))
+    with pytest.raises(ModelFormatError, match="incompatible"):
+        load_model(dst)
+
+
+def test_refuses_edited_settings(saved_model, tmp_path):
+    dst = _copy(saved_model, tmp_path)
+    s = json.loads((dst / "settings.json").read_text())
+    s["y_mean"] += 0.1
+    (dst / "settings.json").write_text(json.dumps(s))
+    with pytest.raises(ModelFormatError, match="model id"):
+        load_model(dst)
+
+
+def test_refuses_changed_training_data(saved_model, tmp_path):
+    dst = _copy(saved_model, tmp_path)
+    runs = pd.read_csv(dst / "train_runs.csv")
+    runs.loc[0, "final_loss"] += 0.5
+    runs.to_csv(dst / "train_runs.csv", index=False)
+    with pytest.raises(ModelFormatError, match="data hash"):
+        load_model(dst)
+
+
+def test_not_a_model_dir(tmp_path):
+    with pytest.raises(ModelFormatError, match="not a bayes_optlaws model directory"):
+        load_model(tmp_path)
+
+
+def test_save_never_overwrites_without_force(fitted_law, saved_model, tmp_path):
+    from bayes_optlaws.runs import RunsError
+
+    with pytest.raises(RunsError, match="--force"):
+        fitted_law.save(saved_model)
+    user_dir = tmp_path / "precious"
+    user_dir.mkdir()
+    (user_dir / "notes.txt").write_text("mine")
+    with pytest.raises(RunsError, match="not a bayes_optlaws model directory"):
+        fitted_law.save(user_dir, force=True)
+    assert (user_dir / "notes.txt").read_text() == "mine"
+
+
+def test_unfitted_model_says_so():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        BayesOptLaw().predict_draws(CANDS, model_params=1, tokens_per_step=1)

@@ -1,0 +1,72 @@
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+
+from bayes_optlaws import loss_model as lm
+
+
+def _toy_data(n_sizes=3, n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    group = np.arange(n) % n_sizes
+    z = X @ np.array([0.5, -0.3, 0.0, 0.2]) + 0.1 * rng.normal(size=n)
+    return lm.LossData(X, z, group, list(range(1000, 1000 + n_sizes)), ["f0", "f1", "f2", "f3"])
+
+
+def test_model_graph_has_partial_pooling_over_sizes():
+    model = lm.build_loss_model(_toy_data())
+    names = {v.name for v in model.free_RVs}
+    assert {"intercept", "beta", "sigma_size", "size_offset_raw", "sigma_slope", "slope_offset_raw",
+            "sigma"} <= names
+    assert model["z"].owner is not None
+    assert model.coords["size"] == ("1000", "1001", "1002")
+
+
+def test_single_size_has_no_group_terms():
+    model = lm.build_loss_model(_toy_data(n_sizes=1))
+    names = {v.name for v in model.free_RVs}
+    assert "size_offset_raw" not in names and "beta" in names
+
+
+def test_prior_predictive_is_on_a_plausible_scale():
+    z = lm.prior_predictive_z(_toy_data(), draws=300, random_seed=1)
+    assert z.shape == (300, 60)
+    # standardised log-loss: the prior should put most mass within a few units, not at 1e3
+    assert 0.5 < np.median(np.abs(z)) < 5.0
+    assert np.quantile(np.abs(z), 0.99) < 50
+
+
+def test_numpy_scorer_matches_pymc_posterior_predictive(fitted_law):
+    """The fast numpy path reproduces PyMC's mu for known sizes, draw for draw."""
+    law = fitted_law
+    ok = law.train_runs_[~law.train_runs_["diverged"]]
+    from bayes_optlaws.features import design_matrix, integrals_table
+
+    X = law.standardiser_.transform(design_matrix(integrals_table(ok, law.spec_.lr_ref), law.spec_))
+    group = np.array([law.sizes_.index(int(s)) for s in ok["model_params"]])
+    mu_np = lm.predict_mu(law.loss_post_, X[:5], group[:5], np.random.default_rng(0))
+    mu_pm = law.loss_idata_.posterior["mu"].values.reshape(-1, len(ok))[:, :5]
+    np.testing.assert_allclose(mu_np, mu_pm, rtol=1e-8, atol=1e-8)
+
+
+def test_unseen_size_gets_wider_intervals(fitted_law):
+    law = fitted_law
+    X = np.zeros((1, len(law.spec_.feature_names)))
+    rng = np.random.default_rng(0)
+    known = lm.predict_mu(law.loss_post_, X, np.array([1]), rng)
+    unseen = lm.predict_mu(law.loss_post_, X, np.array([-1]), rng)
+    assert unseen.std() > known.std()
+
+
+def test_diagnostics_warn_in_plain_words(fitted_law):
+    with pytest.warns(lm.ConvergenceWarning, match="effective sample size"):
+        d = lm.diagnostics(fitted_law.loss_idata_, ["intercept", "beta"], ess_min=1e9)
+    assert d["min_ess_bulk"] > 0 and d["draws"] == 800
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = lm.diagnostics(fitted_law.loss_idata_, ["intercept"], rhat_max=10.0, ess_min=1.0)
+    assert d["warnings"] == []

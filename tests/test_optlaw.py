@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_optlaws.optlaw import BayesOptLaw, replicate_noise
+from bayes_optlaws.runs import RunsError
+
+
+def test_fit_records_diagnostics_and_noise(fitted_law):
+    d = fitted_law.loss_diagnostics_
+    assert set(d) >= {"max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "warnings"}
+    assert fitted_law.div_post_ is not None
+    assert fitted_law.diverged_loss_ > 5.0  # synthetic diverged runs end near 5.5
+
+
+def test_fit_recovers_the_synthetic_ordering(fitted_law, synthetic_table):
+    ok = synthetic_table[~synthetic_table["diverged"]]
+    pred = fitted_law.predict(ok)
+    assert np.corrcoef(pred, ok["final_loss"])[0, 1] > 0.95
+    rel = np.abs(pred - ok["final_loss"]) / ok["final_loss"]
+    assert rel.mean() < 0.03
+
+
+def test_history_aware_prediction_uses_the_parent(fitted_law):
+    runs = fitted_law.train_runs_
+    parent = runs[~runs["diverged"]].iloc[0]
+    cand = pd.DataFrame({"name": ["rewarm"], "schedule": [json.dumps(
+        {"family": "linear", "peak_lr": 1e-2, "warmup": 20, "total": 500})]})
+    cold = fitted_law.predict_draws(cand, model_params=int(parent.model_params), tokens_per_step=4096)
+    warm = fitted_law.predict_draws(cand, model_params=int(parent.model_params), tokens_per_step=4096,
+                                    parent_run_id=parent.run_id)
+    assert not np.allclose(cold.loss, warm.loss)
+    with pytest.raises(RunsError, match="not in the runs table"):
+        fitted_law.predict_draws(cand, model_params=1000, tokens_per_step=4096, parent_run_id="nope")
+
+
+def test_missing_target_size_is_a_clear_error(fitted_law):
+    cand = pd.DataFrame({"name": ["x"], "schedule": [json.dumps(
+        {"family": "linear", "peak_lr": 1e-2, "warmup": 20, "total": 500})]})
+    with pytest.raises(RunsError, match="model_params"):
+        fitted_law.predict_draws(cand, tokens_per_step=4096)
+
+
+def test_too_few_runs():
+    from synthetic import synthetic_runs
+
+    tiny = synthetic_runs(sizes=(25_000,), steps=(1000,), lrs=(1e-2,), warmups=(0.0, 0.1))
+    with pytest.raises(RunsError, match="at least 5"):
+        BayesOptLaw().fit(tiny)
+
+
+def test_replicate_noise_is_pooled_sd():
+    df = pd.DataFrame({"model_params": [1, 1, 1, 2, 2], "tokens": [5] * 5, "schedule": ["a", "a", "a", "b", "b"],
+                       "final_loss": [1.0, 1.2, 1.4, 2.0, 2.2], "diverged": [False] * 5})
+    # variances 0.04 (dof 2) and 0.02 (dof 1): pooled = sqrt((0.08 + 0.02) / 3)
+    assert replicate_noise(df) == pytest.approx(np.sqrt(0.1 / 3))

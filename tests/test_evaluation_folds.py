@@ -95,3 +95,16 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="mask"):
         make_folds(df, 5, mask=np.ones(3, dtype=bool))
     assert (make_folds(df, 5, mask=np.zeros(len(df), dtype=bool)) == -1).all()
+
+
+def test_diverged_configurations_are_spread_separately():
+    # 10 configurations per block, the first 5 diverged: every fold holds out one usable and one diverged config
+    df = _table(n_configs=(10, 10, 10), seeds=(1,))
+    df["diverged"] = df["run_id"].str.contains(r"-c[0-4]-")
+    df.loc[df["diverged"], "final_loss"] = np.nan
+    folds = make_folds(df, 5, seed=2)
+    blocks = block_keys(df)
+    for b in set(blocks):
+        for dv in (True, False):
+            sel = (blocks == b) & (df["diverged"].to_numpy() == dv)
+            assert sorted(np.bincount(folds[sel], minlength=5)) == [1] * 5

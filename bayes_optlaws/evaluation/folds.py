@@ -74,9 +74,11 @@ def make_folds(df: pd.DataFrame, n_folds: int = 5, seed: int = 0, mask: np.ndarr
 
     * Rows outside the CV set (``mask`` is False; default :func:`cv_mask` with ``groups``) get ``-1``.
     * Within each block the configurations are shuffled (``seed``) and each is given to the fold that has the fewest
-      configurations *of this block* so far, ties broken by the fewest rows overall, then at random; so every fold
-      holds out configurations of every block with at least ``n_folds`` configurations, blocks with fewer spread
-      over different folds, and fold sizes stay balanced.
+      configurations *of this block and stratum* so far, ties broken by the fewest of this block, then the fewest
+      rows overall, then at random; so every fold holds out configurations of every block with at least
+      ``n_folds`` configurations, blocks with fewer spread over different folds, and fold sizes stay balanced.
+      The strata are configurations with a usable loss (some run did not diverge) and configurations whose runs
+      all diverged, so the loss task gets as many held-out configurations per block × fold as possible.
     * All rows of one configuration (replicate seeds) get the same fold.
 
     Deterministic given ``seed`` and the table (row order does not matter: blocks and configurations are visited in
@@ -97,19 +99,30 @@ def make_folds(df: pd.DataFrame, n_folds: int = 5, seed: int = 0, mask: np.ndarr
     idx = np.flatnonzero(mask)
     blocks = block_keys(sub)
     configs = config_keys(sub)
+    if "diverged" in sub.columns:
+        usable = ~sub["diverged"].astype(bool).to_numpy()
+        if "final_loss" in sub.columns:
+            usable &= np.isfinite(pd.to_numeric(sub["final_loss"], errors="coerce").to_numpy(float))
+    else:
+        usable = np.ones(len(sub), dtype=bool)
     rows_per_fold = np.zeros(n_folds, dtype=int)
     for block in sorted(set(blocks)):
         in_block = blocks == block
         cfgs = sorted(set(configs[in_block]))
-        order = rng.permutation(len(cfgs))
+        # stratum 0: configurations with a usable loss (the loss task), stratum 1: only diverged runs
+        stratum = {c: 0 if usable[in_block & (configs == c)].any() else 1 for c in cfgs}
         per_block = np.zeros(n_folds, dtype=int)
-        for j in order:
-            rows = idx[in_block & (configs == cfgs[j])]
-            tie = rng.random(n_folds)
-            f = int(np.lexsort((tie, rows_per_fold, per_block))[0])
-            folds[rows] = f
-            per_block[f] += 1
-            rows_per_fold[f] += len(rows)
+        for level in (0, 1):
+            group = [c for c in cfgs if stratum[c] == level]
+            per_stratum = np.zeros(n_folds, dtype=int)
+            for j in rng.permutation(len(group)):
+                rows = np.flatnonzero(in_block & (configs == group[j]))
+                tie = rng.random(n_folds)
+                f = int(np.lexsort((tie, rows_per_fold, per_block, per_stratum))[0])
+                folds[idx[rows]] = f
+                per_stratum[f] += 1
+                per_block[f] += 1
+                rows_per_fold[f] += len(rows)
     return folds
 
 

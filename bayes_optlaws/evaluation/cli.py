@@ -1,0 +1,82 @@
+"""``bayes-optlaws evaluate``: the paper's protocol for every method on the same folds (+ ablation)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import partial
+
+from ..paths import DEFAULT_RUNS
+from ..runs import RunsError, ensure_writable, read_runs
+from .baselines import DIVERGENCE_BASELINES, LOSS_BASELINES
+from .ours import ABLATION_STEPS, BayesBoundary, BayesOptLawMethod, OptLawLS
+from .protocol import cross_validate
+
+
+def loss_methods(include_bayes: bool = True, seed: int = 0) -> dict:
+    methods = dict(LOSS_BASELINES)
+    methods["optlaw_ls"] = partial(OptLawLS, seed=seed)
+    if include_bayes:
+        methods["bayes_optlaw"] = partial(BayesOptLawMethod, seed=seed)
+    return methods
+
+
+def divergence_methods(include_bayes: bool = True, seed: int = 0) -> dict:
+    methods = dict(DIVERGENCE_BASELINES)
+    if include_bayes:
+        methods["bayes_boundary"] = partial(BayesBoundary, seed=seed)
+    return methods
+
+
+def ablation_methods(include_bayes: bool = True, seed: int = 0) -> dict:
+    """Scale → +convergence → +escape → +mixed, for the least-squares and (optionally) the Bayesian law."""
+    out = {f"optlaw_ls[{k}]": partial(OptLawLS, blocks=b, seed=seed) for k, b in ABLATION_STEPS.items()}
+    if include_bayes:
+        out.update({f"bayes_optlaw[{k}]": partial(BayesOptLawMethod, blocks=b, seed=seed)
+                    for k, b in ABLATION_STEPS.items()})
+    return out
+
+
+def cmd_evaluate(args) -> int:
+    json_path = ensure_writable(args.json, args.force) if args.json else None
+    runs, _ = read_runs(args.runs)
+    include_bayes = not args.no_bayes
+    if args.ablation:
+        lm, dm = ablation_methods(include_bayes, args.seed), {}
+    else:
+        lm, dm = loss_methods(include_bayes, args.seed), divergence_methods(include_bayes, args.seed)
+    if args.methods:
+        wanted = set(args.methods.split(","))
+        unknown = wanted - set(lm) - set(dm)
+        if unknown:
+            raise RunsError(f"unknown method(s) {sorted(unknown)}; available: {sorted(set(lm) | set(dm))}")
+        lm = {k: v for k, v in lm.items() if k in wanted}
+        dm = {k: v for k, v in dm.items() if k in wanted}
+    if args.groups:
+        groups = tuple(args.groups.split(","))
+    elif "group" in runs.columns and (runs["group"] == "main").any():
+        groups = ("main",)  # the embedded grid: extrapolation and shift scenarios are evaluated separately
+    else:
+        groups = None
+    result = cross_validate(runs, lm, dm, folds=args.folds, seed=args.seed, groups=groups,
+                            progress=lambda m: print(f"[evaluate] {m}", file=sys.stderr, flush=True))
+    print(result.table())
+    if json_path:
+        json_path.write_text(json.dumps(result.to_dict(include_assignment=False), indent=2) + "\n")
+        print(f"wrote {json_path}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="block-wise cross-validation of our law against the baselines")
+    p.add_argument("runs", nargs="?", default=str(DEFAULT_RUNS), help="runs table (default: the embedded grid)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ablation", action="store_true", help="scale → +convergence → +escape → +mixed")
+    p.add_argument("--methods", help="comma-separated subset of methods")
+    p.add_argument("--no-bayes", action="store_true", help="skip the (slower) Bayesian fits")
+    p.add_argument("--groups", help="comma-separated 'group' values taking part in the CV (default: 'main' when "
+                   "the table has it, else every group); continual stages never take part")
+    p.add_argument("--json", help="write the metrics as JSON")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_evaluate)

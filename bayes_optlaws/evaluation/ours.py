@@ -1,0 +1,125 @@
+"""Our methods in the evaluation protocol's ``fit(df)`` / ``predict(df)`` interface.
+
+* ``optlaw_ls`` (:class:`OptLawLS`): the same 15 features, exponents searched on the training folds only
+  (inner CV), coefficients by least squares on log loss — the point-estimate Opt-Law.
+* ``bayes_optlaw`` (:class:`BayesOptLawMethod`): the hierarchical Bayesian model; ``predict_draws`` gives
+  new-run predictive draws for coverage, CRPS and P(best) calibration.
+* ``bayes_boundary`` (:class:`BayesBoundary`): the probabilistic critical-LR area boundary.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .. import divergence as div
+from ..features import (BLOCKS, FeatureSpec, design_matrix, integrals_table, ridge_fit, ridge_predict,
+                        select_exponents)
+from ..optlaw import BayesOptLaw, block_key
+from ..schedules import Schedule
+
+FAST_SAMPLER = {"draws": 500, "tune": 500, "chains": 4}
+
+
+def _lr_ref(df: pd.DataFrame) -> float:
+    return float(max(Schedule.from_spec(s).peak_lr for s in df["schedule"]))
+
+
+class OptLawLS:
+    """Least-squares Opt-Law with nested exponent selection (point predictions, nats)."""
+
+    name = "optlaw_ls"
+
+    def __init__(self, blocks=BLOCKS, seed: int = 0, alpha: float = 1e-3):
+        self.blocks = tuple(blocks)
+        self.seed = seed
+        self.alpha = alpha
+
+    def fit(self, df: pd.DataFrame) -> "OptLawLS":
+        base = FeatureSpec(lr_ref=_lr_ref(df), blocks=self.blocks)
+        integ = integrals_table(df, base.lr_ref)
+        y = np.log(df["final_loss"].to_numpy(float))
+        self.spec_, _ = select_exponents(integ, y, block_key(df), base, seed=self.seed, alpha=self.alpha)
+        self.coef_, self.st_, self.b0_ = ridge_fit(design_matrix(integ, self.spec_), y, self.alpha)
+        return self
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        X = design_matrix(integrals_table(df, self.spec_.lr_ref), self.spec_)
+        return np.exp(ridge_predict(X, self.coef_, self.st_, self.b0_))
+
+
+class BayesOptLawMethod:
+    """The hierarchical Bayesian Opt-Law (loss part only; the boundary is evaluated separately)."""
+
+    name = "bayes_optlaw"
+
+    def __init__(self, blocks=BLOCKS, seed: int = 0, sampler_config: dict | None = None):
+        self.blocks = tuple(blocks)
+        self.seed = seed
+        self.sampler_config = sampler_config or FAST_SAMPLER
+
+    def fit(self, df: pd.DataFrame) -> "BayesOptLawMethod":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.law_ = BayesOptLaw(blocks=self.blocks, sampler_config=self.sampler_config, random_seed=self.seed,
+                                    fit_divergence=False).fit(df)
+        self.warnings_ = [str(w.message) for w in caught]
+        return self
+
+    def _draws(self, df: pd.DataFrame):
+        cand = df.rename(columns={"run_id": "name"})[["name", "schedule", "model_params", "tokens_per_step"]]
+        return self.law_.predict_draws(cand)
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        return self._draws(df).loss.mean(axis=0)
+
+    def predict_draws(self, df: pd.DataFrame) -> np.ndarray:
+        return self._draws(df).loss_noisy
+
+
+class BayesBoundary:
+    """The Bayesian critical-LR area boundary: ``predict_proba`` = posterior mean P(diverge)."""
+
+    name = "bayes_boundary"
+
+    def __init__(self, seed: int = 0, draws: int = 500, tune: int = 500, chains: int = 4):
+        self.seed, self.draws, self.tune, self.chains = seed, draws, tune, chains
+
+    def _inputs(self, df: pd.DataFrame):
+        schedules = [Schedule.from_spec(s) for s in df["schedule"]]
+        return div.divergence_inputs(schedules, df["tokens_per_step"], df["model_params"], self.lr_ref_,
+                                     self.log_N_center_, self.log_D_center_)
+
+    def fit(self, df: pd.DataFrame) -> "BayesBoundary":
+        y = df["diverged"].astype(bool).to_numpy()
+        self.lr_ref_ = _lr_ref(df)
+        self.log_N_center_ = float(np.log(df["model_params"].to_numpy(float) / 1e9).mean())
+        self.log_D_center_ = float(np.log(df["tokens"].to_numpy(float) / 1e9).mean())
+        self.constant_ = None
+        if y.all() or not y.any():
+            self.constant_ = float(y.mean())
+            return self
+        inp = self._inputs(df)
+        center = float(np.log(np.sqrt(inp.eta_max[~y].max() * inp.eta_max[y].min())))
+        model = div.build_divergence_model(inp, y, center, div.SCORE_EPS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = div.sample_divergence_model(model, draws=self.draws, tune=self.tune, chains=self.chains,
+                                                random_seed=self.seed)
+        self.post_ = div.posterior_arrays(idata)
+        return self
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        if self.constant_ is not None:
+            return np.full(len(df), self.constant_)
+        return div.predict_p_diverge(self.post_, self._inputs(df), div.SCORE_EPS).mean(axis=0)
+
+
+ABLATION_STEPS = {
+    "scale": ("scale",),
+    "+convergence": ("scale", "convergence"),
+    "+escape": ("scale", "convergence", "escape"),
+    "+mixed": ("scale", "convergence", "escape", "mixed"),
+}

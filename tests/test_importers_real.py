@@ -71,6 +71,18 @@ def test_lr_scheduling_stitched_cooldowns_start_at_zero_with_warmup(lrs):
     assert meta["stitching"]["max_parent_vs_rebuilt_dev"] < 1e-12
 
 
+def test_lr_scheduling_step0_lr_is_peak_over_100(lrs):
+    # the logged linear warmups, extrapolated back to step 0, start at peak / 100 (the value the importer adds)
+    df, _, _ = lrs
+    const = df[(df["x_family"] == "constant") & df["x_resume_step"].isna()]
+    for rid in const["run_id"]:
+        d = json.loads((LRS / "data" / f"{rid}.json").read_text())
+        pairs = sorted(set(zip(d["history"]["train"]["iter"], d["history"]["train"]["train_lr"])))
+        (s1, l1), (s2, l2) = pairs[0], pairs[1]
+        lr0 = l1 - (l2 - l1) / (s2 - s1) * s1
+        assert lr0 == pytest.approx(d["config"]["lr"] / 100, rel=1e-9)
+
+
 def test_lr_scheduling_constant_runs_have_no_fake_cooldown(lrs):
     df, meta, scheds = lrs
     const = df[df["x_family"] == "constant"]

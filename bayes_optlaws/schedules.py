@@ -288,7 +288,7 @@ class Schedule:
         if g[-1] > 1e-3 * peak:
             warnings.append(f"final LR is {g[-1] / peak:.3g} × peak, not 0: outside the theory's template "
                             "(the residual LR is kept in the integrals)")
-        tail = np.diff(g[t3:])
+        tail = np.diff(g[max(t3, int(np.argmax(g))):])  # after the true peak: warmup tails are not rises
         if len(tail) and np.any(tail > FLAT_RTOL * peak):
             warnings.append("LR rises again after the cooldown started: not the paper's template")
         elif len(tail) > 2:

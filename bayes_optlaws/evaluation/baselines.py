@@ -118,7 +118,9 @@ def _mpl_raw(specs: tuple[str, ...], max_terms: int):
     d[1:] = post[:-1] - post[1:]
     S = np.cumsum(post[::-1])[::-1]
     nz = np.flatnonzero(np.abs(d) > 1e-12 * a.max())
-    d, eta, S = d[nz], post[nz], S[nz]
+    # a zero LR would make η^(−γ) infinite: floor it (x = C η^(1−γ) (S/η) stays finite), and S_k >= η_k
+    eta = np.maximum(post[nz], 1e-9 * a.max())
+    d, S = d[nz], np.maximum(S[nz], eta)
     if max_terms and len(d) > max_terms:
         starts = _chunk_starts(S, eta, max_terms)
         wt = np.abs(d)
@@ -498,7 +500,7 @@ class MultiPower(_SeparableLaw):
     η normalised by ``lr_ref_``; S1 + S_W = the total area of all updates (warmup included); the annealing sum runs
     over the updates after the first stage's warmup (a later re-warmup enters with negative Δη).  Sums are
     vectorised with reverse cumulative sums and evaluated on at most ``max_terms`` merged terms per schedule (see
-    ``_mpl_raw``), so 50k-step runs are cheap.  The law has no model-size term: with ``per_size`` (default) one law
+    ``_mpl_raw``; ``max_terms=0``: exact sums), so 50k-step runs are cheap; the Jacobian is analytic.  The law has no model-size term: with ``per_size`` (default) one law
     is fitted per ``model_params`` with at least ``min_runs_per_size`` training runs, and a pooled law serves the
     other sizes.  Fitted in log C.  Bounds: L0 ∈ [0, 2 max y], A, B ≥ 0, α ∈ [0.01, 3], log C ∈ [−30, 30],
     β ∈ [0.01, 10], γ ∈ [−1, 3].

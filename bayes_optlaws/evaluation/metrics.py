@@ -27,7 +27,7 @@ from scipy import stats
 
 __all__ = [
     "r2_log", "rel_err_pct", "ranking_cells", "spearman_within_blocks", "top2_hit_rate", "regret",
-    "coverage", "central_interval", "crps_from_samples", "log_score", "precision", "recall", "f1",
+    "coverage", "central_interval", "crps_from_samples", "crps_per_obs", "log_score", "log_score_per_obs", "precision", "recall", "f1",
     "balanced_accuracy", "brier", "divergence_metrics", "pbest_from_draws", "pbest_reliability",
     "expected_calibration_error",
 ]
@@ -181,14 +181,19 @@ def crps_from_samples(y, draws) -> float:
     lower is better; equals the mean absolute error for a point prediction.  ``draws``: ``(n_draws, n_obs)``.
     """
     y = _arr(y)
+    return float(np.mean(crps_per_obs(y, draws))) if len(y) else float("nan")
+
+
+def crps_per_obs(y, draws) -> np.ndarray:
+    """CRPS of each observation (energy form, see :func:`crps_from_samples`), shape ``(n_obs,)``."""
+    y = _arr(y)
     d = _draws_matrix(y, draws)
     m = d.shape[0]
     term1 = np.mean(np.abs(d - y[None, :]), axis=0)
     s = np.sort(d, axis=0)
     w = 2.0 * np.arange(m) - m + 1.0
     pair_sum = 2.0 * np.sum(w[:, None] * s, axis=0)
-    per_obs = term1 - pair_sum / (2.0 * m * m)
-    return float(np.mean(per_obs)) if len(y) else float("nan")
+    return term1 - pair_sum / (2.0 * m * m)
 
 
 def log_score(y, draws, min_sd: float = 1e-9) -> float:
@@ -196,11 +201,16 @@ def log_score(y, draws, min_sd: float = 1e-9) -> float:
     draws: ``−log N(y | mean(x), sd(x))`` averaged over observations (``sd`` with ``ddof=1``, floored at
     ``min_sd``).  The Gaussian moment match keeps the score stable with a few hundred draws."""
     y = _arr(y)
+    return float(np.mean(log_score_per_obs(y, draws, min_sd))) if len(y) else float("nan")
+
+
+def log_score_per_obs(y, draws, min_sd: float = 1e-9) -> np.ndarray:
+    """Negative log predictive density of each observation (see :func:`log_score`), shape ``(n_obs,)``."""
+    y = _arr(y)
     d = _draws_matrix(y, draws)
     mu = d.mean(axis=0)
     sd = np.maximum(d.std(axis=0, ddof=1) if d.shape[0] > 1 else np.zeros_like(mu), min_sd)
-    nll = 0.5 * np.log(2 * np.pi * sd**2) + 0.5 * ((y - mu) / sd) ** 2
-    return float(np.mean(nll)) if len(y) else float("nan")
+    return 0.5 * np.log(2 * np.pi * sd**2) + 0.5 * ((y - mu) / sd) ** 2
 
 
 # ---------------------------------------------------------------------------- divergence (binary) metrics

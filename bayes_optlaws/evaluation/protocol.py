@@ -66,7 +66,8 @@ class EvaluationResult:
       ``fit_s`` per divergence method;
     * ``folds``: the fold assignment (:func:`folds.fold_summary` plus seed); ``data``: what was evaluated;
     * ``predictions``: one row per CV run (``run_id, fold, block, config, final_loss, diverged``, then
-      ``pred:<method>`` and ``p_diverge:<method>``; with draws ``lo50:/hi50:...`` and ``crps:<method>``);
+      ``pred:<method>`` and ``p_diverge:<method>``; with draws ``lo50:<method>``, ``hi50:<method>``, …,
+      ``crps:<method>`` and ``log_score:<method>``);
     * ``reliability``: P(best) reliability table per method with draws; ``pbest``: per-configuration P(best)
       records; ``errors``: ``{method: [messages]}``.
     """
@@ -170,6 +171,11 @@ def _call_factory(factory: Callable[[], Any]):
     return factory()
 
 
+def _pct(level: float) -> str:
+    """0.5 -> "50", 0.9 -> "90", 0.95 -> "95", 0.975 -> "97.5"."""
+    return f"{level * 100:g}"
+
+
 def _check_draws(draws, n: int, name: str) -> np.ndarray:
     d = np.asarray(draws, dtype=float)
     if d.ndim == 2 and d.shape[1] != n and d.shape[0] == n:
@@ -263,13 +269,11 @@ def cross_validate(runs_df: pd.DataFrame,
                     st = draw_stats.setdefault(name, {})
                     for lv in levels:
                         lo, hi = M.central_interval(draws, lv)
-                        st.setdefault(f"lo{lv}", np.full(len(df), np.nan))[te_idx] = lo
-                        st.setdefault(f"hi{lv}", np.full(len(df), np.nan))[te_idx] = hi
+                        st.setdefault(f"lo{_pct(lv)}", np.full(len(df), np.nan))[te_idx] = lo
+                        st.setdefault(f"hi{_pct(lv)}", np.full(len(df), np.nan))[te_idx] = hi
                     yt = y[te_idx]
-                    st.setdefault("crps", np.full(len(df), np.nan))[te_idx] = [
-                        M.crps_from_samples(yt[j:j + 1], draws[:, j:j + 1]) for j in range(len(yt))]
-                    st.setdefault("log_score", np.full(len(df), np.nan))[te_idx] = [
-                        M.log_score(yt[j:j + 1], draws[:, j:j + 1]) for j in range(len(yt))]
+                    st.setdefault("crps", np.full(len(df), np.nan))[te_idx] = M.crps_per_obs(yt, draws)
+                    st.setdefault("log_score", np.full(len(df), np.nan))[te_idx] = M.log_score_per_obs(yt, draws)
                     pb = M.pbest_from_draws(draws, blocks[te_idx], np.full(len(te_idx), f), configs[te_idx], yt,
                                             min_size=min_cell)
                     pbest_parts.setdefault(name, []).append(pb)
@@ -321,8 +325,8 @@ def cross_validate(runs_df: pd.DataFrame,
             st = draw_stats[name]
             have = ok & np.isfinite(st["crps"])
             for lv in levels:
-                vals[f"coverage_{int(round(lv * 100))}"] = M.coverage(y[have], st[f"lo{lv}"][have],
-                                                                      st[f"hi{lv}"][have])
+                vals[f"coverage_{_pct(lv)}"] = M.coverage(y[have], st[f"lo{_pct(lv)}"][have],
+                                                          st[f"hi{_pct(lv)}"][have])
             vals["crps"] = float(np.mean(st["crps"][have])) if have.any() else float("nan")
             vals["log_score"] = float(np.mean(st["log_score"][have])) if have.any() else float("nan")
             pb = pd.concat(pbest_parts.get(name, []), ignore_index=True) if pbest_parts.get(name) else \

@@ -56,7 +56,7 @@ def realised_losses(draws: PredictionDraws, rng: np.random.Generator, noisy: boo
     if np.all(np.isnan(p)):
         return loss.copy()
     diverges = rng.random(p.shape) < np.nan_to_num(p, nan=0.0)
-    return np.where(diverges, max(draws.diverged_loss, float(np.nanmax(loss))), loss)
+    return np.where(diverges, np.nextafter(max(draws.diverged_loss, float(np.nanmax(loss))), np.inf), loss)
 
 
 def p_best(realised: np.ndarray) -> np.ndarray:

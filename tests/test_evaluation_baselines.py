@@ -251,3 +251,12 @@ def test_logistic_separates_and_handles_one_class():
     np.testing.assert_allclose(one.predict_proba(df), 0.5 / (int((~df["diverged"]).sum()) + 1))
     with pytest.raises(ValueError, match="no usable rows"):
         B.LogisticDivergence().fit(df.iloc[0:0])
+
+
+def test_block_mean_keeps_groups_apart():
+    df = synthetic_grid(sizes=(2_000_000,), steps=(300,), peaks=(1e-3,))
+    both = pd.concat([df.assign(group="a", final_loss=3.0), df.assign(group="b", final_loss=4.0,
+                                                                      run_id=df["run_id"] + "b")])
+    model = B.BlockMean().fit(both)
+    np.testing.assert_allclose(model.predict(both), both["final_loss"])
+    assert model.predict(df.assign(group="c"))[0] == pytest.approx(3.5)  # unseen group: mean over groups

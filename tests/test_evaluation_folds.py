@@ -108,3 +108,15 @@ def test_diverged_configurations_are_spread_separately():
         for dv in (True, False):
             sel = (blocks == b) & (df["diverged"].to_numpy() == dv)
             assert sorted(np.bincount(folds[sel], minlength=5)) == [1] * 5
+
+
+def test_groups_never_share_a_block_or_configuration():
+    df = _table(n_configs=(5, 5, 5), seeds=(1,))
+    other = df.assign(group="openwebtext2", run_id=df["run_id"] + "-owt")
+    both = pd.concat([df.assign(group="slimpajama"), other], ignore_index=True)
+    assert len(set(block_keys(both))) == 2 * len(set(block_keys(df)))
+    assert len(set(config_keys(both))) == len(both)
+    folds = make_folds(both, 5, seed=0, groups=None)
+    blocks = block_keys(both)
+    for b in set(blocks):
+        assert set(folds[blocks == b]) == set(range(5))

@@ -224,24 +224,36 @@ class LossBaseline:
             raise RuntimeError(f"{self.name}: call fit() before predict()")
 
 
+def _groups(df: pd.DataFrame) -> list[str]:
+    if "group" not in df.columns:
+        return [""] * len(df)
+    return ["" if _blank(g) else str(g) for g in df["group"]]
+
+
 class BlockMean(LossBaseline):
-    """Mean training loss of the run's ``(model_params, tokens)`` block; the overall training mean for a block not
-    seen in training."""
+    """Mean training loss of the run's block (``group``, ``model_params``, ``tokens``); for a block not seen in
+    training, the mean of its ``(model_params, tokens)`` over all groups, else the overall training mean."""
 
     name = "block_mean"
 
     def fit(self, runs_df):
         rows = _loss_rows(runs_df, self.name)
         self.fit_rows_ = rows
-        grouped = rows.groupby([rows["model_params"].astype("int64"), rows["tokens"].astype("int64")])
-        self.means_ = grouped["final_loss"].mean().to_dict()
-        self.global_mean_ = float(rows["final_loss"].mean())
+        keys = list(zip(_groups(rows), rows["model_params"].astype("int64"), rows["tokens"].astype("int64")))
+        y = rows["final_loss"].to_numpy(float)
+        frame = pd.DataFrame(keys, columns=["g", "n", "d"]).assign(y=y)
+        self.means_ = frame.groupby(["g", "n", "d"])["y"].mean().to_dict()
+        self.size_means_ = frame.groupby(["n", "d"])["y"].mean().to_dict()
+        self.global_mean_ = float(y.mean())
         return self
 
     def predict(self, runs_df):
         self._check_fitted()
-        return np.array([self.means_.get((int(n), int(d)), self.global_mean_)
-                         for n, d in zip(runs_df["model_params"], runs_df["tokens"])], dtype=float)
+        out = []
+        for g, n, d in zip(_groups(runs_df), runs_df["model_params"], runs_df["tokens"]):
+            key = (g, int(n), int(d))
+            out.append(self.means_.get(key, self.size_means_.get(key[1:], self.global_mean_)))
+        return np.array(out, dtype=float)
 
 
 class LinearBaseline(LossBaseline):

@@ -1,6 +1,7 @@
 """Block-wise cross-validation folds (opt-laws.md §7, the paper's App. A.2 protocol).
 
-The runs of a calibration grid fall into **blocks**, one per ``(model_params, tokens)`` pair.  The paper's protocol
+The runs of a calibration grid fall into **blocks**, one per ``(model_params, tokens)`` pair (and per ``group``
+when several groups are evaluated together: losses of different corpora are not comparable).  The paper's protocol
 is k-fold cross-validation *within each block*: every fold holds out some configurations of every block (as far as
 a block has configurations to spare), so each fold tests ranking inside every block.
 
@@ -55,17 +56,29 @@ def _canonical_schedule(spec: str) -> str:
     return json.dumps(Schedule.from_spec(spec).to_spec(), sort_keys=True)
 
 
+def _group_prefix(df: pd.DataFrame) -> list[str]:
+    if "group" not in df.columns:
+        return [""] * len(df)
+    return ["" if _is_blank(g) else f"{g}|" for g in df["group"]]
+
+
 def block_keys(df: pd.DataFrame) -> np.ndarray:
-    """One label per row naming its ``(model_params, tokens)`` block, e.g. ``"N=124000000,D=5120000000"``."""
-    return np.array([f"N={int(n)},D={int(d)}" for n, d in zip(df["model_params"], df["tokens"])], dtype=object)
+    """One label per row naming its ``(model_params, tokens)`` block, e.g. ``"N=124000000,D=5120000000"``.
+
+    When the table has a ``group`` column, a non-empty group prefixes the label (``"slimpajama|N=...,D=..."``):
+    losses of different corpora or scenarios are not comparable, so they never share a block.  With a single
+    group (e.g. only ``"main"``) this changes nothing but the label."""
+    return np.array([f"{g}N={int(n)},D={int(d)}" for g, n, d in zip(_group_prefix(df), df["model_params"],
+                                                                    df["tokens"])], dtype=object)
 
 
 def config_keys(df: pd.DataFrame) -> np.ndarray:
-    """One label per row naming its configuration ``(model_params, tokens, canonical schedule)``.
+    """One label per row naming its configuration ``(group, model_params, tokens, canonical schedule)``.
 
     Replicate seeds of one configuration share a label."""
-    return np.array([f"N={int(n)},D={int(d)},S={_canonical_schedule(str(s))}"
-                     for n, d, s in zip(df["model_params"], df["tokens"], df["schedule"])], dtype=object)
+    return np.array([f"{g}N={int(n)},D={int(d)},S={_canonical_schedule(str(s))}"
+                     for g, n, d, s in zip(_group_prefix(df), df["model_params"], df["tokens"], df["schedule"])],
+                    dtype=object)
 
 
 def make_folds(df: pd.DataFrame, n_folds: int = 5, seed: int = 0, mask: np.ndarray | None = None,

@@ -370,7 +370,9 @@ def cross_validate(runs_df: pd.DataFrame,
     block_rows = []
     for b in sorted(set(blocks[in_cv])):
         sel = in_cv & (blocks == b)
-        block_rows.append({"block": b, "model_params": int(df["model_params"][sel].iloc[0]),
+        group = df["group"][sel].iloc[0] if "group" in df.columns else None
+        block_rows.append({"block": b, "group": None if pd.isna(group) else str(group),
+                           "model_params": int(df["model_params"][sel].iloc[0]),
                            "tokens": int(df["tokens"][sel].iloc[0]), "n_runs": int(sel.sum()),
                            "n_configs": int(len(set(configs[sel]))), "n_diverged": int(diverged[sel].sum())})
     data = {

@@ -333,14 +333,29 @@ def test_phases_linear(warmup):
     assert warnings == ()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG schedules.phases: the 0.999×peak rule puts t1 one or two steps before "
-                   "the end of a linear warmup of >= 1000 steps and then warns 'LR rises again after the cooldown "
-                   "started' for a plain linear schedule")
-@pytest.mark.parametrize("warmup", [1000, 2000])
-def test_phases_linear_long_warmup(warmup):
-    t1, t2, t3, total, warnings = _ph({"family": "linear", "peak_lr": 3e-3, "warmup": warmup, "total": 5000})
-    assert (t1, t2, t3) == (warmup, warmup, warmup)
+@pytest.mark.parametrize("warmup", [1000, 2000, 5000])
+def test_phases_linear_long_warmup_no_spurious_warning(warmup):
+    t1, t2, t3, total, warnings = _ph({"family": "linear", "peak_lr": 3e-3, "warmup": warmup, "total": 10000})
     assert warnings == ()
+    assert t1 == t2 == t3
+    assert warmup * PEAK_FRACTION <= t1 <= warmup
+
+
+@pytest.mark.xfail(strict=True, reason="BUG schedules.phases: the 0.999×peak threshold is crossed 1-5 steps before "
+                   "the end of a linear warmup of >= 1000 steps, so t1 != warmup for a plain linear family spec "
+                   "(I_w loses, E_c gains the last warmup steps)")
+@pytest.mark.parametrize("warmup", [1000, 2000, 5000])
+def test_phases_linear_long_warmup(warmup):
+    t1, t2, t3, total, warnings = _ph({"family": "linear", "peak_lr": 3e-3, "warmup": warmup, "total": 10000})
+    assert (t1, t2, t3) == (warmup, warmup, warmup)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG schedules.phases (same cause): with a warmup >= 1000 steps the 0.999×peak "
+                   "threshold sits on a grid value, so a 1-ulp difference between two spec forms of one schedule "
+                   "moves t1 (1998 vs 1999) and changes the features")
+def test_phases_long_warmup_logged_every_k():
+    fam = S({"family": "linear", "peak_lr": 1e-3, "warmup": 2000, "total": 4000})
+    assert logged(fam, 4).phases() == fam.phases()
 
 
 @pytest.mark.parametrize("shape", ["linear", "cosine", "1-sqrt"])
@@ -549,6 +564,15 @@ def family_specs(draw, families=FAMILIES, shapes=("linear", "cosine", "1-sqrt"))
     return spec
 
 
+def assert_same_phases(a: Schedule, b: Schedule) -> None:
+    """Equal phases; the final-LR warning may differ only when the final LR sits on its 1e-3 × peak threshold
+    (the two forms' last grid values can differ by one ulp there)."""
+    pa, pb = a.phases(), b.phases()
+    assert (pa.t1, pa.t2, pa.t3, pa.total) == (pb.t1, pb.t2, pb.t3, pb.total)
+    if abs(b.final_lr / b.peak_lr - 1e-3) > 1e-9:
+        assert pa.warnings == pb.warnings
+
+
 @HYP
 @given(family_specs())
 def test_prop_integrals_finite_and_non_negative(spec):
@@ -565,7 +589,7 @@ def test_prop_integrals_finite_and_non_negative(spec):
         assert math.isfinite(s.escape_integral(a, b)) and s.escape_integral(a, b) >= 0
     # segment pieces add up
     assert s.escape_integral(0, ph.t2) + s.escape_integral(ph.t2, ph.t3) + s.escape_integral(ph.t3, ph.total) \
-        == pytest.approx(e, rel=1e-9, abs=1e-300)
+        == pytest.approx(e, rel=1e-9, abs=1e-20 * s.peak_lr**2)
     assert s.integral(0, ph.t1) + s.integral(ph.t1, ph.total) == pytest.approx(total_int, rel=1e-12)
     assert s.peak_lr == pytest.approx(spec["peak_lr"])
 
@@ -579,8 +603,8 @@ def test_prop_spec_form_invariance_piecewise_linear(spec):
     assert kn.integral() == fam.integral() and kn.escape_integral() == fam.escape_integral()
     log = logged(fam)
     assert log.integral() == pytest.approx(fam.integral(), rel=1e-9)
-    assert log.escape_integral() == pytest.approx(fam.escape_integral(), rel=1e-9, abs=1e-300)
-    assert log.phases() == fam.phases()
+    assert log.escape_integral() == pytest.approx(fam.escape_integral(), rel=1e-9, abs=1e-20 * fam.peak_lr**2)
+    assert_same_phases(log, fam)
     assert fam.applied_lr().sum() == pytest.approx(fam.integral(), rel=1e-9)
 
 
@@ -596,8 +620,9 @@ def test_prop_logged_every_k_invariance(spec, k):
     fam = S(spec)
     log = logged(fam, k)
     assert log.integral() == pytest.approx(fam.integral(), rel=1e-9)
-    assert log.escape_integral() == pytest.approx(fam.escape_integral(), rel=1e-9, abs=1e-300)
-    assert log.phases() == fam.phases()
+    assert log.escape_integral() == pytest.approx(fam.escape_integral(), rel=1e-9, abs=1e-20 * fam.peak_lr**2)
+    if spec.get("warmup", 0) < 1000:  # longer warmups: see test_phases_long_warmup_logged_every_k (xfail, bug)
+        assert_same_phases(log, fam)
 
 
 @HYP
@@ -606,9 +631,9 @@ def test_prop_curved_schedule_vs_per_step_array(spec):
     fam = S(spec)
     log = logged(fam)
     # escape integrals live on the step grid: identical; ∫η by trapezoid differs by at most O(peak / total)
-    assert log.escape_integral() == pytest.approx(fam.escape_integral(), rel=1e-9, abs=1e-300)
+    assert log.escape_integral() == pytest.approx(fam.escape_integral(), rel=1e-9, abs=1e-20 * fam.peak_lr**2)
     assert abs(log.integral() - fam.integral()) <= fam.peak_lr * 1.0
-    assert log.phases() == fam.phases()
+    assert_same_phases(log, fam)
 
 
 @HYP
@@ -621,7 +646,7 @@ def test_prop_integral_increases_with_peak_lr(spec, factor):
     a, b = S(spec), S(spec2)
     assert b.integral() == pytest.approx(factor * a.integral(), rel=1e-9)
     assert b.integral() > a.integral()
-    assert b.escape_integral() == pytest.approx(factor**2 * a.escape_integral(), rel=1e-9, abs=1e-300)
+    assert b.escape_integral() == pytest.approx(factor**2 * a.escape_integral(), rel=1e-9, abs=1e-20 * b.peak_lr**2)
 
 
 @HYP
@@ -662,3 +687,17 @@ def test_prop_longer_warmup_lowers_warmup_escape(peak, w1, w2, rest, family):
         s = S(spec)
         e.append(s.escape_integral(0, s.phases().t2))
     assert e[1] < e[0]
+
+
+@HYP
+@given(family_specs(families=("linear", "cosine", "wsd", "polygon")))
+def test_prop_template_families_ending_at_zero_have_no_warnings(spec):
+    spec = {k: v for k, v in spec.items() if k != "final_lr"}
+    ph = S(spec).phases()
+    assert ph.warnings == ()
+    if spec["family"] == "wsd" and spec["total"] - spec["cooldown"] > spec["warmup"]:  # has a plateau
+        assert ph.t3 == spec["total"] - spec["cooldown"]
+        assert ph.t2 == ph.t1
+    if spec["family"] in ("linear", "cosine"):
+        assert ph.t1 == ph.t2 == ph.t3
+        assert spec["warmup"] * PEAK_FRACTION <= ph.t1 <= spec["warmup"]

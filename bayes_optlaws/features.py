@@ -197,7 +197,10 @@ def design_matrix(integrals: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
 # ------------------------------------------------------------------------------------ exponent search
 @dataclass(frozen=True)
 class Standardiser:
-    """Column means and standard deviations of a training design matrix (stored with the model)."""
+    """Column means and standard deviations of a training design matrix (stored with the model).
+
+    Columns that are constant in the training data get an infinite scale, so they standardise to exactly 0 and
+    carry no coefficient (their effect is absorbed by the intercept)."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -206,18 +209,20 @@ class Standardiser:
     def fit(cls, X: np.ndarray) -> "Standardiser":
         mean = X.mean(axis=0)
         scale = X.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        return cls(mean, scale)
+        # a column that is constant up to rounding (e.g. N^-ps within one block) becomes exactly 0
+        constant = scale <= 1e-9 * np.maximum(np.abs(mean), 1e-300)
+        return cls(mean, np.where(constant, np.inf, scale))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean) / self.scale
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+        return {"mean": self.mean.tolist(), "scale": [None if np.isinf(v) else float(v) for v in self.scale]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Standardiser":
-        return cls(np.asarray(d["mean"], float), np.asarray(d["scale"], float))
+        scale = np.array([np.inf if v is None else v for v in d["scale"]], float)
+        return cls(np.asarray(d["mean"], float), scale)
 
 
 def ridge_fit(X: np.ndarray, y: np.ndarray, alpha: float = 1e-3) -> tuple[np.ndarray, Standardiser, float]:

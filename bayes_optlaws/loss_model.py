@@ -2,7 +2,7 @@
 
 Model (all on the standardised scale: ``z = (log L - mean) / sd``, features standardised on the training rows):
 
-    intercept            ~ Normal(0, 1)
+    intercept            ~ Normal(0, 1)          (slopes sampled in SVD-rotated coordinates, see rotation())
     size offset  a_g     ~ ZeroSumNormal(sigma_size),             sigma_size  ~ HalfNormal(0.5)
     slopes       beta_f  ~ Normal(0, prior_slope_sd)
     slope offset b_{f,g} ~ ZeroSumNormal over sizes (sigma_slope), sigma_slope ~ HalfNormal(0.1)
@@ -52,29 +52,53 @@ class LossData:
     feature_names: list[str]
 
 
+def rotation(X: np.ndarray, rtol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """SVD rotation that decorrelates the design: ``Z = X @ T`` has orthogonal unit-variance columns.
+
+    Returns ``(T, prior_scale)``: ``T`` (features × k) and, per rotated coefficient, the prior sd that makes an
+    isotropic ``Normal(0, 1)`` prior on the original slopes (``beta = T @ theta``) exactly equivalent.  Directions
+    the data cannot see at all (singular values below ``rtol`` × largest) are dropped: there the slopes stay at
+    their prior mean.  Same model, far better geometry for NUTS when the 15 features are strongly correlated.
+    """
+    n = X.shape[0]
+    _, S, Vt = np.linalg.svd(X, full_matrices=False)
+    keep = S > rtol * S.max()
+    root = np.sqrt(max(n - 1, 1))
+    T = Vt[keep].T * (root / S[keep])
+    return T, S[keep] / root
+
+
 def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
-    """The PyMC graph of the hierarchical loss model (``pm.Data`` containers ``X`` and ``group``)."""
+    """The PyMC graph of the hierarchical loss model (``pm.Data`` containers ``X`` and ``group``).
+
+    Sampled in the SVD-rotated coordinates of :func:`rotation`; ``beta`` and ``slope_offset`` are recorded in the
+    original (standardised-feature) coordinates.
+    """
     cfg = {**DEFAULT_MODEL_CONFIG, **(config or {})}
     n_sizes = len(data.sizes)
+    T, scale = rotation(data.X)
     coords = {"size": [str(s) for s in data.sizes], "feature": list(data.feature_names),
-              "obs": np.arange(len(data.z))}
+              "obs": np.arange(len(data.z)), "component": np.arange(T.shape[1])}
     with pm.Model(coords=coords) as model:
         X = pm.Data("X", data.X, dims=("obs", "feature"))
         g = pm.Data("group", data.group.astype("int64"), dims="obs")
+        Z = X @ T
         intercept = pm.Normal("intercept", 0.0, cfg["prior_intercept_sd"])
-        beta = pm.Normal("beta", 0.0, cfg["prior_slope_sd"], dims="feature")
+        theta = pm.Normal("theta", 0.0, cfg["prior_slope_sd"] * scale, dims="component")
+        pm.Deterministic("beta", pm.math.dot(T, theta), dims="feature")
         if n_sizes > 1:
             sigma_size = pm.HalfNormal("sigma_size", cfg["prior_sigma_size"])
             # non-centred zero-sum offsets: unit ZeroSumNormal scaled by the group sd (avoids the funnel)
             size_raw = pm.ZeroSumNormal("size_offset_raw", sigma=1.0, dims="size")
             size_offset = pm.Deterministic("size_offset", sigma_size * size_raw, dims="size")
             sigma_slope = pm.HalfNormal("sigma_slope", cfg["prior_sigma_slope"])
-            slope_raw = pm.ZeroSumNormal("slope_offset_raw", sigma=1.0, dims=("feature", "size"))
-            slope_offset = pm.Deterministic("slope_offset", sigma_slope * slope_raw, dims=("feature", "size"))
-            slopes = beta[:, None] + slope_offset  # (feature, size)
-            mu = intercept + size_offset[g] + (X * slopes[:, g].T).sum(axis=1)
+            slope_raw = pm.ZeroSumNormal("slope_offset_raw", sigma=1.0, dims=("component", "size"))
+            rot_offset = sigma_slope * scale[:, None] * slope_raw  # (component, size)
+            pm.Deterministic("slope_offset", pm.math.dot(T, rot_offset), dims=("feature", "size"))
+            slopes = theta[:, None] + rot_offset
+            mu = intercept + size_offset[g] + (Z * slopes[:, g].T).sum(axis=1)
         else:
-            mu = intercept + X @ beta
+            mu = intercept + pm.math.dot(Z, theta)
         mu = pm.Deterministic("mu", mu, dims="obs")
         sigma = pm.HalfNormal("sigma", cfg["prior_sigma"])
         pm.StudentT("z", nu=cfg["nu"], mu=mu, sigma=sigma, observed=data.z, dims="obs")

@@ -126,7 +126,7 @@ class BayesOptLaw:
         model = lm.build_loss_model(data, self.model_config)
         self.loss_idata_ = lm.sample_loss_model(model, self.sampler_config, random_seed=self.random_seed)
         self.loss_diagnostics_ = lm.diagnostics(
-            self.loss_idata_, ["intercept", "beta", "sigma", "sigma_size", "size_offset_raw", "sigma_slope",
+            self.loss_idata_, ["intercept", "theta", "sigma", "sigma_size", "size_offset_raw", "sigma_slope",
                                "slope_offset_raw"])
         self.loss_post_ = lm.posterior_arrays(self.loss_idata_)
         self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())

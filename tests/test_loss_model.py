@@ -20,7 +20,7 @@ def _toy_data(n_sizes=3, n=60, seed=0):
 def test_model_graph_has_partial_pooling_over_sizes():
     model = lm.build_loss_model(_toy_data())
     names = {v.name for v in model.free_RVs}
-    assert {"intercept", "beta", "sigma_size", "size_offset_raw", "sigma_slope", "slope_offset_raw",
+    assert {"intercept", "theta", "sigma_size", "size_offset_raw", "sigma_slope", "slope_offset_raw",
             "sigma"} <= names
     assert model["z"].owner is not None
     assert model.coords["size"] == ("1000", "1001", "1002")
@@ -29,7 +29,7 @@ def test_model_graph_has_partial_pooling_over_sizes():
 def test_single_size_has_no_group_terms():
     model = lm.build_loss_model(_toy_data(n_sizes=1))
     names = {v.name for v in model.free_RVs}
-    assert "size_offset_raw" not in names and "beta" in names
+    assert "size_offset_raw" not in names and "theta" in names
 
 
 def test_prior_predictive_is_on_a_plausible_scale():

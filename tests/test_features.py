@@ -280,12 +280,12 @@ def test_feature_spec_validation_and_round_trip():
 def test_standardiser_round_trip():
     rng = np.random.default_rng(0)
     X = rng.normal(3.0, 2.0, size=(50, 4))
-    X[:, 2] = 7.0  # a constant column keeps scale 1
+    X[:, 2] = 7.0  # a constant column standardises to exactly 0 (infinite scale)
     st = Standardiser.fit(X)
     Z = st.transform(X)
     np.testing.assert_allclose(Z[:, [0, 1, 3]].mean(axis=0), 0, atol=1e-12)
     np.testing.assert_allclose(Z[:, [0, 1, 3]].std(axis=0), 1, rtol=1e-12)
-    assert st.scale[2] == 1.0 and np.all(Z[:, 2] == 0)
+    assert np.isinf(st.scale[2]) and np.all(Z[:, 2] == 0)
     back = Standardiser.from_dict(json.loads(json.dumps(st.to_dict())))
     np.testing.assert_array_equal(back.mean, st.mean)
     np.testing.assert_array_equal(back.scale, st.scale)

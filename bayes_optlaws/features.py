@@ -7,7 +7,8 @@ Per run we first compute the *segment integrals* once (:func:`segment_integrals`
 gives the feature matrix cheaply (:func:`design_matrix`):
 
 * convergence: ``I_w = ∫_0^{t1} η``, ``I_c = ∫_{t2}^{T} η``, ``I = ∫_0^T η`` (history-aware: earlier stages add to I)
-* escape (on the step grid): ``E_w = Σ_{(0, t2]} (Δη)²/δ``, ``E_c = Σ_{(t3, T]} (Δη)²/δ``
+* escape (on the step grid): ``E_w = Σ_{(0, t2]} (Δη)²/δ`` (+ the jump from 0 to ``η(0)``),
+  ``E_c = Σ_{(t3, T]} (Δη)²/δ``
 
 The exact feature terms are our reconstruction of the paper's prose (see README "What is the paper's and what is
 ours"); they are hypotheses tested by the ablation in :mod:`bayes_optlaws.evaluation`.
@@ -124,7 +125,10 @@ def segment_integrals(schedule: Schedule, tokens_per_step: int, model_params: fl
     I_w = max(schedule.integral(0, ph.t1) / lr_ref * delta, floor)
     I_c = max(schedule.integral(ph.t2, ph.total) / lr_ref * delta, floor)
     I = schedule.integral() / lr_ref * delta
-    E_w = schedule.escape_integral(0, ph.t2) / lr_ref**2 / delta
+    # a stage that starts at a non-zero LR jumps to it from 0 (the optimizer was not running): count that jump,
+    # so a zero-warmup run has the escape integral of a one-step warmup, consistent with the I_w floor
+    start_jump = float(schedule.lr_at(0.0)) ** 2
+    E_w = (schedule.escape_integral(0, ph.t2) + start_jump) / lr_ref**2 / delta
     E_c = schedule.escape_integral(ph.t3, ph.total) / lr_ref**2 / delta
     D = schedule.total * delta
     warnings = list(ph.warnings)

@@ -93,9 +93,6 @@ def test_zero_warmup_floor():
     assert s0.E_c == pytest.approx(0.25 / 1.0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG/inconsistency features.segment_integrals: a zero-warmup run gets E_w = 0 "
-                   "(the smoothest possible warmup) while a one-step warmup gets the largest E_w = η̂²/δ; the I_w "
-                   "floor already treats zero warmup as a one-step warmup, E_w should too")
 def test_zero_warmup_escape_matches_one_step_warmup():
     s0, s1 = seg({**LIN, "warmup": 0}), seg({**LIN, "warmup": 1})
     assert s0.E_w == pytest.approx(s1.E_w)

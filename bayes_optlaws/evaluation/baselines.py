@@ -14,9 +14,10 @@ the LR of update ``k`` is ``Schedule.applied_lr()[k]``, and a continual stage's 
 Fitting the parametric laws (Chinchilla, Tissue, multi-power, simplified Opt-Law + Chinchilla) [ours]: every one is
 linear in some coefficients once its exponents are fixed, so the fit is (1) a grid over the exponents with a bounded
 linear least-squares solve for the coefficients at each grid point (``scipy.optimize.lsq_linear``), then (2) the best
-``n_starts`` grid points refined jointly with ``scipy.optimize.least_squares`` on log-loss residuals with a Huber loss
-(``f_scale`` = 1e-3 in log units, as Hoffmann et al.), all parameters bounded.  With fewer rows than parameters the
-grid solution is kept.  A fit that fails outright falls back to the mean training loss and records why in
+``n_starts`` grid points refined jointly with ``scipy.optimize.least_squares`` on log-loss residuals, first with plain
+squares and then with a Huber loss (``f_scale`` = 1e-3 in log units, as Hoffmann et al.; ``loss="linear"`` keeps plain
+least squares), all parameters bounded; the solution with the lowest robust cost wins.  With no more rows than
+parameters the grid solution is kept.  A fit that fails outright falls back to the mean training loss and records why in
 ``warnings_``; it never raises for a small or degenerate table.
 """
 
@@ -513,8 +514,10 @@ class MultiPower(_SeparableLaw):
     over the updates after the first stage's warmup (a later re-warmup enters with negative Δη).  Sums are
     vectorised with reverse cumulative sums and evaluated on at most ``max_terms`` merged terms per schedule (see
     ``_mpl_raw``; ``max_terms=0``: exact sums), so 50k-step runs are cheap; the Jacobian is analytic.  The law has no model-size term: with ``per_size`` (default) one law
-    is fitted per ``model_params`` with at least ``min_runs_per_size`` training runs, and a pooled law serves the
-    other sizes.  Fitted in log C.  Bounds: L0 ∈ [0, 2 max y], A, B ≥ 0, α ∈ [0.01, 3], log C ∈ [−30, 30],
+    is fitted per ``model_params`` with at least ``min_runs_per_size`` (3) training runs — sizes with no more runs
+    than parameters keep the grid solution (exponents from the grid, L0/A/B by bounded linear least squares) — and
+    a pooled law serves the other sizes.  (On the public lr-scheduling SlimPajama table, 8 sizes of which 6 have
+    6 runs, this beat a threshold of 10 runs: rel. error 1.05 % vs 1.89 %, pooled only 2.11 %.)  Fitted in log C.  Bounds: L0 ∈ [0, 2 max y], A, B ≥ 0, α ∈ [0.01, 3], log C ∈ [−30, 30],
     β ∈ [0.01, 10], γ ∈ [−1, 3].
     """
 
@@ -522,7 +525,7 @@ class MultiPower(_SeparableLaw):
     spec = _LawSpec(("alpha", "log_C", "beta", "gamma"), ((0.01, 3.0), (-30.0, 30.0), (0.01, 10.0), (-1.0, 3.0)),
                     ("L0", "A", "B"))
 
-    def __init__(self, per_size: bool = True, min_runs_per_size: int = 10, max_terms: int = 512, **fit_options):
+    def __init__(self, per_size: bool = True, min_runs_per_size: int = 3, max_terms: int = 512, **fit_options):
         super().__init__(**fit_options)
         self.per_size = per_size
         self.min_runs_per_size = min_runs_per_size

@@ -258,7 +258,8 @@ class Schedule:
     def phases(self) -> Phases:
         """Detect ``t1 <= t2 <= t3 <= total`` on the step grid (rule in opt-laws.md §4, documented in README).
 
-        * ``t1``: first step where the LR reaches ``PEAK_FRACTION`` × peak (end of warmup);
+        * ``t1``: first step where the LR reaches ``PEAK_FRACTION`` × peak, followed up the rise to its top
+          (end of warmup);
         * ``t3``: end of the last flat segment (|Δeta| <= FLAT_RTOL × peak) that is followed by a decrease;
           ``t1`` if there is none (e.g. linear or cosine decay straight from the peak);
         * ``t2``: start of that flat segment if it lies below the peak (a polygon's plateau), else ``t1``.
@@ -266,6 +267,9 @@ class Schedule:
         g = self.grid()
         peak = g.max()
         t1 = int(np.argmax(g >= PEAK_FRACTION * peak))
+        # the threshold is crossed a few steps early in a long warmup: follow the rise to its top
+        while t1 < len(g) - 1 and g[t1 + 1] > g[t1] + FLAT_RTOL * peak:
+            t1 += 1
         d = np.diff(g)
         flat = np.abs(d) <= FLAT_RTOL * peak
         t2 = t3 = t1
@@ -345,7 +349,9 @@ def _number(spec: Mapping, key: str, *, integer: bool = False, default=None) -> 
             return default
         raise ScheduleError(f"'{spec.get('family', 'schedule')}' schedule is missing '{key}'")
     value = spec[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool):
+        raise ScheduleError(f"'{key}' must be a number, got {value!r}")
+    if not isinstance(value, (int, float)):
         try:
             value = float(value)
         except (TypeError, ValueError):

@@ -45,6 +45,13 @@ def cmd_fit(args) -> int:
           f"lr_ref={law.spec_.lr_ref:g}")
     print(f"loss model: max R-hat {d['max_rhat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
           f"divergences {d['divergences']}")
+    pc, ppc, loo = law.prior_check_, law.ppc_, law.loo_
+    print(f"prior predictive: {pc['share_inside_98']:.0%} of observed log losses inside the prior's 98 % range; "
+          f"posterior predictive coverage on training runs: 50 % -> {ppc['coverage_50']:.0%}, "
+          f"90 % -> {ppc['coverage_90']:.0%}")
+    if "elpd_loo" in loo:
+        print(f"LOO: elpd {loo['elpd_loo']:.1f}, p_loo {loo['p_loo']:.1f}, "
+              f"{loo['n_pareto_k_gt_0.7']} runs with Pareto k > 0.7")
     if law.div_diagnostics_:
         dd = law.div_diagnostics_
         print(f"divergence boundary: max R-hat {dd['max_rhat']:.3f}, min ESS bulk {dd['min_ess_bulk']:.0f}, "

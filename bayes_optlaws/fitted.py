@@ -61,6 +61,9 @@ def _settings(law) -> dict:
         "loss_diagnostics": law.loss_diagnostics_,
         "divergence_diagnostics": law.div_diagnostics_,
         "data_hash": law.data_hash_,
+        "prior_check": getattr(law, "prior_check_", None),
+        "posterior_check": getattr(law, "ppc_", None),
+        "loo": getattr(law, "loo_", None),
         "n_train_runs": int(len(law.train_runs_)),
         "fit_seconds": getattr(law, "fit_seconds_", None),
     }
@@ -146,6 +149,7 @@ def load_model(path):
     law.loss_diagnostics_ = s["loss_diagnostics"]
     law.div_diagnostics_ = s["divergence_diagnostics"]
     law.data_hash_ = s["data_hash"]
+    law.prior_check_, law.ppc_, law.loo_ = s.get("prior_check"), s.get("posterior_check"), s.get("loo")
     law.settings_ = s
     law.loss_idata_ = _open(path / LOSS_FILE)
     law.loss_post_ = lm.posterior_arrays(law.loss_idata_)

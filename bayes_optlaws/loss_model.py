@@ -202,3 +202,58 @@ def prior_predictive_z(data: LossData, config: dict | None = None, draws: int = 
     with model:
         prior = pm.sample_prior_predictive(draws=draws, random_seed=random_seed, var_names=["z"])
     return prior.prior_predictive["z"].values.reshape(draws, -1)
+
+
+def prior_check(data: LossData, config: dict | None = None, draws: int = 500, random_seed: int = 0) -> dict:
+    """Prior predictive check: does the prior cover the observed (standardised) log losses without being absurd?
+
+    Returns the share of observed values inside the prior predictive 1–99 % range and that range's width relative
+    to the observed spread; a warning message when the prior misses the data or is > 100× too wide.
+    """
+    z = prior_predictive_z(data, config, draws, random_seed)
+    lo, hi = np.quantile(z, [0.01, 0.99], axis=0)
+    inside = float(np.mean((data.z >= lo) & (data.z <= hi)))
+    width = float(np.median(hi - lo))
+    spread = float(np.ptp(data.z)) or 1.0
+    msg = []
+    if inside < 0.95:
+        msg.append(f"prior predictive check: only {inside:.0%} of observed losses lie in the prior's 98 % range; "
+                   "the priors may be too narrow for these data.")
+    if width / spread > 100:
+        msg.append(f"prior predictive check: the prior's 98 % range is {width / spread:.0f}× the observed spread; "
+                   "the priors are very vague.")
+    return {"share_inside_98": inside, "width_over_spread": width / spread, "warnings": msg}
+
+
+def posterior_check(post: dict[str, np.ndarray], data: LossData, nu: float, random_seed: int = 0) -> dict:
+    """Posterior predictive check on the training runs: coverage of the central 50 % and 90 % intervals and the
+    standardised residual spread; a warning when coverage is far from nominal."""
+    rng = np.random.default_rng(random_seed)
+    mu = predict_mu(post, data.X, data.group, rng)
+    z_rep = add_noise(post, mu, nu, rng)
+    out = {}
+    for level in (0.5, 0.9):
+        lo, hi = np.quantile(z_rep, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        out[f"coverage_{int(level * 100)}"] = float(np.mean((data.z >= lo) & (data.z <= hi)))
+    msg = []
+    if abs(out["coverage_90"] - 0.9) > 0.1:
+        msg.append(f"posterior predictive check: 90 % intervals cover {out['coverage_90']:.0%} of the training "
+                   "runs; the noise model may be mis-specified.")
+    out["warnings"] = msg
+    return out
+
+
+def loo_check(idata: xr.DataTree) -> dict:
+    """PSIS-LOO of the loss model (elpd, p_loo, count of Pareto k > 0.7) with a warning on influential runs."""
+    import arviz as az
+
+    try:
+        res = az.loo(idata)
+    except Exception as exc:  # pragma: no cover - LOO is advisory
+        return {"warnings": [f"LOO could not be computed ({exc})"]}
+    k = np.asarray(res.pareto_k).ravel()
+    bad = int(np.sum(k > 0.7))
+    msg = [f"LOO: {bad} training runs have Pareto k > 0.7 (highly influential); treat LOO with caution."] if bad \
+        else []
+    return {"elpd_loo": float(res.elpd), "p_loo": float(getattr(res, "p", np.nan)), "n_pareto_k_gt_0.7": bad,
+            "warnings": msg}

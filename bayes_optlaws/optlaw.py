@@ -123,12 +123,17 @@ class BayesOptLaw:
                                else float(ok["final_loss"].max()))
         say(f"sampling the loss model: {len(ok)} runs, {len(self.sizes_)} model sizes, "
             f"{len(spec.feature_names)} features (4 chains, nutpie)")
+        self.prior_check_ = lm.prior_check(data, self.model_config, random_seed=self.random_seed)
         model = lm.build_loss_model(data, self.model_config)
         self.loss_idata_ = lm.sample_loss_model(model, self.sampler_config, random_seed=self.random_seed)
         self.loss_diagnostics_ = lm.diagnostics(
             self.loss_idata_, ["intercept", "theta", "sigma", "sigma_size", "size_offset_raw", "sigma_slope",
                                "slope_offset_raw"])
         self.loss_post_ = lm.posterior_arrays(self.loss_idata_)
+        self.ppc_ = lm.posterior_check(self.loss_post_, data, self.model_config["nu"], self.random_seed)
+        self.loo_ = lm.loo_check(self.loss_idata_)
+        for msg in self.prior_check_["warnings"] + self.ppc_["warnings"] + self.loo_["warnings"]:
+            warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
         self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())
         self.log_D_center_ = float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean())
         self.div_idata_, self.div_post_, self.div_diagnostics_ = None, None, None

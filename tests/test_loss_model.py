@@ -70,3 +70,20 @@ def test_diagnostics_warn_in_plain_words(fitted_law):
         warnings.simplefilter("error")
         d = lm.diagnostics(fitted_law.loss_idata_, ["intercept"], rhat_max=10.0, ess_min=1.0)
     assert d["warnings"] == []
+
+
+def test_workflow_checks_are_stored_and_sensible(fitted_law, saved_model):
+    pc, ppc, loo = fitted_law.prior_check_, fitted_law.ppc_, fitted_law.loo_
+    assert 0.95 <= pc["share_inside_98"] <= 1.0
+    assert 0.3 <= ppc["coverage_50"] <= 1.0 and 0.7 <= ppc["coverage_90"] <= 1.0
+    assert np.isfinite(loo["elpd_loo"]) and loo["n_pareto_k_gt_0.7"] >= 0
+    settings = json.loads((saved_model / "settings.json").read_text())
+    assert settings["prior_check"]["share_inside_98"] == pc["share_inside_98"]
+    assert settings["loo"]["elpd_loo"] == loo["elpd_loo"]
+
+
+def test_prior_check_flags_a_prior_that_misses_the_data():
+    data = _toy_data()
+    shifted = lm.LossData(data.X, data.z + 50.0, data.group, data.sizes, data.feature_names)
+    res = lm.prior_check(shifted, draws=200)
+    assert res["share_inside_98"] < 0.5 and res["warnings"]

@@ -1,0 +1,697 @@
+"""Figures for decisions: loss surface, posterior predictive check, candidates, divergence map, calibration, ablation.
+
+Every function builds its own :class:`matplotlib.figure.Figure` (object-oriented API, no pyplot state, safe
+under the ``Agg`` backend) and returns it; nothing is shown.  :func:`save` writes PNG and SVG.
+
+* :func:`loss_surface` — predicted final loss over peak LR × warmup fraction for one (model size, token budget)
+  block (linear warmup + linear decay to 0), the 90 % credible-interval width, the P(diverge) = 0.5 contour and the
+  observed runs of that block (the paper's Figs. 1 and 5, with uncertainty).
+* :func:`ppc_by_block` — in-sample posterior predictive vs observed final loss, one colour per block.
+* :func:`candidates` — per-candidate 90 % predictive intervals, median and mean, and P(best) bars with P(diverge).
+* :func:`divergence_map` — P(diverge) over peak LR × warmup with the observed diverged / stable runs.
+* :func:`calibration` — coverage of central intervals and the P(best) reliability diagram of an evaluation.
+* :func:`ablation` — Spearman and Top-2 per feature-block ablation step.
+* :func:`trace` — ArviZ (arviz-plots) trace or forest plot of the loss model's main parameters.
+
+Units: losses in nats, learning rates raw (as in the runs table), warmup as a fraction of the run's steps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .schedules import Schedule, schedule_family
+
+__all__ = ["loss_surface", "ppc_by_block", "candidates", "divergence_map", "calibration", "ablation", "trace",
+           "save", "surface_grid", "block_runs", "human_count"]
+
+#: the P(diverge) level drawn as the boundary on the maps
+BOUNDARY = 0.5
+#: central interval shown on the maps and in the candidate plot
+INTERVAL = 0.9
+ABLATION_ORDER = ("scale", "+convergence", "+escape", "+mixed")
+#: the paper's Table 9 (its own data), drawn for context on the ablation plot
+PAPER_ABLATION = {"spearman": (0.60, 0.61, 0.77, 0.84), "top2": (0.51, 0.66, 0.89, 0.94)}
+_BLOCK_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                  "#bcbd22", "#17becf")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def human_count(x: float, unit: str = "") -> str:
+    """1_300_000_000 -> '1.3B', 25_000 -> '25K' (with an optional unit appended)."""
+    x = float(x)
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            text = f"{x / div:.3g}{suffix}"
+            break
+    else:
+        text = f"{x:.3g}"
+    return f"{text} {unit}".strip()
+
+
+def _block_label(model_params, tokens) -> str:
+    return f"N={human_count(model_params)}, D={human_count(tokens)} tok"
+
+
+def _new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **kw) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def _warmup_fraction(schedule: Schedule) -> float:
+    return schedule.phases().t1 / schedule.total
+
+
+def block_runs(law, model_params, total_steps: int, tokens_per_step: int, runs: pd.DataFrame | None = None
+               ) -> pd.DataFrame:
+    """Runs of one (model size, token budget) block with their peak LR, warmup fraction and schedule family."""
+    df = law.train_runs_ if runs is None else runs
+    tokens = int(total_steps) * int(tokens_per_step)
+    sel = df[(df["model_params"].astype(float) == float(model_params))
+             & (df["tokens"].astype(float) == float(tokens))].copy()
+    scheds = [Schedule.from_spec(s) for s in sel["schedule"]]
+    sel["peak_lr"] = [s.peak_lr for s in scheds]
+    sel["warmup_frac"] = [_warmup_fraction(s) for s in scheds]
+    sel["family"] = [schedule_family(s) for s in sel["schedule"]]
+    return sel
+
+
+def _default_axes(law, sel: pd.DataFrame, peak_lrs, warmups, n_lr: int = 25, n_w: int = 13):
+    if peak_lrs is None:
+        peaks = np.array([Schedule.from_spec(s).peak_lr for s in law.train_runs_["schedule"]])
+        lo, hi = peaks.min(), peaks.max()
+        if len(sel):
+            lo, hi = min(lo, sel["peak_lr"].min()), max(hi, sel["peak_lr"].max())
+        peak_lrs = np.geomspace(lo / 1.5, hi * 1.5, n_lr)
+    if warmups is None:
+        fr = [_warmup_fraction(Schedule.from_spec(s)) for s in law.train_runs_["schedule"]]
+        top = max(max(fr) if fr else 0.0, float(sel["warmup_frac"].max()) if len(sel) else 0.0)
+        top = 0.1 if top <= 0 else min(1.0, top * 1.15)
+        warmups = np.linspace(0.0, top, n_w)
+    return np.asarray(sorted(peak_lrs), float), np.asarray(sorted(warmups), float)
+
+
+def surface_grid(law, model_params, total_steps: int, tokens_per_step: int, peak_lrs, warmups,
+                 random_seed: int = 0) -> dict[str, np.ndarray]:
+    """Posterior summaries on a peak LR × warmup grid (linear warmup + linear decay to 0).
+
+    Returns arrays of shape ``(len(warmups), len(peak_lrs))``: ``mean``, ``q05``, ``q50``, ``q95`` of the
+    expected final loss (nats; epistemic), ``width`` (q95 − q05), ``p_diverge`` (posterior mean, NaN without a
+    divergence model) and ``p_diverge_width`` (90 % interval of P(diverge)).
+    """
+    rows = []
+    for wf in warmups:
+        for lr in peak_lrs:
+            warm = int(round(float(wf) * total_steps))
+            warm = min(warm, int(total_steps) - 1)
+            spec = {"family": "linear", "peak_lr": float(lr), "warmup": warm, "total": int(total_steps)}
+            rows.append({"name": f"lr{lr:.4g}-w{wf:.4g}", "schedule": json.dumps(spec)})
+    draws = law.predict_draws(pd.DataFrame(rows), model_params=int(model_params),
+                              tokens_per_step=int(tokens_per_step), random_seed=random_seed)
+    shape = (len(warmups), len(peak_lrs))
+    lo, mid, hi = np.quantile(draws.loss, [(1 - INTERVAL) / 2, 0.5, (1 + INTERVAL) / 2], axis=0)
+    out = {"mean": draws.loss.mean(axis=0).reshape(shape), "q05": lo.reshape(shape), "q50": mid.reshape(shape),
+           "q95": hi.reshape(shape), "width": (hi - lo).reshape(shape)}
+    if np.all(np.isnan(draws.p_diverge)):
+        out["p_diverge"] = np.full(shape, np.nan)
+        out["p_diverge_width"] = np.full(shape, np.nan)
+    else:
+        plo, phi = np.quantile(draws.p_diverge, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2], axis=0)
+        out["p_diverge"] = np.nanmean(draws.p_diverge, axis=0).reshape(shape)
+        out["p_diverge_width"] = (phi - plo).reshape(shape)
+    return out
+
+
+def _has_crossing(p: np.ndarray, level: float = BOUNDARY) -> bool:
+    finite = p[np.isfinite(p)]
+    return bool(finite.size and finite.min() < level < finite.max())
+
+
+def _boundary(ax, X, Y, p, *, color="k", label=True):
+    """Draw the P(diverge) = 0.5 contour; returns the ContourSet or None when the map never crosses 0.5."""
+    if not _has_crossing(p):
+        return None
+    halo = ax.contour(X, Y, p, levels=[BOUNDARY], colors="white", linewidths=4.0, linestyles="-", alpha=0.8)
+    halo.set_gid("p_diverge_boundary_halo")
+    cs = ax.contour(X, Y, p, levels=[BOUNDARY], colors=color, linewidths=2.0, linestyles="--")
+    cs.set_gid("p_diverge_boundary")
+    if label:
+        ax.clabel(cs, fmt={BOUNDARY: "P(div)=0.5"}, fontsize=8, inline=True)
+    return cs
+
+
+def _overlay_runs(ax, sel: pd.DataFrame, held_out: set, *, norm=None, cmap=None, colour_by_loss: bool = True):
+    """Observed runs: stable (filled circles, coloured by observed loss), diverged (red x), held-out (square)."""
+    if not len(sel):
+        return []
+    artists = []
+    div = sel["diverged"].astype(bool).to_numpy()
+    ho = sel["run_id"].isin(held_out).to_numpy() if held_out else np.zeros(len(sel), bool)
+    ok = ~div & ~ho
+    if ok.any():
+        kw = (dict(c=sel.loc[ok, "final_loss"], cmap=cmap, norm=norm, edgecolors="white") if colour_by_loss
+              else dict(color="white", edgecolors="k"))
+        artists.append(ax.scatter(sel.loc[ok, "peak_lr"], sel.loc[ok, "warmup_frac"], s=46, linewidths=1.2,
+                                  zorder=5, label=f"observed run ({int(ok.sum())})", **kw))
+    if (div & ~ho).any():
+        m = div & ~ho
+        artists.append(ax.scatter(sel.loc[m, "peak_lr"], sel.loc[m, "warmup_frac"], marker="X", s=70,
+                                  color="#d62728", edgecolors="k", linewidths=0.6, zorder=6,
+                                  label=f"diverged run ({int(m.sum())})"))
+    if ho.any():
+        artists.append(ax.scatter(sel.loc[ho, "peak_lr"], sel.loc[ho, "warmup_frac"], marker="s", s=90,
+                                  facecolors="none", edgecolors="#ff00ff", linewidths=2.0, zorder=7,
+                                  label=f"held-out run ({int(ho.sum())})"))
+        if (ho & div).any():
+            m = ho & div
+            ax.scatter(sel.loc[m, "peak_lr"], sel.loc[m, "warmup_frac"], marker="X", s=50, color="#d62728",
+                       zorder=7)
+    return artists
+
+
+def _map_axes(ax, peak_lrs, warmups):
+    ax.set_xscale("log")
+    xe, ye = _edges(peak_lrs, True), _edges(warmups, False)
+    ax.set_xlim(xe[0], xe[-1])
+    ax.set_ylim(ye[0], ye[-1])
+    ax.set_xlabel("peak learning rate (log scale)")
+    ax.set_ylabel("warmup (fraction of the run's steps)")
+
+
+def _edges(values: np.ndarray, log: bool) -> np.ndarray:
+    v = np.log(values) if log else values
+    if len(v) == 1:
+        e = np.array([v[0] - 0.5, v[0] + 0.5])
+    else:
+        mid = (v[1:] + v[:-1]) / 2
+        e = np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+    return np.exp(e) if log else e
+
+
+def _title_block(model_params, total_steps, tokens_per_step) -> str:
+    tokens = int(total_steps) * int(tokens_per_step)
+    return (f"N = {human_count(model_params)} params, D = {human_count(tokens)} tokens "
+            f"({int(total_steps):,} steps × {int(tokens_per_step):,} tokens/step)")
+
+
+# ---------------------------------------------------------------------------------------------- loss surface
+def loss_surface(law, model_params, total_steps: int, tokens_per_step: int, peak_lrs=None, warmups=None,
+                 runs: pd.DataFrame | None = None, held_out: Iterable[str] | None = None,
+                 random_seed: int = 0) -> Figure:
+    """Predicted final loss over peak LR (log) × warmup fraction for one block, linear warmup + linear decay.
+
+    Left: posterior mean of the expected final loss (nats), with the region where P(diverge) > 0.5 hatched;
+    right: width of its 90 % credible interval (nats).  Both panels carry the P(diverge) = 0.5 contour (dashed),
+    the predicted best non-diverging schedule (star) and the observed runs of this block (``runs``, default the
+    training runs): stable runs coloured by their observed loss on the same scale, diverged runs as red crosses,
+    ``held_out`` run ids as magenta squares.
+    """
+    held = set(held_out or ())
+    sel = block_runs(law, model_params, total_steps, tokens_per_step, runs)
+    peak_lrs, warmups = _default_axes(law, sel, peak_lrs, warmups)
+    g = surface_grid(law, model_params, total_steps, tokens_per_step, peak_lrs, warmups, random_seed)
+    X, Y = np.meshgrid(peak_lrs, warmups)
+    xe, ye = _edges(peak_lrs, True), _edges(warmups, False)
+    fig, axes = _new_figure(13.5, 5.4, ncols=2)
+    ax_loss, ax_w = axes[0]
+    p = g["p_diverge"]
+    stable = ~(p > BOUNDARY) if np.isfinite(p).any() else np.ones_like(p, bool)
+    # colour scale from the stable region (diverging corners would swamp it), extended beyond
+    ref = g["mean"][stable] if stable.any() else g["mean"].ravel()
+    vmin, vmax = float(np.min(ref)), float(np.quantile(ref, 0.98))
+    if sel is not None and len(sel):
+        obs = sel.loc[~sel["diverged"].astype(bool), "final_loss"].astype(float)
+        if len(obs):
+            vmin = min(vmin, float(obs.min()))
+    if vmax <= vmin:
+        vmax = vmin + 1e-3
+    levels = np.linspace(vmin, vmax, 12)
+    cmap = _cmap("viridis")
+    norm = BoundaryNorm(levels, cmap.N, extend="max")
+    mesh = ax_loss.pcolormesh(xe, ye, g["mean"], cmap=cmap, norm=norm, shading="flat", rasterized=True)
+    mesh.set_gid("loss_mean")
+    fig.colorbar(mesh, ax=ax_loss, label="predicted final loss, posterior mean (nats)", format="%.3f")
+    if np.isfinite(p).any() and (p > BOUNDARY).any():
+        ax_loss.contourf(X, Y, (p > BOUNDARY).astype(float), levels=[0.5, 1.5], colors="none", hatches=["///"])
+    wref = g["width"][stable] if stable.any() else g["width"].ravel()
+    wmax = float(np.quantile(wref, 0.98))
+    wmin = float(np.min(wref))
+    wlevels = np.linspace(wmin, max(wmax, wmin + 1e-4), 11)
+    wcmap = _cmap("magma_r")
+    wmesh = ax_w.pcolormesh(xe, ye, g["width"], cmap=wcmap, norm=BoundaryNorm(wlevels, wcmap.N, extend="max"),
+                            shading="flat", rasterized=True)
+    wmesh.set_gid("interval_width")
+    fig.colorbar(wmesh, ax=ax_w, label=f"width of the {INTERVAL:.0%} credible interval (nats)", format="%.3f")
+    best = None
+    if stable.any():
+        masked = np.where(stable, g["mean"], np.inf)
+        i, j = np.unravel_index(np.argmin(masked), masked.shape)
+        best = (peak_lrs[j], warmups[i], g["mean"][i, j], g["q05"][i, j], g["q95"][i, j])
+    for ax in (ax_loss, ax_w):
+        _map_axes(ax, peak_lrs, warmups)
+        _boundary(ax, X, Y, p, color="k")
+        _overlay_runs(ax, sel, held, norm=norm if ax is ax_loss else None, cmap=cmap,
+                      colour_by_loss=ax is ax_loss)
+        if best is not None:
+            ax.scatter([best[0]], [best[1]], marker="*", s=260, color="#ffd700", edgecolors="k", linewidths=1.0,
+                       zorder=8, label="predicted best (P(div) < 0.5)")
+    ax_loss.set_title("Predicted final loss (hatched: P(diverge) > 0.5)")
+    ax_w.set_title(f"Uncertainty: {INTERVAL:.0%} credible-interval width of the expected loss")
+    handles = _legend_handles(sel, held, best, np.isfinite(p).any() and _has_crossing(p))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=9, frameon=False)
+    subtitle = _title_block(model_params, total_steps, tokens_per_step) + "; linear warmup + linear decay to 0"
+    if best is not None:
+        subtitle += (f"\npredicted best: peak LR {best[0]:.3g}, warmup {best[1]:.2f}: "
+                     f"{best[2]:.4f} nats [{best[3]:.4f}, {best[4]:.4f}]")
+    others = int((sel["family"] != "linear").sum()) if len(sel) else 0
+    if others:
+        subtitle += f"; {others} runs of other schedule shapes plotted at their peak LR and warmup"
+    fig.suptitle("Loss surface — " + subtitle, fontsize=11)
+    fig.bol_data = {"grid": g, "peak_lrs": peak_lrs, "warmups": warmups, "runs": sel, "best": best}
+    return fig
+
+
+def _cmap(name: str):
+    from matplotlib import colormaps
+
+    return colormaps[name]
+
+
+def _legend_handles(sel, held, best, has_boundary) -> list:
+    h = []
+    if len(sel):
+        h.append(Line2D([], [], marker="o", ls="", color="0.5", mec="white", ms=7,
+                        label="observed run (colour = its final loss)"))
+        if sel["diverged"].astype(bool).any():
+            h.append(Line2D([], [], marker="X", ls="", color="#d62728", mec="k", ms=8, label="diverged run"))
+        if held and sel["run_id"].isin(held).any():
+            h.append(Line2D([], [], marker="s", ls="", mfc="none", mec="#ff00ff", mew=2, ms=9,
+                            label="held-out run"))
+    if has_boundary:
+        h.append(Line2D([], [], ls="--", color="k", lw=2, label="P(diverge) = 0.5"))
+    if best is not None:
+        h.append(Line2D([], [], marker="*", ls="", color="#ffd700", mec="k", ms=14,
+                        label="predicted best with P(diverge) < 0.5"))
+    return h
+
+
+# ---------------------------------------------------------------------------------------------- divergence map
+def divergence_map(law, model_params, total_steps: int, tokens_per_step: int, peak_lrs=None, warmups=None,
+                   runs: pd.DataFrame | None = None, held_out: Iterable[str] | None = None,
+                   random_seed: int = 0) -> Figure:
+    """Posterior mean P(diverge) over peak LR × warmup (linear warmup + decay) with the observed runs of the
+    block: diverged (red crosses) and stable (white circles); right panel: 90 % interval width of P(diverge)."""
+    held = set(held_out or ())
+    sel = block_runs(law, model_params, total_steps, tokens_per_step, runs)
+    peak_lrs, warmups = _default_axes(law, sel, peak_lrs, warmups)
+    fig, axes = _new_figure(13.5, 5.2, ncols=2)
+    ax, ax_u = axes[0]
+    title = "Divergence map — " + _title_block(model_params, total_steps, tokens_per_step)
+    if getattr(law, "div_post_", None) is None:
+        for a in (ax, ax_u):
+            _map_axes(a, peak_lrs, warmups)
+            _overlay_runs(a, sel, held, colour_by_loss=False)
+        ax.text(0.5, 0.5, "no divergence model:\nthe training data has no diverged runs\n(P(diverge) unknown)",
+                transform=ax.transAxes, ha="center", va="center", fontsize=11,
+                bbox=dict(facecolor="white", edgecolor="0.6"))
+        fig.suptitle(title, fontsize=11)
+        fig.bol_data = {"grid": None, "runs": sel}
+        return fig
+    g = surface_grid(law, model_params, total_steps, tokens_per_step, peak_lrs, warmups, random_seed)
+    X, Y = np.meshgrid(peak_lrs, warmups)
+    xe, ye = _edges(peak_lrs, True), _edges(warmups, False)
+    levels = np.linspace(0, 1, 11)
+    cmap = _cmap("RdYlBu_r")
+    mesh = ax.pcolormesh(xe, ye, g["p_diverge"], cmap=cmap, norm=BoundaryNorm(levels, cmap.N), shading="flat",
+                         rasterized=True)
+    mesh.set_gid("p_diverge")
+    fig.colorbar(mesh, ax=ax, label="P(diverge), posterior mean (probability)")
+    umesh = ax_u.pcolormesh(xe, ye, g["p_diverge_width"], cmap=_cmap("Greys"), vmin=0, vmax=1, shading="flat",
+                            rasterized=True)
+    fig.colorbar(umesh, ax=ax_u, label=f"{INTERVAL:.0%} credible-interval width of P(diverge)")
+    for a in (ax, ax_u):
+        _map_axes(a, peak_lrs, warmups)
+        _boundary(a, X, Y, g["p_diverge"], color="k")
+        _overlay_runs(a, sel, held, colour_by_loss=False)
+    ax.set_title("P(diverge) (dashed: 0.5)")
+    ax_u.set_title("Uncertainty of P(diverge)")
+    h = [Line2D([], [], marker="o", ls="", mfc="white", mec="k", ms=7, label="stable run"),
+         Line2D([], [], marker="X", ls="", color="#d62728", mec="k", ms=8, label="diverged run"),
+         Line2D([], [], ls="--", color="k", lw=2, label="P(diverge) = 0.5")]
+    if held and len(sel) and sel["run_id"].isin(held).any():
+        h.append(Line2D([], [], marker="s", ls="", mfc="none", mec="#ff00ff", mew=2, ms=9, label="held-out run"))
+    fig.legend(handles=h, loc="outside lower center", ncols=len(h), fontsize=9, frameon=False)
+    n_div = int(sel["diverged"].astype(bool).sum()) if len(sel) else 0
+    fig.suptitle(f"{title}; linear warmup + linear decay to 0; {len(sel)} runs observed here, {n_div} diverged",
+                 fontsize=11)
+    fig.bol_data = {"grid": g, "peak_lrs": peak_lrs, "warmups": warmups, "runs": sel}
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- PPC by block
+def _train_draws(law, random_seed: int = 0):
+    runs = law.train_runs_
+    ok = runs[~runs["diverged"].astype(bool) & np.isfinite(runs["final_loss"].astype(float))]
+    cand = ok.rename(columns={"run_id": "name"})[["name", "schedule", "model_params", "tokens_per_step"]]
+    return ok, law.predict_draws(cand.reset_index(drop=True), random_seed=random_seed)
+
+
+def ppc_by_block(law, random_seed: int = 0) -> Figure:
+    """In-sample posterior predictive check of the final loss per (model size, token budget) block.
+
+    Left: observed final loss (x) vs posterior predictive median of a new run (y) with its 90 % interval, one
+    colour per block, and the y = x line.  Right: the same as residuals (observed − predicted median, nats) per
+    block, so misfit far smaller than the loss range stays visible.  Diverged runs are not part of the loss model.
+    """
+    ok, draws = _train_draws(law, random_seed)
+    y = ok["final_loss"].to_numpy(float)
+    lo, med, hi = np.quantile(draws.loss_noisy, [(1 - INTERVAL) / 2, 0.5, (1 + INTERVAL) / 2], axis=0)
+    blocks = list(dict.fromkeys(zip(ok["model_params"].astype(int), ok["tokens"].astype(int))))
+    blocks.sort()
+    key = list(zip(ok["model_params"].astype(int), ok["tokens"].astype(int)))
+    fig, axes = _new_figure(13.5, 5.6, ncols=2, width_ratios=[1.0, 1.25])
+    ax, ax_r = axes[0]
+    inside = (lo <= y) & (y <= hi)
+    for b_i, blk in enumerate(blocks):
+        m = np.array([k == blk for k in key])
+        colour = _BLOCK_COLOURS[b_i % len(_BLOCK_COLOURS)]
+        label = f"{_block_label(*blk)} ({int(m.sum())} runs)"
+        ax.errorbar(y[m], med[m], yerr=[med[m] - lo[m], hi[m] - med[m]], fmt="o", ms=4, color=colour, ecolor=colour,
+                    elinewidth=0.8, alpha=0.85, label=label)
+        jitter = np.random.default_rng(b_i).uniform(-0.25, 0.25, int(m.sum()))
+        xr_ = b_i + jitter
+        ax_r.errorbar(xr_, y[m] - med[m], yerr=[hi[m] - med[m], med[m] - lo[m]], fmt="o", ms=4, color=colour,
+                      ecolor=colour, elinewidth=0.8, alpha=0.85)
+        out = m & ~inside
+        if out.any():
+            ax_r.scatter(xr_[out[m]], (y - med)[out], s=80, facecolors="none", edgecolors="k", zorder=5)
+    span = [min(y.min(), lo.min()), max(y.max(), hi.max())]
+    pad = 0.03 * (span[1] - span[0])
+    span = [span[0] - pad, span[1] + pad]
+    ax.plot(span, span, color="k", lw=1, ls="--", label="y = x")
+    ax.set_xlim(span)
+    ax.set_ylim(span)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("observed final loss (nats)")
+    ax.set_ylabel(f"posterior predictive final loss (nats): median, {INTERVAL:.0%} interval")
+    ax.set_title("Predicted vs observed")
+    ax.legend(fontsize=8, loc="upper left")
+    ax_r.axhline(0, color="k", lw=1, ls="--")
+    ax_r.set_xticks(range(len(blocks)), [_block_label(*b).replace(", ", "\n") for b in blocks], fontsize=8)
+    ax_r.set_xlabel("block (model size, token budget)")
+    ax_r.set_ylabel("observed − predicted median (nats)")
+    ax_r.set_title(f"Residuals with {INTERVAL:.0%} predictive intervals (circled: observation outside)")
+    fig.suptitle(f"Posterior predictive check (in-sample, {len(y)} non-diverged training runs): "
+                 f"{int(inside.sum())}/{len(y)} = {inside.mean():.0%} inside their {INTERVAL:.0%} interval",
+                 fontsize=11)
+    fig.bol_data = {"observed": y, "median": med, "lo": lo, "hi": hi, "blocks": blocks, "coverage": inside.mean()}
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- candidates
+def candidates(ranking, max_candidates: int = 30, max_p_diverge: float = 0.05) -> Figure:
+    """Per-candidate 90 % predictive interval (q05–q95), median and mean of the final loss, and P(best) bars.
+
+    Candidates in rank order (best at the top; at most ``max_candidates``).  The P(diverge) of each candidate is
+    written next to its bar, in red above ``max_p_diverge``; the picks by expected loss and the risk-aware pick
+    are marked.
+    """
+    t = ranking.table.head(max_candidates).reset_index(drop=True)
+    n = len(t)
+    fig, axes = _new_figure(13.0, max(2.6, 0.42 * n + 1.8), ncols=2, sharey=True, width_ratios=[1.5, 1.0])
+    ax, ax_p = axes[0]
+    ypos = np.arange(n)
+    picks = getattr(ranking, "picks", {}) or {}
+    for i, row in t.iterrows():
+        ax.plot([row["loss_q05"], row["loss_q95"]], [i, i], color="#1f77b4", lw=3, solid_capstyle="butt",
+                alpha=0.6)
+    ax.scatter(t["loss_q50"], ypos, marker="|", s=220, color="#1f3f7f", zorder=4, label="median")
+    ax.scatter(t["loss_mean"], ypos, marker="o", s=36, color="white", edgecolors="#d62728", linewidths=1.5,
+               zorder=5, label="mean (if the run trains normally)")
+    ax.plot([], [], color="#1f77b4", lw=3, alpha=0.6, label=f"{INTERVAL:.0%} predictive interval (new run)")
+    labels = []
+    for _, row in t.iterrows():
+        tag = str(row["name"])
+        if len(tag) > 34:
+            tag = tag[:33] + "…"
+        marks = []
+        if picks.get("by_expected_loss") == row["name"]:
+            marks.append("★")
+        if picks.get("risk_aware") == row["name"]:
+            marks.append("◆")
+        labels.append(f"{int(row['rank'])}. {tag}" + (" " + "".join(marks) if marks else ""))
+    ax.set_yticks(ypos, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("final loss (nats)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, frameon=False)
+    ax.set_title("Predicted final loss", pad=22)
+    pdiv = t["p_diverge"].to_numpy(float)
+    risky = np.isfinite(pdiv) & (pdiv > max_p_diverge)
+    bars = ax_p.barh(ypos, t["p_best"], color=np.where(risky, "#f4a6a6", "#2ca02c"), height=0.6)
+    for b in bars:
+        b.set_gid("p_best_bar")
+    xmax = max(0.05, float(t["p_best"].max())) * 1.55
+    ax_p.set_xlim(0, min(1.0, xmax) if xmax < 1.0 else xmax)
+    for i, (pb, pd_) in enumerate(zip(t["p_best"], pdiv)):
+        text = "P(div) n/a" if not np.isfinite(pd_) else f"P(div) {pd_:.2f}" if pd_ >= 0.005 else "P(div) <0.01"
+        ax_p.text(pb + 0.01 * xmax, i, f"{pb:.2f} | {text}", va="center", fontsize=8,
+                  color="#c00000" if risky[i] else "0.2")
+    ax_p.set_xlabel("P(best) (probability; diverging draws never best)")
+    ax_p.set_title(f"P(best) and P(diverge) (red: P(diverge) > {max_p_diverge:g})", pad=22)
+    ax_p.grid(axis="x", alpha=0.3)
+    notes = ["★ pick by expected loss", "◆ risk-aware pick"]
+    more = len(ranking.table) - n
+    suffix = f"; {more} more candidates not shown" if more > 0 else ""
+    fig.suptitle(f"Candidate ranking ({len(ranking.table)} candidates{suffix}) — " + ", ".join(notes)
+                 + "\nintervals include run-to-run noise; P(best) compares expected losses (epistemic draws)",
+                 fontsize=11)
+    fig.bol_data = {"table": t}
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- evaluation plots
+def _as_eval_dict(result) -> tuple[dict, pd.DataFrame | None, dict]:
+    """(methods dict, predictions frame or None, reliability tables) from an EvaluationResult, dict or JSON path."""
+    if isinstance(result, (str, Path)):
+        result = json.loads(Path(result).read_text())
+    if isinstance(result, Mapping):
+        methods = dict(result.get("methods", {}))
+        rel = {k: pd.DataFrame(v["pbest_reliability"]) for k, v in methods.items()
+               if isinstance(v, Mapping) and v.get("pbest_reliability")}
+        return methods, None, rel
+    return dict(result.methods), getattr(result, "predictions", None), dict(getattr(result, "reliability", {}) or {})
+
+
+def _coverage_points(name: str, vals: Mapping, preds: pd.DataFrame | None) -> tuple[list, list, int]:
+    """Nominal and observed coverage of one method: from lo/hi columns when present, else the metrics."""
+    levels, observed, n = [], [], int(vals.get("n") or 0)
+    if preds is not None:
+        cols = [c for c in preds.columns if c.startswith("lo") and c.endswith(f":{name}")]
+        for c in cols:
+            tag = c[2:-len(name) - 1]
+            hi = f"hi{tag}:{name}"
+            if hi not in preds.columns:
+                continue
+            sub = preds[np.isfinite(preds[c].astype(float)) & np.isfinite(preds["final_loss"].astype(float))]
+            if not len(sub):
+                continue
+            y = sub["final_loss"].to_numpy(float)
+            levels.append(float(tag) / 100)
+            observed.append(float(np.mean((sub[c].to_numpy(float) <= y) & (y <= sub[hi].to_numpy(float)))))
+            n = len(sub)
+    if not levels:
+        for k, v in vals.items():
+            m = re.fullmatch(r"coverage_(\d+(?:\.\d+)?)", str(k))
+            if m and v is not None and np.isfinite(float(v)):
+                levels.append(float(m.group(1)) / 100)
+                observed.append(float(v))
+    order = np.argsort(levels)
+    return [levels[i] for i in order], [observed[i] for i in order], n
+
+
+def calibration(result, methods: Iterable[str] | None = None) -> Figure:
+    """Calibration of an evaluation (``EvaluationResult``, its ``to_dict()`` or a JSON path).
+
+    Left: nominal vs observed coverage of the central predictive intervals (50/80/90 %), per method with draws,
+    with ±2 binomial standard errors; right: P(best) reliability diagram (mean predicted P(best) vs observed
+    frequency of being best, marker area ∝ number of configurations, ECE in the legend).
+    """
+    all_methods, preds, rel = _as_eval_dict(result)
+    names = [m for m in (methods or all_methods) if m in all_methods]
+    cov = {m: _coverage_points(m, all_methods[m], preds) for m in names}
+    cov = {m: c for m, c in cov.items() if c[0]}
+    if not cov and not any(m in rel for m in names):
+        raise ValueError("the evaluation has no method with predictive draws (no coverage or P(best) "
+                         "reliability); run `bayes-optlaws evaluate` with the Bayesian law included")
+    fig, axes = _new_figure(12.0, 5.4, ncols=2)
+    ax, ax_r = axes[0]
+    for a in (ax, ax_r):
+        a.plot([0, 1], [0, 1], color="k", ls="--", lw=1, label="perfect calibration")
+        a.set_xlim(0, 1)
+        a.set_ylim(0, 1.02)
+        a.set_aspect("equal", adjustable="box")
+        a.grid(alpha=0.3)
+    for i, (m, (lv, ob, n)) in enumerate(cov.items()):
+        colour = _BLOCK_COLOURS[i % len(_BLOCK_COLOURS)]
+        lv, ob = np.array(lv), np.array(ob)
+        err = 2 * np.sqrt(lv * (1 - lv) / n) if n else None
+        ax.errorbar(lv, ob, yerr=err, fmt="o-", color=colour, capsize=3, label=f"{m} (n={n})")
+    ax.set_xlabel("nominal coverage of the central interval (probability)")
+    ax.set_ylabel("observed coverage on held-out runs (fraction)")
+    ax.set_title("Predictive-interval coverage (error bars: ±2 binomial s.e.)")
+    ax.legend(fontsize=8, loc="upper left")
+    for i, m in enumerate(names):
+        if m not in rel:
+            continue
+        t = pd.DataFrame(rel[m])
+        t = t[t["count"].astype(float) > 0]
+        if not len(t):
+            continue
+        colour = _BLOCK_COLOURS[i % len(_BLOCK_COLOURS)]
+        cnt = t["count"].to_numpy(float)
+        gap = np.abs(t["mean_p"].to_numpy(float) - t["freq"].to_numpy(float))
+        ece = float(np.sum(cnt * gap) / cnt.sum())
+        ax_r.plot(t["mean_p"], t["freq"], "-", color=colour, alpha=0.7)
+        ax_r.scatter(t["mean_p"], t["freq"], s=20 + 300 * cnt / cnt.max(), color=colour, alpha=0.75,
+                     edgecolors="k", linewidths=0.5, label=f"{m} (ECE {ece:.3f}, {int(cnt.sum())} configs)")
+        for x_, y_, c_ in zip(t["mean_p"], t["freq"], cnt):
+            ax_r.annotate(f"{int(c_)}", (x_, y_), textcoords="offset points", xytext=(6, -10), fontsize=7,
+                          color="0.3")
+    ax_r.set_xlabel("predicted P(best), bin mean (probability)")
+    ax_r.set_ylabel("observed frequency of being best (fraction)")
+    ax_r.set_title("P(best) reliability (marker area ∝ configurations; numbers = count)")
+    ax_r.legend(fontsize=8, loc="upper left")
+    fig.suptitle("Calibration on held-out runs (block-wise cross-validation)", fontsize=11)
+    fig.bol_data = {"coverage": cov, "reliability": {m: rel[m] for m in names if m in rel}}
+    return fig
+
+
+def _parse_ablation(methods: Mapping) -> dict[str, dict[str, Mapping]]:
+    out: dict[str, dict[str, Mapping]] = {}
+    for name, vals in methods.items():
+        m = re.fullmatch(r"(.+)\[(.+)\]", str(name))
+        if m:
+            out.setdefault(m.group(1), {})[m.group(2)] = vals
+    return out
+
+
+def ablation(result, paper_reference: bool = True) -> Figure:
+    """Spearman and Top-2 hit rate per feature-block ablation step (methods named ``family[step]``, e.g.
+    ``optlaw_ls[scale]``, ``optlaw_ls[+convergence]``, ``bayes_optlaw[+mixed]``), one line per family; the
+    paper's Table 9 (its own data) in grey for context."""
+    methods, _, _ = _as_eval_dict(result)
+    fams = _parse_ablation(methods)
+    if not fams:
+        raise ValueError("the evaluation has no ablation methods (named like 'optlaw_ls[+escape]'); run "
+                         "`bayes-optlaws evaluate --ablation --json EVAL.json`")
+    steps = [s for s in ABLATION_ORDER if any(s in f for f in fams.values())]
+    steps += sorted({s for f in fams.values() for s in f} - set(steps))
+    fig, axes = _new_figure(12.0, 4.8, ncols=2)
+    for ax, metric, label, scale in ((axes[0][0], "spearman", "Spearman ρ within blocks (−1 to 1)", 1.0),
+                                     (axes[0][1], "top2", "Top-2 hit rate (%)", 100.0)):
+        for i, (fam, vals) in enumerate(sorted(fams.items())):
+            xs = [k for k, s in enumerate(steps) if s in vals]
+            ys = [float(vals[steps[k]].get(metric)) * scale if vals[steps[k]].get(metric) is not None
+                  else np.nan for k in xs]
+            ax.plot(xs, ys, "o-", color=_BLOCK_COLOURS[i % len(_BLOCK_COLOURS)], lw=2, ms=7, label=fam)
+            for x_, y_ in zip(xs, ys):
+                if np.isfinite(y_):
+                    ax.annotate(f"{y_:.2f}" if scale == 1 else f"{y_:.0f}", (x_, y_), textcoords="offset points",
+                                xytext=(0, 7), ha="center", fontsize=8)
+        if paper_reference and list(steps[:4]) == list(ABLATION_ORDER):
+            ax.plot(range(4), np.array(PAPER_ABLATION[metric]) * scale, "s--", color="0.6", ms=5,
+                    label="paper, Table 9 (its data)")
+        ax.set_xticks(range(len(steps)), steps)
+        ax.set_xlabel("feature blocks (cumulative)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+        if scale == 100.0:
+            ax.set_ylim(0, 105)
+        else:
+            lo = min([-0.05] + [ln for ln in ax.get_ylim()[:1]])
+            ax.set_ylim(min(lo, ax.get_ylim()[0]), 1.05)
+    axes[0][0].set_title("Ranking within blocks: Spearman")
+    axes[0][1].set_title("Top-2: predicted best among the 2 actual best")
+    fig.suptitle("Ablation: scale → +convergence → +escape → +mixed features (held-out, block-wise CV)",
+                 fontsize=11)
+    fig.bol_data = {"steps": steps, "families": fams}
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- diagnostics
+TRACE_VARS = ("intercept", "beta", "sigma", "sigma_size")
+
+
+def trace(law, kind: str = "forest", var_names: Iterable[str] = TRACE_VARS) -> Figure:
+    """ArviZ (arviz-plots) plot of the loss model's main parameters, on the standardised scale.
+
+    ``kind="forest"`` (default): per-chain 94 % intervals of intercept, each slope ``beta`` and the scales
+    ``sigma``/``sigma_size`` (chains that disagree show as shifted rows).  ``kind="trace"``: marginal densities
+    and traces per chain (``beta`` overlaid in one panel).
+    """
+    import arviz_plots as azp
+
+    idata = law.loss_idata_
+    names = [v for v in var_names if v in idata.posterior.data_vars]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "forest":
+            pc = azp.plot_forest(idata, var_names=names, backend="matplotlib")
+        elif kind == "trace":
+            pc = azp.plot_trace_dist(idata, var_names=names, compact=True, backend="matplotlib")
+        else:
+            raise ValueError(f"kind must be 'forest' or 'trace', got {kind!r}")
+    fig = pc.get_viz("figure")
+    if kind == "forest":
+        for ax in fig.axes:
+            if ax.get_xticks().size and ax.get_visible() and ax.get_xaxis().get_visible() and ax.has_data():
+                ax.set_xlabel("standardised units (log loss / sd; slopes per feature sd)")
+                ax.axvline(0, color="0.7", lw=0.8, zorder=0)
+    else:
+        for ax in fig.axes:
+            if ax.get_xlabel() == "Draw":
+                ax.set_xlabel("draw (per chain)")
+    d = law.loss_diagnostics_ or {}
+    diag = (f"all sampled parameters: max R-hat {d.get('max_rhat', float('nan')):.3f}, min bulk ESS {d.get('min_ess_bulk', float('nan')):.0f}"
+            f", {d.get('divergences', 0)} divergent transitions, {d.get('draws', 0)} draws")
+    fig.suptitle(f"Loss model parameters ({'forest, one row per chain' if kind == 'forest' else 'trace'}): {diag}",
+                 fontsize=11)
+    fig.bol_data = {"var_names": names, "kind": kind}
+    fig.bol_plot_collection = pc
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- saving
+def save(fig: Figure, path, dpi: int = 150) -> list[Path]:
+    """Write ``fig`` as PNG and SVG: ``path`` with its suffix replaced (``.png``/``.svg``) or appended."""
+    path = Path(path)
+    base = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
+    base.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext in (".png", ".svg"):
+        target = base.parent / (base.name + ext)
+        fig.savefig(target, dpi=dpi, bbox_inches="tight")
+        out.append(target)
+    return out
+
+
+def to_png_bytes(fig: Figure, dpi: int = 110) -> bytes:
+    """PNG bytes of a figure (for embedding)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bayes_optlaws.features import (BLOCKS, EXPONENT_CANDIDATES, FEATURE_NAMES, INTEGRAL_COLUMNS, FeatureSpec,
                                     Stage, Standardiser, design_matrix, integrals_table, ridge_fit, ridge_predict,
@@ -364,3 +366,32 @@ def test_select_exponents_is_deterministic_given_seed():
     _, t1 = select_exponents(ig, y, blocks, base, seed=7)
     _, t2 = select_exponents(ig, y, blocks, base, seed=7)
     pd.testing.assert_frame_equal(t1, t2)
+
+
+# ---------------------------------------------------------------------------- properties
+@settings(max_examples=40, deadline=None)
+@given(st.floats(1e-5, 1e-1), st.integers(1, 3000), st.integers(1, 3000), st.integers(1, 5000),
+       st.sampled_from(["linear", "cosine", "wsd"]), st.integers(1, 8))
+def test_prop_feature_monotonicity(peak, w1, w2, rest, family, tps_k):
+    """Longer warmup -> lower E_w and I_w up; more steps or a higher peak -> larger I (opt-laws.md §3-4)."""
+    w1, w2 = sorted((w1, w2))
+    total = w2 + rest + 1
+    tps = tps_k * 65536
+
+    def spec(w, total=total, peak=peak):
+        d = {"family": family, "peak_lr": peak, "warmup": w, "total": total}
+        if family == "wsd":
+            d["cooldown"] = rest
+        return d
+
+    a, b = seg(spec(w1), tps=tps, lr_ref=0.1), seg(spec(w2), tps=tps, lr_ref=0.1)
+    if w1 < w2:
+        assert b.E_w < a.E_w
+        assert b.I_w > a.I_w
+    longer = seg(spec(w1, total=total + rest), tps=tps, lr_ref=0.1)
+    assert longer.I > a.I and longer.D > a.D
+    higher = seg(spec(w1, peak=peak * 1.5), tps=tps, lr_ref=0.1)
+    assert higher.I == pytest.approx(1.5 * a.I, rel=1e-9) and higher.I > a.I
+    for s in (a, b, longer, higher):
+        assert all(np.isfinite(getattr(s, c)) and getattr(s, c) >= 0 for c in INTEGRAL_COLUMNS)
+        assert s.I_w > 0 and s.I_c > 0 and s.I >= max(s.I_w, s.I_c)

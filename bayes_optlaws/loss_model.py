@@ -3,7 +3,8 @@
 Model (all on the standardised scale: ``z = (log L - mean) / sd``, features standardised on the training rows):
 
     intercept            ~ Normal(0, 1)          (slopes sampled in SVD-rotated coordinates, see rotation())
-    size offset  a_g     ~ ZeroSumNormal(sigma_size),             sigma_size  ~ HalfNormal(0.5)
+    size offset  a_g     = sigma_size · B r,  r ~ Normal(0, 1)     sigma_size  ~ HalfNormal(0.5)
+                           (B: zero-sum directions orthogonal to the pure-size features, see offset_basis)
     slopes       beta_f  ~ Normal(0, prior_slope_sd)
     slope offset b_{f,g} ~ ZeroSumNormal over sizes (sigma_slope), sigma_slope ~ HalfNormal(0.1)
     mu_i = intercept + a_{g(i)} + Σ_f X_{i,f} (beta_f + b_{f,g(i)})
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import xarray as xr
 
 DEFAULT_MODEL_CONFIG = {
@@ -50,6 +52,23 @@ class LossData:
     group: np.ndarray
     sizes: list[int]
     feature_names: list[str]
+    size_covariates: np.ndarray | None = None
+
+
+def offset_basis(n_sizes: int, size_covariates: np.ndarray | None = None) -> np.ndarray:
+    """Orthonormal basis (sizes × r) of size offsets that are zero-sum and orthogonal to the size covariates.
+
+    The pure-size features (e.g. ``N^-ps``, constant within a size) already give each size its own level; an
+    unconstrained size intercept would compete with them (measured: ESS 52 for ``sigma_size`` with 3 sizes).  The
+    offsets therefore only capture what the size features cannot: with ``k`` covariates, ``r = n_sizes - 1 - k``
+    directions (none for 2 sizes and one covariate).
+    """
+    G = np.ones((n_sizes, 1))
+    if size_covariates is not None and np.size(size_covariates):
+        G = np.column_stack([G, size_covariates])
+    _, S, Vt = np.linalg.svd(G.T, full_matrices=True)
+    rank = int(np.sum(S > 1e-9 * max(S.max(), 1e-300)))
+    return Vt[rank:].T
 
 
 def rotation(X: np.ndarray, rtol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
@@ -87,10 +106,15 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
         theta = pm.Normal("theta", 0.0, cfg["prior_slope_sd"] * scale, dims="component")
         pm.Deterministic("beta", pm.math.dot(T, theta), dims="feature")
         if n_sizes > 1:
-            sigma_size = pm.HalfNormal("sigma_size", cfg["prior_sigma_size"])
-            # non-centred zero-sum offsets: unit ZeroSumNormal scaled by the group sd (avoids the funnel)
-            size_raw = pm.ZeroSumNormal("size_offset_raw", sigma=1.0, dims="size")
-            size_offset = pm.Deterministic("size_offset", sigma_size * size_raw, dims="size")
+            # non-centred offsets in the zero-sum subspace orthogonal to the size covariates (see offset_basis)
+            B = offset_basis(n_sizes, data.size_covariates)
+            if B.shape[1] > 0:
+                sigma_size = pm.HalfNormal("sigma_size", cfg["prior_sigma_size"])
+                size_raw = pm.Normal("size_offset_raw", 0.0, 1.0, shape=B.shape[1])
+                size_offset = pm.Deterministic("size_offset", sigma_size * pm.math.dot(B, size_raw), dims="size")
+            else:
+                sigma_size = pm.HalfNormal("sigma_size", cfg["prior_sigma_size"])  # prior only: for unseen sizes
+                size_offset = pm.Deterministic("size_offset", pt.zeros(n_sizes), dims="size")
             sigma_slope = pm.HalfNormal("sigma_slope", cfg["prior_sigma_slope"])
             slope_raw = pm.ZeroSumNormal("slope_offset_raw", sigma=1.0, dims=("component", "size"))
             rot_offset = sigma_slope * scale[:, None] * slope_raw  # (component, size)

@@ -115,8 +115,9 @@ class BayesOptLaw:
         self.y_mean_, self.y_sd_ = float(y.mean()), float(y.std()) or 1.0
         self.sizes_ = sorted(int(s) for s in ok["model_params"].unique())
         group = np.array([self.sizes_.index(int(s)) for s in ok["model_params"]])
-        data = lm.LossData(self.standardiser_.transform(X), (y - self.y_mean_) / self.y_sd_, group, self.sizes_,
-                           spec.feature_names)
+        Xs = self.standardiser_.transform(X)
+        data = lm.LossData(Xs, (y - self.y_mean_) / self.y_sd_, group, self.sizes_, spec.feature_names,
+                           size_covariates(Xs, group, len(self.sizes_), spec.feature_names))
         self.noise_floor_ = replicate_noise(runs)
         self.diverged_loss_ = (float(runs.loc[runs["diverged"], "final_loss"].mean())
                                if runs["diverged"].any() and runs.loc[runs["diverged"], "final_loss"].notna().any()
@@ -259,6 +260,14 @@ class BayesOptLaw:
         from .fitted import load_model
 
         return load_model(path)
+
+
+def size_covariates(X: np.ndarray, group: np.ndarray, n_sizes: int, feature_names: list[str]) -> np.ndarray | None:
+    """Per-size value of the pure-size feature ``N^-ps`` (standardised), if the scale block is in the model."""
+    if "N^-ps" not in feature_names or n_sizes < 2:
+        return None
+    col = X[:, feature_names.index("N^-ps")]
+    return np.array([[col[group == g].mean()] for g in range(n_sizes)])
 
 
 def data_hash(runs: pd.DataFrame) -> str:

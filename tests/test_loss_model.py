@@ -20,7 +20,7 @@ def _toy_data(n_sizes=3, n=60, seed=0):
 def test_model_graph_has_partial_pooling_over_sizes():
     model = lm.build_loss_model(_toy_data())
     names = {v.name for v in model.free_RVs}
-    assert {"intercept", "theta", "sigma_size", "size_offset_raw", "sigma_slope", "slope_offset_raw",
+    assert {"intercept", "theta", "sigma_size", "sigma_slope", "slope_offset_raw",
             "sigma"} <= names
     assert model["z"].owner is not None
     assert model.coords["size"] == ("1000", "1001", "1002")

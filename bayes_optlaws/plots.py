@@ -540,42 +540,54 @@ def calibration(result, methods: Iterable[str] | None = None) -> Figure:
     for a in (ax, ax_r):
         a.plot([0, 1], [0, 1], color="k", ls="--", lw=1, label="perfect calibration")
         a.set_xlim(0, 1)
-        a.set_ylim(0, 1.02)
+        a.set_ylim(-0.02, 1.02)
         a.set_aspect("equal", adjustable="box")
         a.grid(alpha=0.3)
-    for i, (m, (lv, ob, n)) in enumerate(cov.items()):
-        colour = _BLOCK_COLOURS[i % len(_BLOCK_COLOURS)]
+    shown = [m for m in names if m in cov or m in rel]
+    colours = {m: _BLOCK_COLOURS[i % len(_BLOCK_COLOURS)] for i, m in enumerate(shown)}
+    for m, (lv, ob, n) in cov.items():
         lv, ob = np.array(lv), np.array(ob)
         err = 2 * np.sqrt(lv * (1 - lv) / n) if n else None
-        ax.errorbar(lv, ob, yerr=err, fmt="o-", color=colour, capsize=3, label=f"{m} (n={n})")
+        ax.errorbar(lv, ob, yerr=err, fmt="o-", color=colours[m], capsize=3, label=f"{m} (n={n} runs)")
     ax.set_xlabel("nominal coverage of the central interval (probability)")
     ax.set_ylabel("observed coverage on held-out runs (fraction)")
-    ax.set_title("Predictive-interval coverage (error bars: ±2 binomial s.e.)")
-    ax.legend(fontsize=8, loc="upper left")
-    for i, m in enumerate(names):
+    ax.set_title("Predictive-interval coverage\n(error bars: ±2 binomial s.e. at the nominal level)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
+    for m in names:
         if m not in rel:
             continue
         t = pd.DataFrame(rel[m])
         t = t[t["count"].astype(float) > 0]
         if not len(t):
             continue
-        colour = _BLOCK_COLOURS[i % len(_BLOCK_COLOURS)]
         cnt = t["count"].to_numpy(float)
-        gap = np.abs(t["mean_p"].to_numpy(float) - t["freq"].to_numpy(float))
-        ece = float(np.sum(cnt * gap) / cnt.sum())
-        ax_r.plot(t["mean_p"], t["freq"], "-", color=colour, alpha=0.7)
-        ax_r.scatter(t["mean_p"], t["freq"], s=20 + 300 * cnt / cnt.max(), color=colour, alpha=0.75,
-                     edgecolors="k", linewidths=0.5, label=f"{m} (ECE {ece:.3f}, {int(cnt.sum())} configs)")
-        for x_, y_, c_ in zip(t["mean_p"], t["freq"], cnt):
-            ax_r.annotate(f"{int(c_)}", (x_, y_), textcoords="offset points", xytext=(6, -10), fontsize=7,
-                          color="0.3")
+        freq = t["freq"].to_numpy(float)
+        mean_p = t["mean_p"].to_numpy(float)
+        ece = float(np.sum(cnt * np.abs(mean_p - freq)) / cnt.sum())
+        lo, hi = _wilson(freq, cnt)
+        ax_r.errorbar(mean_p, freq, yerr=[freq - lo, hi - freq], fmt="none", ecolor=colours[m], alpha=0.6,
+                      capsize=2)
+        ax_r.scatter(mean_p, freq, s=20 + 300 * cnt / cnt.max(), color=colours[m], alpha=0.8, edgecolors="k",
+                     linewidths=0.5, zorder=4, label=f"{m} (ECE {ece:.3f}, {int(cnt.sum())} configurations)")
+        for x_, y_, c_ in zip(mean_p, freq, cnt):
+            ax_r.annotate(f"{int(c_)}", (x_, y_), textcoords="offset points", xytext=(7, 3), fontsize=7,
+                          color="0.25")
     ax_r.set_xlabel("predicted P(best), bin mean (probability)")
     ax_r.set_ylabel("observed frequency of being best (fraction)")
-    ax_r.set_title("P(best) reliability (marker area ∝ configurations; numbers = count)")
-    ax_r.legend(fontsize=8, loc="upper left")
+    ax_r.set_title("P(best) reliability (marker area ∝ configurations in the bin,\n"
+                   "numbers = count; bars: 95 % Wilson interval)")
+    ax_r.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     fig.suptitle("Calibration on held-out runs (block-wise cross-validation)", fontsize=11)
     fig.bol_data = {"coverage": cov, "reliability": {m: rel[m] for m in names if m in rel}}
     return fig
+
+
+def _wilson(freq: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """95 % Wilson score interval of a binomial proportion (well-behaved for small counts and 0 or 1)."""
+    denom = 1 + z**2 / n
+    centre = (freq + z**2 / (2 * n)) / denom
+    half = z * np.sqrt(freq * (1 - freq) / n + z**2 / (4 * n**2)) / denom
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
 
 
 def _parse_ablation(methods: Mapping) -> dict[str, dict[str, Mapping]]:

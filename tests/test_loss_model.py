@@ -66,10 +66,9 @@ def test_diagnostics_warn_in_plain_words(fitted_law):
     with pytest.warns(lm.ConvergenceWarning, match="effective sample size"):
         d = lm.diagnostics(fitted_law.loss_idata_, ["intercept", "beta"], ess_min=1e9)
     assert d["min_ess_bulk"] > 0 and d["draws"] == 800
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        d = lm.diagnostics(fitted_law.loss_idata_, ["intercept"], rhat_max=10.0, ess_min=1.0)
-    assert d["warnings"] == []
+    d = lm.diagnostics(fitted_law.loss_idata_, ["intercept"], rhat_max=10.0, ess_min=1.0, emit=False)
+    assert not any("R-hat" in m or "effective sample size" in m for m in d["warnings"])
+    assert any("divergent transitions" in m for m in d["warnings"]) == (d["divergences"] > 0)
 
 
 def test_workflow_checks_are_stored_and_sensible(fitted_law, saved_model):

@@ -227,7 +227,11 @@ def validate_candidates(df: pd.DataFrame, where: str = "candidates") -> pd.DataF
     parse_schedules(tmp, where)
     for col in ("model_params", "tokens", "tokens_per_step"):
         if col in out.columns and out[col].notna().any():
-            out[col] = _numeric(tmp, col, where, integer=True, positive=True)
+            # blanks are allowed: the target (--params / --tokens-per-step) fills them
+            filled = tmp[col].notna()
+            values = _numeric(tmp[filled], col, where, integer=True, positive=True)
+            out[col] = pd.array([pd.NA] * len(out), dtype="Int64")
+            out.loc[filled, col] = values.to_numpy()
     return out
 
 

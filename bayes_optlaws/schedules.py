@@ -460,7 +460,9 @@ def scale_spec(spec: Mapping[str, Any] | str, total: int) -> dict:
         raise ScheduleError(f"cannot rescale a schedule to {total} steps")
     if "family" in spec:
         old = float(spec["total"])
-        for key in ("warmup", "cooldown", "t1", "t2", "t3"):
+        if "cooldown" in spec:  # scale where the cooldown starts, so warmup + cooldown never exceed the total
+            spec["cooldown"] = int(total - int(round((old - float(spec["cooldown"])) * total / old)))
+        for key in ("warmup", "t1", "t2", "t3"):
             if key in spec:
                 spec[key] = int(round(float(spec[key]) * total / old))
         spec["total"] = int(total)

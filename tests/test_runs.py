@@ -350,12 +350,12 @@ def test_read_candidates_toml(tmp_path):
 
 
 def test_candidates_with_target_column_given_for_only_some_rows(tmp_path):
-    # current behaviour: an optional target column must be given for every candidate or for none
+    # blanks in an optional target column are allowed: --params / --tokens-per-step fills them at ranking time
     path = tmp_path / "cands.toml"
     path.write_text('[[candidate]]\nname = "a"\nschedule = \'%s\'\n\n'
                     '[[candidate]]\nname = "b"\nschedule = \'%s\'\nmodel_params = 1000000\n' % (sched(), sched()))
-    with pytest.raises(RunsError, match=r"run_id 'a'\), column 'model_params'"):
-        read_candidates(path)
+    c = read_candidates(path)
+    assert c["model_params"].isna().tolist() == [True, False] and int(c["model_params"].iloc[1]) == 1_000_000
 
 
 def test_read_candidates_errors(tmp_path):

@@ -523,8 +523,6 @@ def test_scale_spec_knots_and_errors():
         scale_spec(LINEAR, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG schedules.scale_spec: rounding warmup and cooldown lengths separately can "
-                   "make warmup + cooldown exceed the new total for a WSD spec without a plateau")
 def test_scale_spec_wsd_without_plateau_stays_valid():
     spec = {"family": "wsd", "peak_lr": 1e-3, "warmup": 1000, "total": 2000, "cooldown": 1000}
     out = scale_spec(spec, 3003)  # 1501.5 + 1501.5: both round up to 1502

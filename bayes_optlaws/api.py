@@ -31,10 +31,11 @@ def _runs_frame(runs) -> pd.DataFrame:
 
 
 def fit(runs=DEFAULT_RUNS, *, random_seed: int = 0, sampler_config: dict | None = None, progress=None,
-        **kwargs) -> BayesOptLaw:
-    """Fit a :class:`BayesOptLaw` on a runs table (path or DataFrame)."""
+        groups: tuple[str, ...] | None = None, **kwargs) -> BayesOptLaw:
+    """Fit a :class:`BayesOptLaw` on a runs table (path or DataFrame); ``groups`` selects the fitting rows
+    (default: group "main" when present, else all)."""
     return BayesOptLaw(random_seed=random_seed, sampler_config=sampler_config, **kwargs).fit(
-        _runs_frame(runs), progress=progress)
+        _runs_frame(runs), progress=progress, groups=groups)
 
 
 def load(path=DEFAULT_MODEL) -> BayesOptLaw:

@@ -37,7 +37,8 @@ def cmd_fit(args) -> int:
     if out.exists() and not args.force:
         raise RunsError(f"{out} already exists; choose another directory or pass --force to overwrite it")
     sampler = {"draws": args.draws, "tune": args.tune, "chains": args.chains}
-    law = fit(args.runs, random_seed=args.seed, sampler_config=sampler, progress=_say)
+    groups = tuple(args.groups.split(",")) if args.groups else None
+    law = fit(args.runs, random_seed=args.seed, sampler_config=sampler, progress=_say, groups=groups)
     law.save(out, force=args.force)
     d = law.loss_diagnostics_
     print(f"fitted on {len(law.train_runs_)} runs ({args.runs}) in {law.fit_seconds_:.0f} s -> {out}")
@@ -102,6 +103,8 @@ def _add_fit(sub) -> None:
     p.add_argument("--out", required=True, help="directory for the fitted model")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--groups", help="comma-separated 'group' values to fit on (default: 'main' when the table "
+                   "has it, else all rows)")
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)

@@ -6,7 +6,8 @@ Layout of ``DIR/``::
                              sampler settings, diagnostics, noise floor, package version, data hash, model id
     loss_posterior.nc        DataTree of the loss model (posterior, sample_stats, log_likelihood)
     divergence_posterior.nc  DataTree of the divergence boundary (absent when no run diverged)
-    train_runs.csv           the training runs table (history for continual-training predictions, provenance)
+    train_runs.csv           the runs the model was fitted on (provenance)
+    history_runs.csv         the whole runs table it came from, when larger (parents for continual training)
 
 Loading checks the format version and the model id (a hash of the settings) and refuses a directory written by an
 incompatible version; predictions of a loaded model equal the original's exactly (same draws, same seeds).
@@ -32,6 +33,7 @@ SETTINGS = "settings.json"
 LOSS_FILE = "loss_posterior.nc"
 DIV_FILE = "divergence_posterior.nc"
 RUNS_FILE = "train_runs.csv"
+HISTORY_FILE = "history_runs.csv"
 
 
 class ModelFormatError(RunsError):
@@ -90,6 +92,8 @@ def save_model(law, path, force: bool = False) -> Path:
         keep = [g for g in ("posterior", "sample_stats") if g in law.div_idata_.children]
         _subset(law.div_idata_, keep).to_netcdf(path / DIV_FILE, engine="h5netcdf")
     law.train_runs_.to_csv(path / RUNS_FILE, index=False)
+    if len(law.history_runs_) != len(law.train_runs_):
+        law.history_runs_.to_csv(path / HISTORY_FILE, index=False)
     atomic_write_text(path / SETTINGS, json.dumps(settings, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -160,6 +164,10 @@ def load_model(path):
         law.div_idata_, law.div_post_ = None, None
     runs = pd.read_csv(path / RUNS_FILE, dtype={"run_id": str, "parent_run_id": str, "schedule": str})
     law.train_runs_ = validate_runs(runs, where=str(path / RUNS_FILE))
+    law.history_runs_ = law.train_runs_
+    if (path / HISTORY_FILE).exists():
+        hist = pd.read_csv(path / HISTORY_FILE, dtype={"run_id": str, "parent_run_id": str, "schedule": str})
+        law.history_runs_ = validate_runs(hist, where=str(path / HISTORY_FILE))
     from .optlaw import data_hash
 
     if data_hash(law.train_runs_) != law.data_hash_:

@@ -88,11 +88,19 @@ class BayesOptLaw:
         self.name = "bayes_optlaw"
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, runs: pd.DataFrame, progress: Callable[[str], None] | None = None) -> "BayesOptLaw":
-        """Fit on a runs table (validated here).  Diverged runs inform only the divergence boundary."""
+    def fit(self, runs: pd.DataFrame, progress: Callable[[str], None] | None = None,
+            groups: tuple[str, ...] | None = None) -> "BayesOptLaw":
+        """Fit on a runs table (validated here).  Diverged runs inform only the divergence boundary.
+
+        ``groups``: the ``group`` values to fit on (default: ``("main",)`` when the table has that group — the
+        embedded grid keeps extrapolation checks and distribution-shift stages in other groups — else every row).
+        The whole table is kept as ``history_runs_`` so continual-training predictions can find their parents.
+        """
         say = progress or (lambda msg: None)
         t0 = time.perf_counter()
-        runs = validate_runs(runs)
+        full = validate_runs(runs)
+        runs = select_fit_rows(full, groups)
+        self.history_runs_ = full
         self.train_runs_ = runs
         ok = runs[~runs["diverged"] & np.isfinite(runs["final_loss"])]
         if len(ok) < 5:
@@ -205,7 +213,7 @@ class BayesOptLaw:
         """
         self._check_fitted()
         cand = self._candidate_table(candidates, model_params, tokens_per_step, parent_run_id, history_runs)
-        hist = self.train_runs_ if history_runs is None else history_runs
+        hist = self.history_runs_ if history_runs is None else history_runs
         if "parent_run_id" in cand.columns and cand["parent_run_id"].notna().any():
             known = set(hist["run_id"])
             for p in cand["parent_run_id"].dropna():
@@ -260,6 +268,21 @@ class BayesOptLaw:
         from .fitted import load_model
 
         return load_model(path)
+
+
+def select_fit_rows(runs: pd.DataFrame, groups: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Rows whose ``group`` is in ``groups`` (default: "main" when present, else all rows)."""
+    if "group" not in runs.columns:
+        return runs
+    if groups is None:
+        if not (runs["group"] == "main").any():
+            return runs
+        groups = ("main",)
+    keep = runs["group"].isin(list(groups)) | runs["group"].isna()
+    if not keep.any():
+        raise RunsError(f"no runs in group(s) {', '.join(groups)}; the table has groups "
+                        f"{', '.join(sorted(map(str, runs['group'].dropna().unique())))}")
+    return runs[keep].reset_index(drop=True)
 
 
 def size_covariates(X: np.ndarray, group: np.ndarray, n_sizes: int, feature_names: list[str]) -> np.ndarray | None:

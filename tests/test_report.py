@@ -1,0 +1,188 @@
+"""The HTML report: self-contained, every picture embedded, refuses to overwrite, renders in a headless browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bayes_optlaws import paths, report
+from bayes_optlaws.runs import RunsError
+
+IMG = re.compile(r"<img\b[^>]*>", re.S)
+SRC = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]*)"')
+CHROMIUM = Path("/usr/bin/chromium")
+# after load: all images decoded with a real size -> <body data-images-ok="true" data-images="N">
+CHECK_SCRIPT = """<script>window.addEventListener('load', function () {
+  var im = Array.prototype.slice.call(document.images);
+  var ok = im.length > 0 && im.every(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute('data-images-ok', ok ? 'true' : 'false');
+  document.body.setAttribute('data-images', String(im.length));
+});</script>"""
+
+
+@pytest.fixture(scope="module")
+def evaluation(synthetic_table):
+    from test_plots import stub_evaluation
+
+    return stub_evaluation(synthetic_table)
+
+
+@pytest.fixture(scope="module")
+def written_report(fitted_law, evaluation, tmp_path_factory):
+    """One full report (default candidates = the grid around the best run; a stub evaluation)."""
+    out = tmp_path_factory.mktemp("report")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(paths, "DEFAULT_CANDIDATES", out / "no-such-candidates.csv")
+        path = report.write_report(fitted_law, out, evaluation=evaluation)
+    return path
+
+
+def test_report_is_one_self_contained_file_with_every_image_embedded(written_report):
+    assert written_report.name == "report.html"
+    assert [p.name for p in written_report.parent.iterdir()] == ["report.html"]
+    text = written_report.read_text()
+    imgs = IMG.findall(text)
+    # loss surface, divergence map, PPC, candidates, calibration, ablation, parameters
+    assert len(imgs) == 7
+    for tag in imgs:
+        m = SRC.search(tag)
+        assert m and len(m.group(1)) > 1000, tag[:120]
+        png = base64.b64decode(m.group(1), validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert 'alt="' in tag
+    # nothing is fetched from elsewhere
+    assert not re.search(r"""(src|href)=["'](https?:|//|file:)""", text)
+    assert "<link" not in text and "@import" not in text
+
+
+def test_report_sections_and_tables(written_report, fitted_law, evaluation):
+    text = written_report.read_text()
+    for anchor in ("summary", "surface", "divergence", "ppc", "candidates", "evaluation", "diagnostics"):
+        assert f'id="{anchor}"' in text
+    for alt in ("loss surface", "divergence map", "posterior predictive check by block", "candidate ranking",
+                "calibration (evaluation)", "ablation (evaluation)"):
+        assert f'alt="{alt}"' in text
+    spec = fitted_law.spec_
+    assert f"{spec.p_s:g} / {spec.p_cc:g} / {spec.p_e:g} / {spec.p_m:g}" in text
+    assert "max R-hat" in text and "divergent transitions" in text
+    warnings = list(fitted_law.loss_diagnostics_["warnings"]) + list((fitted_law.div_diagnostics_ or {}).get(
+        "warnings", []))
+    if warnings:
+        assert 'class="warn"' in text
+        for w in warnings:
+            assert report._e(w) in text
+    else:
+        assert "No warnings" in text
+    # the ranking table has one row per candidate and names the picks
+    assert "a small grid around the best observed run" in text
+    assert "Pick by expected loss" in text and "Risk-aware pick" in text
+    for name in evaluation.methods:
+        assert report._e(name) in text
+
+
+def test_report_refuses_to_overwrite(tmp_path, fitted_law, monkeypatch):
+    target = tmp_path / "report.html"
+    target.write_text("keep me")
+    with pytest.raises(RunsError, match="already exists"):
+        report.write_report(fitted_law, tmp_path)
+    assert target.read_text() == "keep me"
+    monkeypatch.setattr(report, "render_report", lambda *a, **k: "<html>new</html>")
+    assert report.write_report(fitted_law, tmp_path, force=True) == target
+    assert target.read_text() == "<html>new</html>"
+
+
+def test_default_candidates(fitted_law, tmp_path, monkeypatch):
+    block = report.focus_block(fitted_law)
+    ok = fitted_law.train_runs_[~fitted_law.train_runs_["diverged"]]
+    assert block["final_loss"] == ok["final_loss"].min()
+    monkeypatch.setattr(paths, "DEFAULT_CANDIDATES", tmp_path / "missing.csv")
+    cands, desc = report.default_candidates(fitted_law, block)
+    assert len(cands) >= 9 and "grid around the best observed run" in desc
+    shipped = tmp_path / "candidates.csv"
+    shipped.write_text('name,schedule\nshort,"{""family"": ""linear"", ""peak_lr"": 0.01, ""warmup"": 10, '
+                       '""total"": 1000}"\n')
+    monkeypatch.setattr(paths, "DEFAULT_CANDIDATES", shipped)
+    cands, desc = report.default_candidates(fitted_law, block)
+    assert list(cands["name"]) == ["short"] and "shipped example candidates" in desc
+
+
+def test_bad_evaluation_file_is_a_clear_error(tmp_path):
+    with pytest.raises(RunsError, match="does not exist"):
+        report._load_evaluations(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rows": []}')
+    with pytest.raises(RunsError, match="not an evaluation result"):
+        report._load_evaluations([bad])
+
+
+def test_cli_report(saved_model, tmp_path, monkeypatch, capsys):
+    from bayes_optlaws.cli import build_parser, main
+
+    args = build_parser().parse_args(["report", "--model", str(saved_model), "--evaluation", "a.json",
+                                      "--evaluation", "b.json", "--out", str(tmp_path), "--force"])
+    assert args.func is report.cmd_report and args.evaluation == ["a.json", "b.json"] and args.force
+    (tmp_path / "report.html").write_text("old")
+    assert main(["report", "--model", str(saved_model), "--out", str(tmp_path)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    seen = {}
+
+    def fake_render(law, candidates, evaluation, **kw):
+        seen.update(law=law, evaluation=evaluation, **kw)
+        return "<html>ok</html>"
+
+    monkeypatch.setattr(report, "render_report", fake_render)
+    assert main(["report", "--model", str(saved_model), "--out", str(tmp_path / "new")]) == 0
+    assert (tmp_path / "new" / "report.html").read_text() == "<html>ok</html>"
+    assert "wrote" in capsys.readouterr().out
+    assert seen["model_label"] == str(saved_model) and hasattr(seen["law"], "loss_post_")
+
+
+# ---------------------------------------------------------------------------------------------- browser
+def _chromium(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Module-scoped so that a missing browser skips before the report is built."""
+    if not CHROMIUM.exists():
+        pytest.skip("headless-browser check needs /usr/bin/chromium: install the Debian package 'chromium' "
+                    "(apt-get install -y chromium)")
+    return CHROMIUM
+
+
+def test_report_renders_in_headless_chromium(chromium, written_report, tmp_path):
+    page = tmp_path / "report-check.html"
+    html = written_report.read_text()
+    assert html.count("</body>") == 1
+    page.write_text(html.replace("</body>", CHECK_SCRIPT + "</body>"))
+    n_img = len(IMG.findall(html))
+    shot = tmp_path / "shot.png"
+    url = page.resolve().as_uri()
+    res = _chromium(f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={shot}",
+                    "--window-size=1200,3000", url)
+    assert shot.exists(), res.stderr[-2000:]
+    dom = _chromium(f"--user-data-dir={tmp_path / 'profile-dom'}", "--virtual-time-budget=5000", "--dump-dom", url)
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body, dom.stderr[-2000:]
+    assert 'data-images-ok="true"' in body.group(0), body.group(0)
+    assert f'data-images="{n_img}"' in body.group(0)
+    # the screenshot shows a page, not a blank window: many non-white pixels and several colours
+    from PIL import Image
+
+    im = np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("RGB"))
+    assert im.shape[:2] == (3000, 1200)
+    non_white = np.mean(np.any(im < 245, axis=2))
+    assert non_white > 0.05, f"screenshot is almost blank ({non_white:.1%} non-white pixels)"
+    assert len(np.unique(im.reshape(-1, 3)[::97], axis=0)) > 50
+    shutil.rmtree(tmp_path / "profile-shot", ignore_errors=True)
+    shutil.rmtree(tmp_path / "profile-dom", ignore_errors=True)

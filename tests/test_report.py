@@ -151,9 +151,9 @@ def _chromium(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def chromium():
-    """Module-scoped so that a missing browser skips before the report is built."""
+    """Session-scoped (set up before the fit and the report) so that a missing browser skips at once."""
     if not CHROMIUM.exists():
         pytest.skip("headless-browser check needs /usr/bin/chromium: install the Debian package 'chromium' "
                     "(apt-get install -y chromium)")

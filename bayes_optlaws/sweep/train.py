@@ -28,6 +28,11 @@ from .model import ModelShape, init_params, loss_fn
 from .train_rules import DIVERGENCE_RULE, EMA_BETA, SPIKE_AFTER_FRAC, SPIKE_NATS, UNIGRAM_MARGIN  # noqa: F401
 
 
+def _tree_norm(tree):
+    fn = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
+    return fn(tree)
+
+
 def make_optimizer() -> optax.GradientTransformation:
     def decay_mask(params):
         return jax.tree_util.tree_map(lambda a: a.ndim == 2, params)
@@ -86,7 +91,7 @@ class GroupResult:
 
 @functools.lru_cache(maxsize=32)
 def _init_fn(shape: ModelShape):
-    return jax.jit(lambda k: init_params(shape, k), backend="cpu")
+    return jax.jit(lambda k: init_params(shape, k))
 
 
 def init_stack(shape: ModelShape, seeds: list[int]):
@@ -109,7 +114,7 @@ def _build_functions(shape: ModelShape, G: int, eval_batch: int, precision: str)
         start, lr = xs
         window = data[start[:, None] + offs[None, :]].astype(jnp.int32)
         loss, grads = jax.value_and_grad(loss_fn)(params, window, shape)
-        gnorm = optax.global_norm(grads)
+        gnorm = _tree_norm(grads)
         opt = _with_lr(opt, lr)
         updates, opt = tx.update(grads, opt, params)
         params = optax.apply_updates(params, updates)

@@ -31,7 +31,8 @@ def _sweep(args) -> int:
 
     results = args.results or str(Path(args.spec).with_suffix(".results.jsonl").name)
     run_sweep(args.spec, results, jobs=args.jobs, max_group=args.max_group, cache=args.corpus_cache,
-              time_limit=args.time_limit, progress=not args.no_progress)
+              time_limit=args.time_limit, progress=not args.no_progress,
+              only_groups=args.only.split(",") if args.only else None)
     if args.export:
         from .export import export
 
@@ -63,6 +64,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-group", type=int, default=None,
                    help="runs trained together with vmap (default 1 on CPU, 64 on GPU)")
     p.add_argument("--time-limit", type=float, default=None, help="start no new group after this many seconds")
+    p.add_argument("--only", metavar="NAMES", help="comma-separated groups or blocks to run (parents included)")
     p.add_argument("--corpus-cache", default=None, help="corpus folder (default .corpus/ or ~/.cache/...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--rerun", metavar="RUN_ID", help="re-train one stored run and compare its final loss")

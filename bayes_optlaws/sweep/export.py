@@ -109,6 +109,17 @@ def export(results_paths, out_dir: str | Path = "data/grid", *, spec_paths=(), c
         "n_runs": len(df),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    missing = {}
+    for sp in spec_paths:
+        try:
+            from .spec import expand
+
+            for c in expand(sp):
+                if c.run_id not in recs:
+                    missing.setdefault(f"{Path(sp).name}:{c.block}", []).append(c.run_id)
+        except RunsError:
+            continue
+    meta["spec_runs_not_trained"] = {k: len(v) for k, v in missing.items()}
     if extra_meta:
         meta.update(extra_meta)
     write_runs(df, out_dir / "runs.csv", meta, force=True)
@@ -139,6 +150,9 @@ def write_manifest(path: Path, df: pd.DataFrame, meta: dict, notes: str = "") ->
         lines.append(f"| {g} | {b} | {', '.join(str(x) for x in sorted(set(sub['model_params'])))} | "
                      f"{', '.join(str(x) for x in sorted(set(sub['tokens'])))} | {len(sub)} | "
                      f"{int(sub['diverged'].sum())} | {fams} |")
+    if meta.get("spec_runs_not_trained"):
+        lines += ["", "Runs of the spec files not trained yet (`bayes-optlaws sweep SPEC` resumes them): "
+                  + ", ".join(f"{k} ({v})" for k, v in meta["spec_runs_not_trained"].items()) + "."]
     lines += ["", "Divergence rule: " + meta["divergence_rule"], ""]
     if notes:
         lines += [notes, ""]

@@ -296,7 +296,7 @@ def run_sweep(spec_path, results, *, jobs: int = 1, max_group: int | None = None
     cfgs = expand(spec)
     if only_groups:
         keep = set(only_groups)
-        wanted = [c for c in cfgs if c.group in keep]
+        wanted = [c for c in cfgs if c.group in keep or c.block in keep]
         ids = {c.run_id for c in wanted}
         cfgs = [c for c in cfgs if c.run_id in ids or any(w.parent and w.parent.run_id == c.run_id for w in wanted)]
     results = Path(results)

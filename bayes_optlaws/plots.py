@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -97,8 +97,8 @@ def _default_axes(law, sel: pd.DataFrame, peak_lrs, warmups, n_lr: int = 25, n_w
     if warmups is None:
         fr = [_warmup_fraction(Schedule.from_spec(s)) for s in law.train_runs_["schedule"]]
         top = max(max(fr) if fr else 0.0, float(sel["warmup_frac"].max()) if len(sel) else 0.0)
-        top = 0.1 if top <= 0 else min(1.0, top * 1.15)
-        warmups = np.linspace(0.0, top, n_w)
+        top = 0.1 if top <= 0 else min(1.0, top)
+        warmups = np.linspace(0.0, np.sqrt(top), n_w) ** 2  # even on the square-root axis
     return np.asarray(sorted(peak_lrs), float), np.asarray(sorted(warmups), float)
 
 
@@ -158,12 +158,15 @@ def _overlay_runs(ax, sel: pd.DataFrame, held_out: set, *, norm=None, cmap=None,
     artists = []
     div = sel["diverged"].astype(bool).to_numpy()
     ho = sel["run_id"].isin(held_out).to_numpy() if held_out else np.zeros(len(sel), bool)
-    ok = ~div & ~ho
-    if ok.any():
-        kw = (dict(c=sel.loc[ok, "final_loss"], cmap=cmap, norm=norm, edgecolors="white") if colour_by_loss
+    linear = (sel["family"] == "linear").to_numpy()
+    for mask, marker, what in ((~div & ~ho & linear, "o", "observed run"),
+                               (~div & ~ho & ~linear, "^", "other-shape run")):
+        if not mask.any():
+            continue
+        kw = (dict(c=sel.loc[mask, "final_loss"], cmap=cmap, norm=norm, edgecolors="white") if colour_by_loss
               else dict(color="white", edgecolors="k"))
-        artists.append(ax.scatter(sel.loc[ok, "peak_lr"], sel.loc[ok, "warmup_frac"], s=46, linewidths=1.2,
-                                  zorder=5, label=f"observed run ({int(ok.sum())})", **kw))
+        artists.append(ax.scatter(sel.loc[mask, "peak_lr"], sel.loc[mask, "warmup_frac"], s=46, marker=marker,
+                                  linewidths=1.2, zorder=5, label=f"{what} ({int(mask.sum())})", **kw))
     if (div & ~ho).any():
         m = div & ~ho
         artists.append(ax.scatter(sel.loc[m, "peak_lr"], sel.loc[m, "warmup_frac"], marker="X", s=70,
@@ -180,13 +183,33 @@ def _overlay_runs(ax, sel: pd.DataFrame, held_out: set, *, norm=None, cmap=None,
     return artists
 
 
+def _ssqrt(x):
+    return np.sign(x) * np.sqrt(np.abs(x))
+
+
+def _ssquare(y):
+    return np.sign(y) * np.square(y)
+
+
+WARMUP_TICKS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
 def _map_axes(ax, peak_lrs, warmups):
+    """Log peak-LR axis; square-root warmup axis (short warmups, where most of the action is, get room)."""
     ax.set_xscale("log")
-    xe, ye = _edges(peak_lrs, True), _edges(warmups, False)
+    ax.set_yscale("function", functions=(_ssqrt, _ssquare))
+    xe, ye = _edges(peak_lrs, True), _wedges(warmups)
     ax.set_xlim(xe[0], xe[-1])
     ax.set_ylim(ye[0], ye[-1])
+    ticks = [t for t in WARMUP_TICKS if warmups[0] <= t <= warmups[-1] * 1.0001]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel("peak learning rate (log scale)")
-    ax.set_ylabel("warmup (fraction of the run's steps)")
+    ax.set_ylabel("warmup (fraction of the run's steps; √ scale)")
+
+
+def _wedges(warmups: np.ndarray) -> np.ndarray:
+    """Cell edges of warmup fractions, midway on the square-root axis."""
+    return _ssquare(_edges(_ssqrt(np.asarray(warmups, float)), False))
 
 
 def _edges(values: np.ndarray, log: bool) -> np.ndarray:
@@ -222,7 +245,7 @@ def loss_surface(law, model_params, total_steps: int, tokens_per_step: int, peak
     peak_lrs, warmups = _default_axes(law, sel, peak_lrs, warmups)
     g = surface_grid(law, model_params, total_steps, tokens_per_step, peak_lrs, warmups, random_seed)
     X, Y = np.meshgrid(peak_lrs, warmups)
-    xe, ye = _edges(peak_lrs, True), _edges(warmups, False)
+    xe, ye = _edges(peak_lrs, True), _wedges(warmups)
     fig, axes = _new_figure(13.5, 5.4, ncols=2)
     ax_loss, ax_w = axes[0]
     p = g["p_diverge"]
@@ -257,7 +280,8 @@ def loss_surface(law, model_params, total_steps: int, tokens_per_step: int, peak
     if stable.any():
         masked = np.where(stable, g["mean"], np.inf)
         i, j = np.unravel_index(np.argmin(masked), masked.shape)
-        best = (peak_lrs[j], warmups[i], g["mean"][i, j], g["q05"][i, j], g["q95"][i, j])
+        best = (peak_lrs[j], warmups[i], g["mean"][i, j], g["q05"][i, j], g["q95"][i, j],
+                i in (0, len(warmups) - 1) and warmups[i] > 0 or j in (0, len(peak_lrs) - 1))
     for ax in (ax_loss, ax_w):
         _map_axes(ax, peak_lrs, warmups)
         _boundary(ax, X, Y, p, color="k")
@@ -274,9 +298,11 @@ def loss_surface(law, model_params, total_steps: int, tokens_per_step: int, peak
     if best is not None:
         subtitle += (f"\npredicted best: peak LR {best[0]:.3g}, warmup {best[1]:.2f}: "
                      f"{best[2]:.4f} nats [{best[3]:.4f}, {best[4]:.4f}]")
+        if best[5]:
+            subtitle += " — on the edge of the grid: the optimum may lie outside it"
     others = int((sel["family"] != "linear").sum()) if len(sel) else 0
     if others:
-        subtitle += f"; {others} runs of other schedule shapes plotted at their peak LR and warmup"
+        subtitle += f"; {others} runs of other schedule shapes (triangles) at their peak LR and warmup"
     fig.suptitle("Loss surface — " + subtitle, fontsize=11)
     fig.bol_data = {"grid": g, "peak_lrs": peak_lrs, "warmups": warmups, "runs": sel, "best": best}
     return fig
@@ -293,6 +319,9 @@ def _legend_handles(sel, held, best, has_boundary) -> list:
     if len(sel):
         h.append(Line2D([], [], marker="o", ls="", color="0.5", mec="white", ms=7,
                         label="observed run (colour = its final loss)"))
+        if (sel["family"] != "linear").any():
+            h.append(Line2D([], [], marker="^", ls="", color="0.5", mec="white", ms=7,
+                            label="run of another schedule shape"))
         if sel["diverged"].astype(bool).any():
             h.append(Line2D([], [], marker="X", ls="", color="#d62728", mec="k", ms=8, label="diverged run"))
         if held and sel["run_id"].isin(held).any():
@@ -325,12 +354,14 @@ def divergence_map(law, model_params, total_steps: int, tokens_per_step: int, pe
         ax.text(0.5, 0.5, "no divergence model:\nthe training data has no diverged runs\n(P(diverge) unknown)",
                 transform=ax.transAxes, ha="center", va="center", fontsize=11,
                 bbox=dict(facecolor="white", edgecolor="0.6"))
+        ax.set_title("P(diverge): unavailable")
+        ax_u.set_title("Uncertainty of P(diverge): unavailable")
         fig.suptitle(title, fontsize=11)
         fig.bol_data = {"grid": None, "runs": sel}
         return fig
     g = surface_grid(law, model_params, total_steps, tokens_per_step, peak_lrs, warmups, random_seed)
     X, Y = np.meshgrid(peak_lrs, warmups)
-    xe, ye = _edges(peak_lrs, True), _edges(warmups, False)
+    xe, ye = _edges(peak_lrs, True), _wedges(warmups)
     levels = np.linspace(0, 1, 11)
     cmap = _cmap("RdYlBu_r")
     mesh = ax.pcolormesh(xe, ye, g["p_diverge"], cmap=cmap, norm=BoundaryNorm(levels, cmap.N), shading="flat",
@@ -346,9 +377,12 @@ def divergence_map(law, model_params, total_steps: int, tokens_per_step: int, pe
         _overlay_runs(a, sel, held, colour_by_loss=False)
     ax.set_title("P(diverge) (dashed: 0.5)")
     ax_u.set_title("Uncertainty of P(diverge)")
-    h = [Line2D([], [], marker="o", ls="", mfc="white", mec="k", ms=7, label="stable run"),
-         Line2D([], [], marker="X", ls="", color="#d62728", mec="k", ms=8, label="diverged run"),
-         Line2D([], [], ls="--", color="k", lw=2, label="P(diverge) = 0.5")]
+    h = [Line2D([], [], marker="o", ls="", mfc="white", mec="k", ms=7, label="stable run")]
+    if len(sel) and (sel["family"] != "linear").any():
+        h.append(Line2D([], [], marker="^", ls="", mfc="white", mec="k", ms=7, label="stable run, other shape"))
+    h += [
+          Line2D([], [], marker="X", ls="", color="#d62728", mec="k", ms=8, label="diverged run"),
+          Line2D([], [], ls="--", color="k", lw=2, label="P(diverge) = 0.5")]
     if held and len(sel) and sel["run_id"].isin(held).any():
         h.append(Line2D([], [], marker="s", ls="", mfc="none", mec="#ff00ff", mew=2, ms=9, label="held-out run"))
     fig.legend(handles=h, loc="outside lower center", ncols=len(h), fontsize=9, frameon=False)
@@ -396,8 +430,8 @@ def ppc_by_block(law, random_seed: int = 0) -> Figure:
         out = m & ~inside
         if out.any():
             ax_r.scatter(xr_[out[m]], (y - med)[out], s=80, facecolors="none", edgecolors="k", zorder=5)
-    span = [min(y.min(), lo.min()), max(y.max(), hi.max())]
-    pad = 0.03 * (span[1] - span[0])
+    span = [min(y.min(), med.min()), max(y.max(), med.max())]  # long interval tails may leave the frame
+    pad = 0.06 * (span[1] - span[0])
     span = [span[0] - pad, span[1] + pad]
     ax.plot(span, span, color="k", lw=1, ls="--", label="y = x")
     ax.set_xlim(span)
@@ -406,7 +440,7 @@ def ppc_by_block(law, random_seed: int = 0) -> Figure:
     ax.set_xlabel("observed final loss (nats)")
     ax.set_ylabel(f"posterior predictive final loss (nats): median, {INTERVAL:.0%} interval")
     ax.set_title("Predicted vs observed")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
     ax_r.axhline(0, color="k", lw=1, ls="--")
     ax_r.set_xticks(range(len(blocks)), [_block_label(*b).replace(", ", "\n") for b in blocks], fontsize=8)
     ax_r.set_xlabel("block (model size, token budget)")
@@ -613,15 +647,20 @@ def ablation(result, paper_reference: bool = True) -> Figure:
     fig, axes = _new_figure(12.0, 4.8, ncols=2)
     for ax, metric, label, scale in ((axes[0][0], "spearman", "Spearman ρ within blocks (−1 to 1)", 1.0),
                                      (axes[0][1], "top2", "Top-2 hit rate (%)", 100.0)):
+        n_fam = len(fams)
         for i, (fam, vals) in enumerate(sorted(fams.items())):
-            xs = [k for k, s in enumerate(steps) if s in vals]
+            dodge = (i - (n_fam - 1) / 2) * 0.08  # families side by side, so equal values stay visible
+            ks = [k for k, s in enumerate(steps) if s in vals]
+            xs = [k + dodge for k in ks]
             ys = [float(vals[steps[k]].get(metric)) * scale if vals[steps[k]].get(metric) is not None
-                  else np.nan for k in xs]
-            ax.plot(xs, ys, "o-", color=_BLOCK_COLOURS[i % len(_BLOCK_COLOURS)], lw=2, ms=7, label=fam)
+                  else np.nan for k in ks]
+            ax.plot(xs, ys, marker="oD^v"[i % 4], ls="-", color=_BLOCK_COLOURS[i % len(_BLOCK_COLOURS)], lw=2,
+                    ms=7, label=fam)
             for x_, y_ in zip(xs, ys):
                 if np.isfinite(y_):
                     ax.annotate(f"{y_:.2f}" if scale == 1 else f"{y_:.0f}", (x_, y_), textcoords="offset points",
-                                xytext=(0, 7), ha="center", fontsize=8)
+                                xytext=(0, 8 if i % 2 == 0 else -14), ha="center", fontsize=8,
+                                color=_BLOCK_COLOURS[i % len(_BLOCK_COLOURS)])
         if paper_reference and list(steps[:4]) == list(ABLATION_ORDER):
             ax.plot(range(4), np.array(PAPER_ABLATION[metric]) * scale, "s--", color="0.6", ms=5,
                     label="paper, Table 9 (its data)")
@@ -631,10 +670,11 @@ def ablation(result, paper_reference: bool = True) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
         if scale == 100.0:
-            ax.set_ylim(0, 105)
+            ax.set_ylim(-6, 106)
         else:
-            lo = min([-0.05] + [ln for ln in ax.get_ylim()[:1]])
-            ax.set_ylim(min(lo, ax.get_ylim()[0]), 1.05)
+            ys_all = np.concatenate([np.asarray(ln.get_ydata(), float) for ln in ax.get_lines()])
+            low = float(np.nanmin(ys_all)) if np.isfinite(ys_all).any() else 0.0
+            ax.set_ylim(min(-0.05, low - 0.12), 1.05)
     axes[0][0].set_title("Ranking within blocks: Spearman")
     axes[0][1].set_title("Top-2: predicted best among the 2 actual best")
     fig.suptitle("Ablation: scale → +convergence → +escape → +mixed features (held-out, block-wise CV)",
@@ -677,9 +717,11 @@ def trace(law, kind: str = "forest", var_names: Iterable[str] = TRACE_VARS) -> F
             if ax.get_xlabel() == "Draw":
                 ax.set_xlabel("draw (per chain)")
     d = law.loss_diagnostics_ or {}
-    diag = (f"all sampled parameters: max R-hat {d.get('max_rhat', float('nan')):.3f}, min bulk ESS {d.get('min_ess_bulk', float('nan')):.0f}"
+    nan = float("nan")
+    diag = (f"all sampled parameters: max R-hat {d.get('max_rhat', nan):.3f}, "
+            f"min bulk ESS {d.get('min_ess_bulk', nan):.0f}"
             f", {d.get('divergences', 0)} divergent transitions, {d.get('draws', 0)} draws")
-    fig.suptitle(f"Loss model parameters ({'forest, one row per chain' if kind == 'forest' else 'trace'}): {diag}",
+    fig.suptitle(f"Loss model parameters ({'forest, one row per chain' if kind == 'forest' else 'trace'})\n{diag}",
                  fontsize=11)
     fig.bol_data = {"var_names": names, "kind": kind}
     fig.bol_plot_collection = pc

@@ -129,15 +129,18 @@ def _box(kind: str, text_html: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- choices
 def _stage_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs that start from scratch (no parent) and trained normally."""
+    """Runs that start from scratch (no parent), from the ``main`` group when the table has one."""
     df = runs
     if "parent_run_id" in df.columns:
         df = df[df["parent_run_id"].isna() | (df["parent_run_id"].astype(str) == "")]
-    return df
+    if "group" in df.columns and (df["group"] == "main").any():
+        df = df[df["group"] == "main"]
+    return df if len(df) else runs
 
 
 def focus_block(law) -> dict:
-    """The block the maps show: the one holding the best (lowest final loss) non-diverged from-scratch run.
+    """The block the maps show: the one holding the best (lowest final loss) non-diverged from-scratch run
+    (of the ``main`` group when there is one).
 
     Returns ``model_params``, ``tokens``, ``tokens_per_step``, ``total_steps`` and the best run's ``run_id``,
     ``peak_lr``, ``warmup_frac``, ``final_loss``.
@@ -296,8 +299,9 @@ def _summary_section(law, model_label: str | None) -> str:
                       "inside the prior's 98 % range")
         msgs += list(pc.get("warnings") or [])
     if ppc:
+        nan = float("nan")
         checks.append(f"posterior predictive coverage on the training runs: 50 % interval → "
-                      f"{ppc.get('coverage_50', float('nan')):.0%}, 90 % → {ppc.get('coverage_90', float('nan')):.0%}")
+                      f"{ppc.get('coverage_50', nan):.0%}, 90 % → {ppc.get('coverage_90', nan):.0%}")
         msgs += list(ppc.get("warnings") or [])
     if loo:
         if "elpd_loo" in loo:

@@ -505,7 +505,11 @@ def candidates(ranking, max_candidates: int = 30, max_p_diverge: float = 0.05) -
     ax_p.set_xlabel("P(best) (probability; diverging draws never best)")
     ax_p.set_title(f"P(best) and P(diverge) (red: P(diverge) > {max_p_diverge:g})", pad=22)
     ax_p.grid(axis="x", alpha=0.3)
-    notes = ["★ pick by expected loss", "◆ risk-aware pick"]
+    notes = ["★ pick by expected loss"]
+    if picks.get("risk_aware"):
+        notes.append("◆ risk-aware pick")
+    elif picks:
+        notes.append(f"no risk-aware pick ({picks.get('risk_aware_rule', 'no candidate is safe enough')})")
     more = len(ranking.table) - n
     suffix = f"; {more} more candidates not shown" if more > 0 else ""
     fig.suptitle(f"Candidate ranking ({len(ranking.table)} candidates{suffix}) — " + ", ".join(notes)

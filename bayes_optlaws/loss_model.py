@@ -116,8 +116,12 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
                 sigma_size = pm.HalfNormal("sigma_size", cfg["prior_sigma_size"])  # prior only: for unseen sizes
                 size_offset = pm.Deterministic("size_offset", pt.zeros(n_sizes), dims="size")
             sigma_slope = pm.HalfNormal("sigma_slope", cfg["prior_sigma_slope"])
-            slope_raw = pm.ZeroSumNormal("slope_offset_raw", sigma=1.0, dims=("component", "size"))
-            rot_offset = sigma_slope * scale[:, None] * slope_raw  # (component, size)
+            if cfg.get("slope_parameterisation", "noncentred") == "centred":
+                rot_offset = pm.ZeroSumNormal("slope_offset_raw", sigma=sigma_slope * scale[:, None],
+                                              dims=("component", "size"))
+            else:
+                slope_raw = pm.ZeroSumNormal("slope_offset_raw", sigma=1.0, dims=("component", "size"))
+                rot_offset = sigma_slope * scale[:, None] * slope_raw  # (component, size)
             pm.Deterministic("slope_offset", pm.math.dot(T, rot_offset), dims=("feature", "size"))
             slopes = theta[:, None] + rot_offset
             mu = intercept + size_offset[g] + (Z * slopes[:, g].T).sum(axis=1)
@@ -137,8 +141,7 @@ def sample_loss_model(model: pm.Model, sampler_config: dict | None = None, rando
                   progressbar=progressbar)
     if cfg.get("nuts_sampler"):
         kwargs["nuts_sampler"] = cfg["nuts_sampler"]
-    if cfg.get("nuts_sampler") in (None, "pymc"):
-        kwargs["target_accept"] = cfg["target_accept"]
+    kwargs["target_accept"] = cfg["target_accept"]  # nutpie and PyMC's NUTS both take it
     with model:
         idata = pm.sample(**kwargs)
         pm.compute_log_likelihood(idata, model=model, progressbar=False)

@@ -6,7 +6,7 @@ import json
 import sys
 from functools import partial
 
-from ..paths import DEFAULT_RUNS
+from ..paths import DEFAULT_MODEL, DEFAULT_RUNS
 from ..runs import RunsError, ensure_writable, read_runs
 from .baselines import DIVERGENCE_BASELINES, LOSS_BASELINES
 from .ours import ABLATION_STEPS, BayesBoundary, BayesOptLawMethod, OptLawLS
@@ -37,9 +37,25 @@ def ablation_methods(include_bayes: bool = True, seed: int = 0) -> dict:
     return out
 
 
+def cmd_beyond(args, runs, json_path) -> int:
+    from ..api import load
+    from .beyond import beyond_grid, format_beyond
+
+    law = load(args.model)
+    res = beyond_grid(law, runs)
+    print(f"model {args.model} (fitted on {len(law.train_runs_)} runs) on the runs outside its fitting set:")
+    print(format_beyond(res))
+    if json_path:
+        json_path.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {json_path}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     json_path = ensure_writable(args.json, args.force) if args.json else None
     runs, _ = read_runs(args.runs)
+    if args.beyond:
+        return cmd_beyond(args, runs, json_path)
     include_bayes = not args.no_bayes
     if args.ablation:
         lm, dm = ablation_methods(include_bayes, args.seed), {}
@@ -73,6 +89,9 @@ def register(sub) -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ablation", action="store_true", help="scale → +convergence → +escape → +mixed")
+    p.add_argument("--beyond", action="store_true",
+                   help="predict the runs outside the fitting grid (extrapolation, continual stages) with --model")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="fitted model for --beyond (default: shipped)")
     p.add_argument("--methods", help="comma-separated subset of methods")
     p.add_argument("--no-bayes", action="store_true", help="skip the (slower) Bayesian fits")
     p.add_argument("--groups", help="comma-separated 'group' values taking part in the CV (default: 'main' when "

@@ -87,10 +87,10 @@ def save_model(law, path, force: bool = False) -> Path:
     settings = _settings(law)
     keep = [g for g in ("posterior", "sample_stats", "log_likelihood", "observed_data")
             if g in law.loss_idata_.children]
-    _subset(law.loss_idata_, keep).to_netcdf(path / LOSS_FILE, engine="h5netcdf")
+    _write(_subset(law.loss_idata_, keep, drop=("mu",)), path / LOSS_FILE)
     if law.div_idata_ is not None:
         keep = [g for g in ("posterior", "sample_stats") if g in law.div_idata_.children]
-        _subset(law.div_idata_, keep).to_netcdf(path / DIV_FILE, engine="h5netcdf")
+        _write(_subset(law.div_idata_, keep, drop=("p_diverge",)), path / DIV_FILE)
     law.train_runs_.to_csv(path / RUNS_FILE, index=False)
     if len(law.history_runs_) != len(law.train_runs_):
         law.history_runs_.to_csv(path / HISTORY_FILE, index=False)
@@ -98,14 +98,30 @@ def save_model(law, path, force: bool = False) -> Path:
     return path
 
 
-def _subset(tree, groups):
+def _subset(tree, groups, drop=()):
+    """The named groups of a DataTree, without per-run deterministics (``mu``, ``p_diverge``) that predictions
+    recompute from the parameters (they would make a shipped model 10× larger)."""
     import xarray as xr
 
     out = xr.DataTree()
     for g in groups:
-        out[g] = tree[g]
+        ds = tree[g].to_dataset()
+        if g == "posterior":
+            ds = ds.drop_vars([v for v in drop if v in ds.data_vars])
+        out[g] = xr.DataTree(ds)
     out.attrs = dict(tree.attrs)
     return out
+
+
+def _write(tree, path: Path) -> None:
+    """netCDF via h5netcdf with zlib compression of every numeric variable."""
+    encoding = {}
+    for node in tree.subtree:
+        enc = {name: {"zlib": True, "complevel": 4} for name, var in node.data_vars.items()
+               if var.dtype.kind in "fiub"}
+        if enc:
+            encoding[node.path] = enc
+    tree.to_netcdf(path, engine="h5netcdf", encoding=encoding)
 
 
 def _open(path: Path):

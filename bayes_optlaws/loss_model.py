@@ -7,7 +7,7 @@ Model (all on the standardised scale: ``z = (log L - mean) / sd``, features stan
                            (B: zero-sum directions orthogonal to the pure-size features, see offset_basis)
     slopes       beta_f  ~ Normal(0, prior_slope_sd)
     slope offset b_{f,g} ~ ZeroSumNormal over sizes (sigma_slope), sigma_slope ~ HalfNormal(0.1)
-    mu_i = intercept + a_{g(i)} + Σ_f X_{i,f} (beta_f + b_{f,g(i)})
+    mu_i = intercept + a_{g(i)} + Σ_f X_{i,f} beta_f + Σ_f (X_{i,f} - mean_{g(i),f}) b_{f,g(i)}
     z_i  ~ StudentT(nu, mu_i, sigma),                             sigma ~ HalfNormal(0.5)
 
 Partial pooling is across **model sizes** (groups = distinct ``model_params``).  Zero-sum offsets sample far better
@@ -35,7 +35,7 @@ DEFAULT_MODEL_CONFIG = {
     "prior_sigma": 0.5,
     "nu": 5.0,
 }
-DEFAULT_SAMPLER_CONFIG = {"draws": 1000, "tune": 1000, "chains": 4, "nuts_sampler": "nutpie", "target_accept": 0.9}
+DEFAULT_SAMPLER_CONFIG = {"draws": 1000, "tune": 1000, "chains": 4, "nuts_sampler": "nutpie", "target_accept": 0.95}
 
 
 class ConvergenceWarning(UserWarning):
@@ -53,6 +53,11 @@ class LossData:
     sizes: list[int]
     feature_names: list[str]
     size_covariates: np.ndarray | None = None
+
+    @property
+    def group_means(self) -> np.ndarray:
+        """Mean standardised feature vector of each size group (sizes × features)."""
+        return np.array([self.X[self.group == g].mean(axis=0) for g in range(len(self.sizes))])
 
 
 def offset_basis(n_sizes: int, size_covariates: np.ndarray | None = None) -> np.ndarray:
@@ -123,8 +128,10 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
                 slope_raw = pm.ZeroSumNormal("slope_offset_raw", sigma=1.0, dims=("component", "size"))
                 rot_offset = sigma_slope * scale[:, None] * slope_raw  # (component, size)
             pm.Deterministic("slope_offset", pm.math.dot(T, rot_offset), dims=("feature", "size"))
-            slopes = theta[:, None] + rot_offset
-            mu = intercept + size_offset[g] + (Z * slopes[:, g].T).sum(axis=1)
+            # the per-size slope offsets act on features centred within their size, so they cannot shift a
+            # size's level (that is the size offset's job): this removes their correlation with the intercepts
+            Zc = (X - pt.as_tensor(data.group_means)[g]) @ T
+            mu = intercept + size_offset[g] + pm.math.dot(Z, theta) + (Zc * rot_offset[:, g].T).sum(axis=1)
         else:
             mu = intercept + pm.math.dot(Z, theta)
         mu = pm.Deterministic("mu", mu, dims="obs")
@@ -191,7 +198,7 @@ def posterior_arrays(idata: xr.DataTree) -> dict[str, np.ndarray]:
 
 
 def predict_mu(post: dict[str, np.ndarray], X: np.ndarray, group: np.ndarray,
-               rng: np.random.Generator) -> np.ndarray:
+               rng: np.random.Generator, group_means: np.ndarray | None = None) -> np.ndarray:
     """Posterior draws of the standardised mean ``mu`` (samples × rows).
 
     ``group[i] = -1`` marks a model size absent from the training data: each draw gets a fresh intercept offset
@@ -209,7 +216,8 @@ def predict_mu(post: dict[str, np.ndarray], X: np.ndarray, group: np.ndarray,
         gk = group[known]
         slope_off = post["slope_offset"]  # (S, feature, size)
         mu[:, known] += post["size_offset"][:, gk]
-        mu[:, known] += np.einsum("cf,sfc->sc", X[known], slope_off[:, :, gk])
+        centred = X[known] - (group_means[gk] if group_means is not None else 0.0)
+        mu[:, known] += np.einsum("cf,sfc->sc", centred, slope_off[:, :, gk])
     if (~known).any():
         new_off = rng.normal(0.0, 1.0, size=S) * post["sigma_size"]
         new_slopes = rng.normal(0.0, 1.0, size=(S, X.shape[1])) * post["sigma_slope"][:, None]
@@ -256,7 +264,7 @@ def posterior_check(post: dict[str, np.ndarray], data: LossData, nu: float, rand
     """Posterior predictive check on the training runs: coverage of the central 50 % and 90 % intervals and the
     standardised residual spread; a warning when coverage is far from nominal."""
     rng = np.random.default_rng(random_seed)
-    mu = predict_mu(post, data.X, data.group, rng)
+    mu = predict_mu(post, data.X, data.group, rng, data.group_means)
     z_rep = add_noise(post, mu, nu, rng)
     out = {}
     for level in (0.5, 0.9):

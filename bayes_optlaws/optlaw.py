@@ -126,6 +126,7 @@ class BayesOptLaw:
         Xs = self.standardiser_.transform(X)
         data = lm.LossData(Xs, (y - self.y_mean_) / self.y_sd_, group, self.sizes_, spec.feature_names,
                            size_covariates(Xs, group, len(self.sizes_), spec.feature_names))
+        self.group_means_ = data.group_means
         self.noise_floor_ = replicate_noise(runs)
         self.diverged_loss_ = (float(runs.loc[runs["diverged"], "final_loss"].mean())
                                if runs["diverged"].any() and runs.loc[runs["diverged"], "final_loss"].notna().any()
@@ -234,7 +235,7 @@ class BayesOptLaw:
         mu = np.empty((self.loss_post_["intercept"].shape[0], len(cand)))
         for size in np.unique(cand["model_params"]):
             cols = np.flatnonzero(cand["model_params"].to_numpy() == size)
-            mu[:, cols] = lm.predict_mu(self.loss_post_, X[cols], group[cols], rng)
+            mu[:, cols] = lm.predict_mu(self.loss_post_, X[cols], group[cols], rng, self.group_means_)
         z_noisy = lm.add_noise(self.loss_post_, mu, self.model_config["nu"], rng)
         loss = np.exp(mu * self.y_sd_ + self.y_mean_)
         loss_noisy = np.exp(z_noisy * self.y_sd_ + self.y_mean_)

@@ -48,7 +48,7 @@ def test_numpy_scorer_matches_pymc_posterior_predictive(fitted_law):
 
     X = law.standardiser_.transform(design_matrix(integrals_table(ok, law.spec_.lr_ref), law.spec_))
     group = np.array([law.sizes_.index(int(s)) for s in ok["model_params"]])
-    mu_np = lm.predict_mu(law.loss_post_, X[:5], group[:5], np.random.default_rng(0))
+    mu_np = lm.predict_mu(law.loss_post_, X[:5], group[:5], np.random.default_rng(0), law.group_means_)
     mu_pm = law.loss_idata_.posterior["mu"].values.reshape(-1, len(ok))[:, :5]
     np.testing.assert_allclose(mu_np, mu_pm, rtol=1e-8, atol=1e-8)
 

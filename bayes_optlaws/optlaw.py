@@ -53,15 +53,16 @@ def block_key(df: pd.DataFrame) -> np.ndarray:
 
 
 def replicate_noise(df: pd.DataFrame) -> float:
-    """Pooled standard deviation of final loss over repeat seeds of one configuration (nats); NaN if none."""
+    """Seed noise floor (nats): the median over repeated configurations of the std of final loss across seeds.
+
+    The median, not a pooled sd: unstable configurations (no warmup, near-critical LR) have seed sds 10× those of
+    well-tuned ones and would otherwise set the near-tie threshold; the candidates people compare are the good
+    ones.  NaN when no configuration was repeated.
+    """
     ok = df[~df["diverged"]]
-    groups = ok.groupby(["model_params", "tokens", "schedule"])["final_loss"]
-    var_sum, dof = 0.0, 0
-    for _, g in groups:
-        if len(g) > 1:
-            var_sum += float(np.var(g.to_numpy(), ddof=1)) * (len(g) - 1)
-            dof += len(g) - 1
-    return float(np.sqrt(var_sum / dof)) if dof else float("nan")
+    sds = [float(np.std(g.to_numpy(), ddof=1)) for _, g in
+           ok.groupby(["model_params", "tokens", "schedule"])["final_loss"] if len(g) > 1]
+    return float(np.median(sds)) if sds else float("nan")
 
 
 class BayesOptLaw:

@@ -51,8 +51,10 @@ def test_too_few_runs():
         BayesOptLaw().fit(tiny)
 
 
-def test_replicate_noise_is_pooled_sd():
-    df = pd.DataFrame({"model_params": [1, 1, 1, 2, 2], "tokens": [5] * 5, "schedule": ["a", "a", "a", "b", "b"],
-                       "final_loss": [1.0, 1.2, 1.4, 2.0, 2.2], "diverged": [False] * 5})
-    # variances 0.04 (dof 2) and 0.02 (dof 1): pooled = sqrt((0.08 + 0.02) / 3)
-    assert replicate_noise(df) == pytest.approx(np.sqrt(0.1 / 3))
+def test_replicate_noise_is_the_median_seed_sd():
+    df = pd.DataFrame({"model_params": [1, 1, 1, 2, 2, 3, 3], "tokens": [5] * 7,
+                       "schedule": ["a", "a", "a", "b", "b", "c", "c"],
+                       "final_loss": [1.0, 1.2, 1.4, 2.0, 2.2, 3.0, 4.0], "diverged": [False] * 7})
+    # per-configuration sds: 0.2, 0.1414, 0.7071 -> median 0.2
+    assert replicate_noise(df) == pytest.approx(0.2)
+    assert np.isnan(replicate_noise(df.drop_duplicates("schedule")))

@@ -231,6 +231,8 @@ def run_group(cfgs: list[RunConfig], cache=None, ckpt_dir: Path | None = None, s
             "x_unigram_entropy": round(unigram, 6),
             "x_final_train_loss": float(np.mean(losses[-max(1, c.steps // 50):])),
             "x_device": backend,
+            "x_xla_threads": (os.environ.get("BAYES_OPTLAWS_XLA_THREADS", "default") if backend == "cpu"
+                              else backend),
             "x_group_size": G,
             "x_wall_s": round(res.wall_s, 3),
             "x_tag": c.tag,
@@ -274,6 +276,7 @@ def plan_groups(cfgs: list[RunConfig], max_group: int) -> list[list[RunConfig]]:
 
 
 def _worker_init():
+    os.environ["BAYES_OPTLAWS_XLA_THREADS"] = "1"
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     flags = os.environ.get("XLA_FLAGS", "")
     if "intra_op_parallelism_threads" not in flags:
@@ -414,6 +417,13 @@ def rerun(run_id: str, runs_path: str | Path = "data/grid/runs.csv", cache=None,
     while p is not None:
         chain.append(p)
         p = p.parent
+    stored_row = df.set_index("run_id").loc[run_id]
+    if (str(stored_row.get("x_xla_threads", "")) in ("1", "1.0") and os.environ.get("BAYES_OPTLAWS_XLA_THREADS") != "1"
+            and os.environ.get("JAX_PLATFORMS", "cpu") == "cpu"):
+        # the stored run came from a one-thread worker: re-train in one too (same thread count, same bits)
+        log("re-training in a one-thread worker process, as the stored run was")
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_worker_init) as ex:
+            return ex.submit(rerun, run_id, str(runs_path), str(cache) if cache else None, _quiet).result()
     params = None
     t0 = time.time()
     for pc in reversed(chain):
@@ -426,6 +436,10 @@ def rerun(run_id: str, runs_path: str | Path = "data/grid/runs.csv", cache=None,
     diff = (new - stored) if new is not None else float("nan")
     return {"run_id": run_id, "stored": stored, "new": new, "diff": diff, "wall_s": time.time() - t0,
             "device": jax.default_backend(), "stored_device": df.set_index("run_id").loc[run_id].get("x_device")}
+
+
+def _quiet(*a, **k):
+    return None
 
 
 def package_versions() -> dict:

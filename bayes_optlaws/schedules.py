@@ -384,9 +384,9 @@ def _from_family(cls, spec: dict) -> Schedule:
             raise ScheduleError(f"polygon needs t1 <= t2 <= t3 <= total, got {t1:g}, {t2:g}, {t3:g}, {total:g}")
         if mid > peak:
             raise ScheduleError(f"polygon 'mid_lr' ({mid:g}) must not exceed 'peak_lr' ({peak:g})")
-        steps = [0.0, t1, t2, t3, total]
-        lrs = [0.0, peak, mid, mid, 0.0]
-        return _dedupe(cls, steps, lrs, ["linear"] * 4)
+        steps = [0.0, t1, t2, t3, total] if t1 > 0 else [0.0, t2, t3, total]
+        lrs = [0.0, peak, mid, mid, 0.0] if t1 > 0 else [peak, mid, mid, 0.0]  # t1 = 0: no warmup
+        return _dedupe(cls, steps, lrs, ["linear"] * (len(steps) - 1))
     warmup = _number(spec, "warmup", integer=True)
     if warmup > total:
         raise ScheduleError(f"'warmup' ({warmup:g} steps) is longer than the run ('total' = {total:g} steps); "

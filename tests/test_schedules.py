@@ -718,3 +718,11 @@ def test_prop_scale_spec_up_gives_valid_schedule(spec, factor):
     # (at most half a step × peak LR each, three points at most)
     r = new_total / spec["total"]
     assert abs(big.integral() - r * s.integral()) <= 1.5 * s.peak_lr * (1 + 1e-9)
+
+
+def test_polygon_without_warmup_starts_at_the_peak():
+    s = S({"family": "polygon", "peak_lr": 1e-2, "t1": 0, "t2": 100, "t3": 800, "mid_lr": 5e-3, "total": 1000})
+    assert s.lr_at(0.0) == pytest.approx(1e-2)
+    assert s == S({"knots": [[0, 1e-2], [100, 5e-3], [800, 5e-3], [1000, 0]]})
+    ph = s.phases()
+    assert (ph.t1, ph.t2, ph.t3) == (0, 100, 800)

@@ -7,7 +7,8 @@ Conventions (all losses in nats):
 * ``p_best`` uses the **expected-loss** draws (epistemic: "which schedule has the lower expected loss");
   ``p_best_noisy`` uses the new-run draws (run-to-run noise included).  Both are reported.
 * ``expected_regret`` = E[loss_c − min_c' loss_c'] over draws (same realised-loss convention).
-* Near-ties: for the top candidates, ``P(|Δloss| < δ)`` pairwise, δ defaulting to the measured seed noise floor.
+* Near-ties: for the top candidates, ``P(|Δloss| < δ)`` pairwise, δ defaulting to the measured seed noise floor
+  (``near_tie`` when ≥ 0.5), and ``order_uncertain`` when P(a better than b) is between 0.2 and 0.8.
 * ``loss_mean`` and the quantiles describe the loss **if the run trains normally**; ``expected_loss`` folds in
   the divergence risk (diverged draws count at the diverged-run loss), and the pick by expected loss uses it.
 * Risk-aware pick: lowest 90th-percentile loss among candidates with mean P(diverge) ≤ ε.
@@ -76,9 +77,11 @@ def near_ties(loss: np.ndarray, names: list[str], order: np.ndarray, delta: floa
         for b in top[i + 1:]:
             diff = loss[:, a] - loss[:, b]
             p_close = float(np.mean(np.abs(diff) < delta))
+            p_better = float(np.mean(diff < 0))
             out.append({"a": names[a], "b": names[b], "delta": float(delta), "p_within_delta": p_close,
-                        "p_a_better": float(np.mean(diff < 0)), "mean_diff": float(diff.mean()),
-                        "near_tie": bool(p_close >= tie_threshold)})
+                        "p_a_better": p_better, "mean_diff": float(diff.mean()),
+                        "near_tie": bool(p_close >= tie_threshold),
+                        "order_uncertain": bool(0.2 <= p_better <= 0.8)})
     return out
 
 
@@ -134,9 +137,10 @@ def format_table(r: Ranking) -> str:
     lines.append("")
     lines.append(f"pick by expected loss: {r.picks['by_expected_loss']}")
     lines.append(f"risk-aware pick ({r.picks['risk_aware_rule']}): {r.picks['risk_aware']}")
-    ties = [t for t in r.near_ties if t["near_tie"]]
+    ties = [t for t in r.near_ties if t["near_tie"] or t["order_uncertain"]]
     for t_ in ties:
-        lines.append(f"near-tie: {t_['a']} vs {t_['b']}: P(|Δloss| < {t_['delta']:.4f}) = "
+        kind = "near-tie" if t_["near_tie"] else "uncertain order"
+        lines.append(f"{kind}: {t_['a']} vs {t_['b']}: P(|Δloss| < {t_['delta']:.4f}) = "
                      f"{t_['p_within_delta']:.2f}, P({t_['a']} better) = {t_['p_a_better']:.2f}")
     if not ties and r.near_ties:
         t0 = r.near_ties[0]

@@ -117,8 +117,11 @@ STAGE3 = {"family": "linear", "peak_lr": 5e-4, "warmup": 0, "total": 100}
 def test_history_adds_to_I_and_D_and_normalises_escape_by_current_peak():
     alone = seg(STAGE2, tps=2 * TPS)
     first = seg(STAGE1)
-    hist = seg(STAGE2, tps=2 * TPS, history=[Stage(Schedule.from_spec(STAGE1), TPS)])
-    assert hist.I == pytest.approx(alone.I + first.I)
+    default = seg(STAGE2, tps=2 * TPS, history=[Stage(Schedule.from_spec(STAGE1), TPS)])
+    # default: the current stage's escape integrals keep the pre-training normalisation (by lr_ref)
+    assert (default.E_w, default.E_c) == (alone.E_w, alone.E_c)
+    hist = seg(STAGE2, tps=2 * TPS, history=[Stage(Schedule.from_spec(STAGE1), TPS)], history_escape="peak")
+    assert hist.I == pytest.approx(alone.I + first.I) == pytest.approx(default.I)
     assert hist.D == pytest.approx(alone.D + first.D) and hist.D == pytest.approx(0.4 + 1.0)
     # warmup/tail integrals belong to the current stage only
     assert (hist.I_w, hist.I_c) == (alone.I_w, alone.I_c)
@@ -161,7 +164,9 @@ def test_integrals_table_follows_parent_chain():
     assert table.loc[2, "I"] == pytest.approx(s1.I + s2.I + s3.I)
     assert table.loc[2, "D"] == pytest.approx(1.0 + 0.4 + 0.1)
     assert table.loc[2, "I_w"] == pytest.approx(s3.I_w)
-    assert table.loc[2, "E_c"] == pytest.approx(s3.E_c / (5e-4 / LR_REF) ** 2)
+    assert table.loc[2, "E_c"] == pytest.approx(s3.E_c)  # default history_escape="none"
+    peak = integrals_table(runs, LR_REF, history_escape="peak")
+    assert peak.loc[2, "E_c"] == pytest.approx(s3.E_c / (5e-4 / LR_REF) ** 2)
     # the first stage has no history: identical to the plain computation
     assert table.loc[0].to_dict() == pytest.approx(as_row(s1))
 

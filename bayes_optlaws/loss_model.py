@@ -217,7 +217,10 @@ def predict_mu(post: dict[str, np.ndarray], X: np.ndarray, group: np.ndarray,
         slope_off = post["slope_offset"]  # (S, feature, size)
         mu[:, known] += post["size_offset"][:, gk]
         centred = X[known] - (group_means[gk] if group_means is not None else 0.0)
-        mu[:, known] += np.einsum("cf,sfc->sc", centred, slope_off[:, :, gk])
+        cols = np.flatnonzero(known)
+        for g in np.unique(gk):  # one (S × F) @ (F × C_g) product per size: no (S, F, C) temporary
+            sel = gk == g
+            mu[:, cols[sel]] += slope_off[:, :, g] @ centred[sel].T
     if (~known).any():
         new_off = rng.normal(0.0, 1.0, size=S) * post["sigma_size"]
         new_slopes = rng.normal(0.0, 1.0, size=(S, X.shape[1])) * post["sigma_slope"][:, None]

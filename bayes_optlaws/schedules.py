@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
@@ -153,6 +154,12 @@ class Schedule:
         if isinstance(spec, Schedule):
             return spec
         if isinstance(spec, str):
+            return _from_json(spec)
+        return cls._from_mapping(spec)
+
+    @classmethod
+    def _from_mapping(cls, spec) -> "Schedule":
+        if isinstance(spec, str):
             try:
                 spec = json.loads(spec)
             except json.JSONDecodeError as exc:
@@ -256,6 +263,12 @@ class Schedule:
 
     # ------------------------------------------------------------------ template phases
     def phases(self) -> Phases:
+        """Template phases (cached: a schedule never changes after construction); see :meth:`_phases`."""
+        if getattr(self, "_phases_cache", None) is None:
+            self._phases_cache = self._phases()
+        return self._phases_cache
+
+    def _phases(self) -> Phases:
         """Detect ``t1 <= t2 <= t3 <= total`` on the step grid (rule in opt-laws.md §4, documented in README).
 
         * ``t1``: first step where the LR reaches ``PEAK_FRACTION`` × peak, followed up the rise to its top
@@ -325,6 +338,12 @@ class Schedule:
     def __repr__(self) -> str:
         return (f"Schedule(total={self.total} steps, peak_lr={self.peak_lr:.3g}, final_lr={self.final_lr:.3g}, "
                 f"pieces={len(self._codes)})")
+
+
+@lru_cache(maxsize=8192)
+def _from_json(text: str) -> Schedule:
+    """Parse a JSON spec once: runs tables and candidate lists repeat the same strings across modules."""
+    return Schedule._from_mapping(text)
 
 
 # ---------------------------------------------------------------------- family specs

@@ -62,3 +62,13 @@ def test_beyond_grid_reports_continual_stages_and_near_ties(fitted_law):
     assert r["n"] == 4 and -1 <= r["spearman"] <= 1 and r["regret"] >= 0
     assert set(r) >= {"rel_err_pct", "coverage_90", "best_identified", "near_ties_reported"}
     assert "continual:" in format_beyond(res)
+
+
+def test_sensitivity_holds_one_exponent_group_fixed(synthetic_table):
+    from bayes_optlaws.evaluation.ours import sensitivity_methods
+
+    ok = synthetic_table[~synthetic_table["diverged"]]
+    m = OptLawLS(fixed={"p_e": 0.5}).fit(ok)
+    assert m.spec_.p_e == 0.5
+    methods = sensitivity_methods()
+    assert len(methods) == 12 and "optlaw_ls[p_s=0.1]" in methods

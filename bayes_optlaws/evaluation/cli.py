@@ -9,7 +9,7 @@ from functools import partial
 from ..paths import DEFAULT_MODEL, DEFAULT_RUNS
 from ..runs import RunsError, ensure_writable, read_runs
 from .baselines import DIVERGENCE_BASELINES, LOSS_BASELINES
-from .ours import ABLATION_STEPS, BayesBoundary, BayesOptLawMethod, OptLawLS
+from .ours import ABLATION_STEPS, BayesBoundary, BayesOptLawMethod, OptLawLS, sensitivity_methods
 from .protocol import cross_validate
 
 
@@ -57,7 +57,9 @@ def cmd_evaluate(args) -> int:
     if args.beyond:
         return cmd_beyond(args, runs, json_path)
     include_bayes = not args.no_bayes
-    if args.ablation:
+    if args.sensitivity:
+        lm, dm = {"optlaw_ls": partial(OptLawLS, seed=args.seed), **sensitivity_methods(args.seed)}, {}
+    elif args.ablation:
         lm, dm = ablation_methods(include_bayes, args.seed), {}
     else:
         lm, dm = loss_methods(include_bayes, args.seed), divergence_methods(include_bayes, args.seed)
@@ -89,6 +91,8 @@ def register(sub) -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ablation", action="store_true", help="scale → +convergence → +escape → +mixed")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="exponent-group sensitivity: each group held at 0.1 / 0.2 / 0.5, the others searched")
     p.add_argument("--beyond", action="store_true",
                    help="predict the runs outside the fitting grid (extrapolation, continual stages) with --model")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="fitted model for --beyond (default: shipped)")

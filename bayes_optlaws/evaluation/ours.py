@@ -32,16 +32,23 @@ class OptLawLS:
 
     name = "optlaw_ls"
 
-    def __init__(self, blocks=BLOCKS, seed: int = 0, alpha: float = 1e-3):
+    def __init__(self, blocks=BLOCKS, seed: int = 0, alpha: float = 1e-3, fixed: dict | None = None):
         self.blocks = tuple(blocks)
         self.seed = seed
         self.alpha = alpha
+        self.fixed = dict(fixed or {})  # e.g. {"p_s": 0.5}: that group held fixed, the others searched
 
     def fit(self, df: pd.DataFrame) -> "OptLawLS":
         base = FeatureSpec(lr_ref=_lr_ref(df), blocks=self.blocks)
         integ = integrals_table(df, base.lr_ref)
         y = np.log(df["final_loss"].to_numpy(float))
-        self.spec_, _ = select_exponents(integ, y, block_key(df), base, seed=self.seed, alpha=self.alpha)
+        self.spec_, table = select_exponents(integ, y, block_key(df), base, seed=self.seed, alpha=self.alpha)
+        if self.fixed:
+            rows = table
+            for key, value in self.fixed.items():
+                rows = rows[np.isclose(rows[key], value)]
+            best = rows.iloc[0]
+            self.spec_ = base.with_exponents(best.p_s, best.p_cc, best.p_e, best.p_m)
         self.coef_, self.st_, self.b0_ = ridge_fit(design_matrix(integ, self.spec_), y, self.alpha)
         return self
 
@@ -123,3 +130,14 @@ ABLATION_STEPS = {
     "+escape": ("scale", "convergence", "escape"),
     "+mixed": ("scale", "convergence", "escape", "mixed"),
 }
+
+
+EXPONENT_GROUPS = ("p_s", "p_cc", "p_e", "p_m")
+
+
+def sensitivity_methods(seed: int = 0, candidates=(0.1, 0.2, 0.5)) -> dict:
+    """Exponent-group sensitivity (the paper's Table 11): one group held at each value, the others searched."""
+    from functools import partial
+
+    return {f"optlaw_ls[{g}={v:g}]": partial(OptLawLS, seed=seed, fixed={g: v})
+            for g in EXPONENT_GROUPS for v in candidates}

@@ -141,18 +141,23 @@ def parse_schedules(df: pd.DataFrame, where: str, column: str = "schedule") -> l
     return out
 
 
+def _unique_names(values: pd.Series, column: str, where: str, why: str) -> pd.Series:
+    """Non-empty, unique identifiers as strings, or a RunsError naming the row and the fix."""
+    names = values.astype("string")
+    for i, n in enumerate(names):
+        if pd.isna(n) or not str(n).strip():
+            raise RunsError(f"{where}: row {i + 2}, column '{column}': empty; {why}")
+    dup = names[names.duplicated()]
+    if len(dup):
+        raise RunsError(f"{where}: column '{column}': {dup.iloc[0]!r} appears more than once; {why}")
+    return names.astype(str)
+
+
 def validate_runs(df: pd.DataFrame, where: str = "runs table") -> pd.DataFrame:
     """Return a typed copy of a runs table, or raise :class:`RunsError` at the first bad row/field."""
     _check_columns(df, REQUIRED_COLUMNS, OPTIONAL_COLUMNS, where, "runs table")
     out = df.copy()
-    ids = out["run_id"].astype("string")
-    for i, rid in enumerate(ids):
-        if pd.isna(rid) or not str(rid).strip():
-            raise RunsError(f"{where}: row {i + 2}, column 'run_id': empty; every run needs a unique id")
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise RunsError(f"{where}: column 'run_id': {dup.iloc[0]!r} appears more than once; ids must be unique")
-    out["run_id"] = ids.astype(str)
+    out["run_id"] = _unique_names(out["run_id"], "run_id", where, "every run needs a unique id")
     for col in ("model_params", "tokens", "tokens_per_step"):
         out[col] = _numeric(out, col, where, integer=True, positive=True)
     out["diverged"] = _bools(out, "diverged", where)
@@ -216,13 +221,7 @@ def validate_candidates(df: pd.DataFrame, where: str = "candidates") -> pd.DataF
     """Check a candidate list (``name, schedule`` and optional target columns); names must be unique."""
     _check_columns(df, CANDIDATE_REQUIRED, CANDIDATE_OPTIONAL, where, "candidate list")
     out = df.copy()
-    names = out["name"].astype("string")
-    for i, n in enumerate(names):
-        if pd.isna(n) or not str(n).strip():
-            raise RunsError(f"{where}: row {i + 2}, column 'name': empty; every candidate needs a name")
-    if names.duplicated().any():
-        raise RunsError(f"{where}: column 'name': {names[names.duplicated()].iloc[0]!r} appears more than once")
-    out["name"] = names.astype(str)
+    out["name"] = _unique_names(out["name"], "name", where, "every candidate needs a unique name")
     tmp = out.rename(columns={"name": "run_id"})
     parse_schedules(tmp, where)
     for col in ("model_params", "tokens", "tokens_per_step"):

@@ -23,12 +23,16 @@ def test_area_above_is_zero_below_the_peak():
     assert div._relu_area(inp.eta[0], inp.w[0], np.array([0.6]))[0] == 0.0
 
 
-def test_numpy_p_diverge_matches_pymc(fitted_law):
-    law = fitted_law
+def _training_inputs(law):
     runs = law.train_runs_
     schedules = [Schedule.from_spec(s) for s in runs["schedule"]]
-    inp = div.divergence_inputs(schedules, runs["tokens_per_step"], runs["model_params"], law.spec_.lr_ref,
-                                law.log_N_center_, law.log_D_center_)
+    return runs, div.divergence_inputs(schedules, runs["tokens_per_step"], runs["model_params"], law.spec_.lr_ref,
+                                       law.log_N_center_, law.log_D_center_)
+
+
+def test_numpy_p_diverge_matches_pymc(fitted_law):
+    law = fitted_law
+    runs, inp = _training_inputs(law)
     p_np = div.predict_p_diverge(law.div_post_, inp, law.eps_)
     p_pm = law.div_idata_.posterior["p_diverge"].values.reshape(-1, len(runs))
     np.testing.assert_allclose(p_np, p_pm, rtol=1e-6, atol=1e-9)
@@ -36,10 +40,7 @@ def test_numpy_p_diverge_matches_pymc(fitted_law):
 
 def test_boundary_separates_the_synthetic_divergent_runs(fitted_law):
     law = fitted_law
-    runs = law.train_runs_
-    schedules = [Schedule.from_spec(s) for s in runs["schedule"]]
-    inp = div.divergence_inputs(schedules, runs["tokens_per_step"], runs["model_params"], law.spec_.lr_ref,
-                                law.log_N_center_, law.log_D_center_)
+    runs, inp = _training_inputs(law)
     p = div.predict_p_diverge(law.div_post_, inp, law.eps_).mean(axis=0)
     y = runs["diverged"].to_numpy()
     assert p[y].mean() > 0.7 and p[~y].mean() < 0.2

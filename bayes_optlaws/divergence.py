@@ -29,7 +29,6 @@ import xarray as xr
 from .schedules import Schedule
 
 GRID_POINTS = 128
-SCORE_EPS = 1e-4
 DEFAULT_DIVERGENCE_CONFIG = {"grid_points": GRID_POINTS}
 
 
@@ -82,8 +81,7 @@ def divergence_inputs(schedules: list[Schedule], tokens_per_step, model_params, 
                             np.log(D) - log_D_center)
 
 
-def build_divergence_model(inp: DivergenceInputs, diverged: np.ndarray, log_c_center: float,
-                           eps: float) -> pm.Model:
+def build_divergence_model(inp: DivergenceInputs, diverged: np.ndarray, log_c_center: float) -> pm.Model:
     """The PyMC graph of the Bayesian boundary."""
     with pm.Model(coords={"run": np.arange(len(diverged))}) as model:
         log_c = pm.Normal("log_c", log_c_center, 1.0)
@@ -138,7 +136,7 @@ def _min_area(eta: np.ndarray, w: np.ndarray, rho: np.ndarray) -> np.ndarray:
     return float(np.sum(w * eta)) - _relu_area(eta, w, rho)
 
 
-def predict_p_diverge(post: dict[str, np.ndarray], inp: DivergenceInputs, eps: float) -> np.ndarray:
+def predict_p_diverge(post: dict[str, np.ndarray], inp: DivergenceInputs) -> np.ndarray:
     """Posterior draws of P(diverge) (samples × runs), vectorised over draws."""
     S = post["log_c"].shape[0]
     R = inp.eta.shape[0]

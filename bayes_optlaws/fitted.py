@@ -58,7 +58,6 @@ def _settings(law) -> dict:
         "noise_floor": None if not np.isfinite(law.noise_floor_) else law.noise_floor_,
         "diverged_loss": law.diverged_loss_,
         "log_N_center": law.log_N_center_, "log_D_center": law.log_D_center_,
-        "eps": law.eps_,
         "div_log_c_center": getattr(law, "div_log_c_center_", None),
         "has_divergence_model": law.div_post_ is not None,
         "loss_diagnostics": law.loss_diagnostics_,
@@ -166,7 +165,6 @@ def load_model(path):
     law.noise_floor_ = float("nan") if s["noise_floor"] is None else s["noise_floor"]
     law.diverged_loss_ = s["diverged_loss"]
     law.log_N_center_, law.log_D_center_ = s["log_N_center"], s["log_D_center"]
-    law.eps_ = s["eps"]
     law.div_log_c_center_ = s.get("div_log_c_center")
     law.loss_diagnostics_ = s["loss_diagnostics"]
     law.div_diagnostics_ = s["divergence_diagnostics"]

@@ -148,7 +148,6 @@ class BayesOptLaw:
         self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())
         self.log_D_center_ = float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean())
         self.div_idata_, self.div_post_, self.div_diagnostics_ = None, None, None
-        self.eps_ = div.SCORE_EPS
         if self.fit_divergence and runs["diverged"].any() and (~runs["diverged"]).any():
             self._fit_divergence(runs, say)
         elif self.fit_divergence:
@@ -171,7 +170,7 @@ class BayesOptLaw:
         log_c_center = float(np.log(np.sqrt(safe * bad)))
         self.div_log_c_center_ = log_c_center
         say(f"sampling the divergence boundary: {len(runs)} runs, {int((~ok).sum())} diverged")
-        model = div.build_divergence_model(inp, runs["diverged"].to_numpy(), log_c_center, self.eps_)
+        model = div.build_divergence_model(inp, runs["diverged"].to_numpy(), log_c_center)
         draws = self.divergence_draws or self.sampler_config["draws"]
         self.div_idata_ = div.sample_divergence_model(
             model, draws=draws, tune=self.sampler_config["tune"], chains=self.sampler_config["chains"],
@@ -185,7 +184,7 @@ class BayesOptLaw:
             raise RuntimeError("this BayesOptLaw is not fitted yet; call fit(runs) or BayesOptLaw.load(path)")
 
     def _candidate_table(self, candidates: pd.DataFrame, model_params=None, tokens_per_step=None,
-                         parent_run_id=None, history_runs: pd.DataFrame | None = None) -> pd.DataFrame:
+                         parent_run_id=None) -> pd.DataFrame:
         """Fill target columns and return a runs-like table (tokens derived from the schedule length)."""
         cand = candidates.copy()
         if "name" not in cand.columns and "run_id" in cand.columns:
@@ -214,21 +213,11 @@ class BayesOptLaw:
         (default: the training runs stored with the model).
         """
         self._check_fitted()
-        cand = self._candidate_table(candidates, model_params, tokens_per_step, parent_run_id, history_runs)
+        cand = self._candidate_table(candidates, model_params, tokens_per_step, parent_run_id)
         hist = self.history_runs_ if history_runs is None else history_runs
-        if "parent_run_id" in cand.columns and cand["parent_run_id"].notna().any():
-            known = set(hist["run_id"])
-            for p in cand["parent_run_id"].dropna():
-                if p not in known:
-                    raise RunsError(f"parent run {p!r} is not in the runs table that holds the history; "
-                                    "pass the runs table that contains it")
-            cand_rows = cand.rename(columns={"name": "run_id"})
-            table = pd.concat([hist, cand_rows.assign(final_loss=np.nan, diverged=False)], ignore_index=True)
-            integrals = integrals_table(cand_rows.reset_index(drop=True), self.spec_.lr_ref,
-                                        self.spec_.history_escape, history_runs=table)
-        else:
-            integrals = integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
-                                        self.spec_.lr_ref, self.spec_.history_escape)
+        # integrals_table looks each candidate's parent chain up in ``hist`` (RunsError if a parent is missing)
+        integrals = integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
+                                    self.spec_.lr_ref, self.spec_.history_escape, history_runs=hist)
         X = self.standardiser_.transform(design_matrix(integrals, self.spec_))
         group = np.array([self.sizes_.index(int(s)) if int(s) in self.sizes_ else -1 for s in cand["model_params"]])
         rng = np.random.default_rng(self.random_seed + 7 if random_seed is None else random_seed)
@@ -249,7 +238,7 @@ class BayesOptLaw:
         schedules = [Schedule.from_spec(s) for s in cand["schedule"]]
         inp = div.divergence_inputs(schedules, cand["tokens_per_step"], cand["model_params"], self.spec_.lr_ref,
                                     self.log_N_center_, self.log_D_center_)
-        p = div.predict_p_diverge(self.div_post_, inp, self.eps_)
+        p = div.predict_p_diverge(self.div_post_, inp)
         if p.shape[0] != n_samples:  # pair divergence draws with loss draws (independent posteriors)
             idx = rng.choice(p.shape[0], size=n_samples, replace=p.shape[0] < n_samples)
             p = p[idx]

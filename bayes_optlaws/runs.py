@@ -234,18 +234,24 @@ def validate_candidates(df: pd.DataFrame, where: str = "candidates") -> pd.DataF
     return out
 
 
+def read_toml(path: str | os.PathLike, what: str = "file") -> dict:
+    """Parse a TOML file; a missing file or bad TOML is a RunsError naming the path."""
+    import tomllib
+
+    path = Path(path)
+    if not path.exists():
+        raise RunsError(f"{path}: no such {what}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise RunsError(f"{path}: not valid TOML ({exc})") from None
+
+
 def read_candidates(path: str | os.PathLike) -> pd.DataFrame:
     """Read a candidate list from CSV (``name,schedule,...``) or TOML (``[[candidate]]`` tables)."""
     path = Path(path)
     if path.suffix.lower() == ".toml":
-        import tomllib
-
-        if not path.exists():
-            raise RunsError(f"{path}: no such file")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise RunsError(f"{path}: not valid TOML ({exc})") from None
+        data = read_toml(path)
         rows = data.get("candidate") or data.get("candidates")
         if not isinstance(rows, list) or not rows:
             raise RunsError(f"{path}: expected one or more [[candidate]] tables with 'name' and 'schedule'")

@@ -33,7 +33,7 @@ def _training_inputs(law):
 def test_numpy_p_diverge_matches_pymc(fitted_law):
     law = fitted_law
     runs, inp = _training_inputs(law)
-    p_np = div.predict_p_diverge(law.div_post_, inp, law.eps_)
+    p_np = div.predict_p_diverge(law.div_post_, inp)
     p_pm = law.div_idata_.posterior["p_diverge"].values.reshape(-1, len(runs))
     np.testing.assert_allclose(p_np, p_pm, rtol=1e-6, atol=1e-9)
 
@@ -41,7 +41,7 @@ def test_numpy_p_diverge_matches_pymc(fitted_law):
 def test_boundary_separates_the_synthetic_divergent_runs(fitted_law):
     law = fitted_law
     runs, inp = _training_inputs(law)
-    p = div.predict_p_diverge(law.div_post_, inp, law.eps_).mean(axis=0)
+    p = div.predict_p_diverge(law.div_post_, inp).mean(axis=0)
     y = runs["diverged"].to_numpy()
     assert p[y].mean() > 0.7 and p[~y].mean() < 0.2
     assert ((p > 0.5) == y).mean() > 0.9
@@ -55,6 +55,6 @@ def test_p_diverge_rises_with_peak_lr(fitted_law, warmup):
                  for lr in lrs]
     inp = div.divergence_inputs(schedules, [4096] * 4, [80_000] * 4, law.spec_.lr_ref, law.log_N_center_,
                                 law.log_D_center_)
-    p = div.predict_p_diverge(law.div_post_, inp, law.eps_).mean(axis=0)
+    p = div.predict_p_diverge(law.div_post_, inp).mean(axis=0)
     assert np.all(np.diff(p) >= -1e-9)
     assert p[-1] > 0.5 > p[0]

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from bayes_optlaws.cli import main
 from bayes_optlaws.evaluation.beyond import beyond_grid, format_beyond

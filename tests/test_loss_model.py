@@ -1,9 +1,6 @@
 import json
-import warnings
 
 import numpy as np
-import pandas as pd
-import pymc as pm
 import pytest
 
 from bayes_optlaws import loss_model as lm

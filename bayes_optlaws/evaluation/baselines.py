@@ -422,6 +422,7 @@ class _SeparableLaw(LossBaseline):
         self.fit_rows_ = rows
         self.warnings_ = []
         desc = describe_runs(rows)
+        self.fit_desc_ = desc
         self._set_lr_ref(desc)
         self.fit_ = self._fit_table(rows, desc)
         return self
@@ -581,12 +582,8 @@ class MultiPower(_SeparableLaw):
         return np.zeros(3), np.array([2 * y.max(), np.inf, np.inf])
 
     def fit(self, runs_df):
-        rows = _loss_rows(runs_df, self.name)
-        self.fit_rows_ = rows
-        self.warnings_ = []
-        desc = describe_runs(rows)
-        self._set_lr_ref(desc)
-        self.fit_ = self._fit_table(rows, desc)
+        super().fit(runs_df)
+        rows, desc = self.fit_rows_, self.fit_desc_
         self.size_fits_ = {}
         if self.per_size:
             sizes = rows["model_params"].astype("int64")

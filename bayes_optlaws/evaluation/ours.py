@@ -110,7 +110,7 @@ class BayesBoundary:
             return self
         inp = self._inputs(df)
         center = float(np.log(np.sqrt(inp.eta_max[~y].max() * inp.eta_max[y].min())))
-        model = div.build_divergence_model(inp, y, center, div.SCORE_EPS)
+        model = div.build_divergence_model(inp, y, center)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             idata = div.sample_divergence_model(model, draws=self.draws, tune=self.tune, chains=self.chains,
@@ -121,7 +121,7 @@ class BayesBoundary:
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
         if self.constant_ is not None:
             return np.full(len(df), self.constant_)
-        return div.predict_p_diverge(self.post_, self._inputs(df), div.SCORE_EPS).mean(axis=0)
+        return div.predict_p_diverge(self.post_, self._inputs(df)).mean(axis=0)
 
 
 ABLATION_STEPS = {

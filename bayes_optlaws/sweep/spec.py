@@ -52,12 +52,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runs import RunsError
+from ..runs import RunsError, read_toml
 from ..schedules import Schedule, ScheduleError
 
 DEFAULTS = {"batch_size": 32, "seq_len": 128, "log_every": 10, "eval_points": 20, "eval_seqs": 1024,
@@ -200,14 +199,7 @@ class Spec:
 
 
 def load_spec(path: str | Path) -> Spec:
-    path = Path(path)
-    if not path.exists():
-        raise RunsError(f"{path}: no such spec file")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise RunsError(f"{path}: not valid TOML ({exc})") from None
-    return parse_spec(raw, str(path))
+    return parse_spec(read_toml(path, "spec file"), str(path))
 
 
 def parse_spec(raw: dict, where: str = "spec") -> Spec:

@@ -50,8 +50,11 @@ def _candidates_frame(candidates) -> pd.DataFrame:
 
 
 def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=None, tokens=None,
-            parent_run_id=None, runs=None, random_seed=None) -> PredictionDraws:
-    """Joint posterior draws for candidates; ``tokens`` rescales family schedules to that budget."""
+            parent_run_id=None, scenario=None, runs=None, random_seed=None) -> PredictionDraws:
+    """Joint posterior draws for candidates; ``tokens`` rescales family schedules to that budget.
+
+    ``parent_run_id`` + ``scenario``: continual training from that checkpoint, in a scenario of the model's stage
+    runs (their ``group`` label, e.g. ``weak_shift``: more of the same data, ``strong_shift``: new data)."""
     cand = _candidates_frame(candidates).copy()
     if tokens is not None:
         if tokens_per_step is None and ("tokens_per_step" not in cand.columns or cand["tokens_per_step"].isna().any()):
@@ -61,7 +64,8 @@ def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=
                             zip(cand["schedule"], tps)]
     history = _runs_frame(runs) if runs is not None else None
     return law.predict_draws(cand, model_params=model_params, tokens_per_step=tokens_per_step,
-                             parent_run_id=parent_run_id, history_runs=history, random_seed=random_seed)
+                             parent_run_id=parent_run_id, scenario=scenario, history_runs=history,
+                             random_seed=random_seed)
 
 
 def rank_candidates(law: BayesOptLaw, candidates, *, delta: float | None = None, max_p_diverge: float = 0.05,

@@ -68,7 +68,8 @@ def cmd_rank(args) -> int:
     json_path = ensure_writable(args.json, args.force) if args.json else None
     law = load(args.model)
     result = rank_candidates(law, args.candidates, model_params=args.params, tokens_per_step=args.tokens_per_step,
-                             tokens=args.tokens, parent_run_id=args.parent, runs=args.runs, delta=args.delta,
+                             tokens=args.tokens, parent_run_id=args.parent, scenario=args.scenario, runs=args.runs,
+                             delta=args.delta,
                              max_p_diverge=args.max_p_diverge, random_seed=args.seed)
     print(f"model: {args.model} | candidates: {args.candidates} | 90% predictive intervals of the final loss "
           "(nats); P(best) counts draws where a candidate diverges as not best")
@@ -88,6 +89,8 @@ def _add_rank(sub) -> None:
     p.add_argument("--tokens", type=int, help="target token budget; rescales family schedules to this budget")
     p.add_argument("--tokens-per-step", type=int, help="tokens per optimizer step of the target run")
     p.add_argument("--parent", help="run_id of the checkpoint to continue from (continual training)")
+    p.add_argument("--scenario", help="kind of continuation, one of the model's stage scenarios (the group "
+                   "labels of its continual runs, e.g. weak_shift = same data, strong_shift = new data)")
     p.add_argument("--runs", help="runs table holding the parent's history (default: the model's training runs)")
     p.add_argument("--delta", type=float, help="near-tie threshold in nats (default: measured seed noise)")
     p.add_argument("--max-p-diverge", type=float, default=0.05, help="risk-aware pick: max P(diverge)")

@@ -6,6 +6,8 @@ Layout of ``DIR/``::
                              sampler settings, diagnostics, noise floor, package version, data hash, model id
     loss_posterior.nc        DataTree of the loss model (posterior, sample_stats, log_likelihood)
     divergence_posterior.nc  DataTree of the divergence boundary (absent when no run diverged)
+    stage_posterior.nc       DataTree of the continual-training stage model (absent without stage runs)
+    stage_runs.csv           the continual-training stages it was fitted on
     train_runs.csv           the runs the model was fitted on (provenance)
     history_runs.csv         the whole runs table it came from, when larger (parents for continual training)
 
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from . import continual as ct
 from . import divergence as div
 from . import loss_model as lm
 from .features import FeatureSpec, Standardiser
@@ -34,6 +37,8 @@ LOSS_FILE = "loss_posterior.nc"
 DIV_FILE = "divergence_posterior.nc"
 RUNS_FILE = "train_runs.csv"
 HISTORY_FILE = "history_runs.csv"
+STAGE_FILE = "stage_posterior.nc"
+STAGE_RUNS_FILE = "stage_runs.csv"
 
 
 class ModelFormatError(RunsError):
@@ -68,6 +73,7 @@ def _settings(law) -> dict:
         "loo": getattr(law, "loo_", None),
         "n_train_runs": int(len(law.train_runs_)),
         "fit_seconds": getattr(law, "fit_seconds_", None),
+        "stage_model": law.stage_fit_.settings() if getattr(law, "stage_fit_", None) is not None else None,
     }
     s["id"] = model_id(s)
     return s
@@ -91,6 +97,10 @@ def save_model(law, path, force: bool = False) -> Path:
     if law.div_idata_ is not None:
         keep = [g for g in ("posterior", "sample_stats") if g in law.div_idata_.children]
         _write(_subset(law.div_idata_, keep, drop=("p_diverge",)), path / DIV_FILE)
+    if getattr(law, "stage_fit_", None) is not None:
+        keep = [g for g in ("posterior", "sample_stats") if g in law.stage_fit_.idata.children]
+        _write(_subset(law.stage_fit_.idata, keep), path / STAGE_FILE)
+        law.stage_runs_.to_csv(path / STAGE_RUNS_FILE, index=False)
     law.train_runs_.to_csv(path / RUNS_FILE, index=False)
     if len(law.history_runs_) != len(law.train_runs_):
         law.history_runs_.to_csv(path / HISTORY_FILE, index=False)
@@ -178,6 +188,11 @@ def load_model(path):
         law.div_post_ = div.posterior_arrays(law.div_idata_)
     else:
         law.div_idata_, law.div_post_ = None, None
+    law.stage_fit_ = None
+    if s.get("stage_model"):
+        law.stage_fit_ = ct.StageFit.from_settings(s["stage_model"], _open(path / STAGE_FILE))
+        law.stage_runs_ = pd.read_csv(path / STAGE_RUNS_FILE, dtype={"run_id": str, "parent_run_id": str,
+                                                                     "schedule": str})
     runs = pd.read_csv(path / RUNS_FILE, dtype={"run_id": str, "parent_run_id": str, "schedule": str})
     law.train_runs_ = validate_runs(runs, where=str(path / RUNS_FILE))
     law.history_runs_ = law.train_runs_

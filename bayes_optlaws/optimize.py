@@ -57,7 +57,8 @@ def default_peak_lrs(law, n: int = 9) -> np.ndarray:
 
 def optimize(law, *, model_params: int, tokens: int, tokens_per_step: int, families=FAMILIES, peak_lrs=None,
              warmups=DEFAULT_WARMUPS, cooldowns=DEFAULT_COOLDOWNS, max_p_diverge: float = 0.05, top_k: int = 5,
-             parent_run_id: str | None = None, runs=None, random_seed: int = 0) -> tuple[pd.DataFrame, Ranking]:
+             parent_run_id: str | None = None, scenario: str | None = None, runs=None,
+             random_seed: int = 0) -> tuple[pd.DataFrame, Ranking]:
     """Search the grid; returns (all candidates scored, ranking of the short list)."""
     from .api import predict
 
@@ -67,7 +68,7 @@ def optimize(law, *, model_params: int, tokens: int, tokens_per_step: int, famil
     peaks = default_peak_lrs(law) if peak_lrs is None else np.asarray(peak_lrs, float)
     cands = candidate_grid(total, peaks, warmups, cooldowns, families)
     draws = predict(law, cands, model_params=model_params, tokens_per_step=tokens_per_step,
-                    parent_run_id=parent_run_id, runs=runs, random_seed=random_seed)
+                    parent_run_id=parent_run_id, scenario=scenario, runs=runs, random_seed=random_seed)
     p_div = np.nanmean(draws.p_diverge, axis=0) if not np.all(np.isnan(draws.p_diverge)) else np.zeros(len(cands))
     scored = cands.assign(loss_mean=draws.loss.mean(axis=0), loss_q90=np.quantile(draws.loss_noisy, 0.9, axis=0),
                           p_diverge=p_div)
@@ -93,7 +94,7 @@ def cmd_optimize(args) -> int:
     scored, ranking = optimize(law, model_params=args.params, tokens=args.tokens,
                                tokens_per_step=args.tokens_per_step, families=families,
                                max_p_diverge=args.max_p_diverge, top_k=args.top_k, parent_run_id=args.parent,
-                               runs=args.runs, random_seed=args.seed)
+                               scenario=args.scenario, runs=args.runs, random_seed=args.seed)
     print(f"searched {len(scored)} schedules at N={args.params:,} params, D={args.tokens:,} tokens; short list:")
     print(format_table(ranking))
     if json_path:
@@ -115,6 +116,7 @@ def register(sub) -> None:
     p.add_argument("--max-p-diverge", type=float, default=0.05)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--parent", help="run_id to continue from (history-aware features)")
+    p.add_argument("--scenario", help="continual scenario (a group label of the model's stage runs)")
     p.add_argument("--runs", help="runs table holding the parent's history")
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--json")

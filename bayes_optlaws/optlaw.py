@@ -1,6 +1,7 @@
 """``BayesOptLaw``: the estimator users fit, predict with, save and load (scikit-learn / pymc-marketing style).
 
     law = BayesOptLaw(random_seed=0).fit(runs)          # exponent search + loss model + divergence boundary
+                                                         # (+ the stage model when runs has continual stages)
     draws = law.predict_draws(candidates)                # loss, noisy loss and P(diverge) draws per candidate
     law.save("models/my-law");  law = BayesOptLaw.load("models/my-law")
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from . import continual as ct
 from . import divergence as div
 from . import loss_model as lm
 from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, select_exponents)
@@ -78,7 +80,7 @@ class BayesOptLaw:
 
     def __init__(self, feature_spec: FeatureSpec | None = None, *, blocks=None, model_config: dict | None = None,
                  sampler_config: dict | None = None, divergence_draws: int | None = None, random_seed: int = 0,
-                 fit_divergence: bool = True) -> None:
+                 fit_divergence: bool = True, fit_stages: bool = True, stage_config: dict | None = None) -> None:
         self.feature_spec = feature_spec
         self.blocks = tuple(blocks) if blocks is not None else None
         self.model_config = {**lm.DEFAULT_MODEL_CONFIG, **(model_config or {})}
@@ -86,6 +88,8 @@ class BayesOptLaw:
         self.divergence_draws = divergence_draws
         self.random_seed = int(random_seed)
         self.fit_divergence = fit_divergence
+        self.fit_stages = fit_stages
+        self.stage_config = {**ct.DEFAULT_STAGE_CONFIG, **(stage_config or {})}
         self.name = "bayes_optlaw"
 
     # ------------------------------------------------------------------ fitting
@@ -93,14 +97,21 @@ class BayesOptLaw:
             groups: tuple[str, ...] | None = None) -> "BayesOptLaw":
         """Fit on a runs table (validated here).  Diverged runs inform only the divergence boundary.
 
-        ``groups``: the ``group`` values to fit on (default: ``("main",)`` when the table has that group — the
-        embedded grid keeps extrapolation checks and distribution-shift stages in other groups — else every row).
+        ``groups``: the ``group`` values of the single-stage runs to fit the loss law on (default: ``("main",)``
+        when the table has that group — the embedded grid keeps extrapolation checks in another group — else
+        every single-stage row).  Continual-training stages (``parent_run_id`` set) of the whole table, whatever
+        their group, fit the stage model (:mod:`bayes_optlaws.continual`; the group is their scenario) when
+        there are at least ``continual.MIN_STAGE_RUNS`` of them and ``fit_stages`` is on.
         The whole table is kept as ``history_runs_`` so continual-training predictions can find their parents.
         """
         say = progress or (lambda msg: None)
         t0 = time.perf_counter()
         full = validate_runs(runs)
         runs = select_fit_rows(full, groups)
+        runs = runs[~ct.is_stage(runs)].reset_index(drop=True)
+        if runs.empty:
+            raise RunsError("the runs table has no single-stage runs (every row has a parent_run_id); the "
+                            "pre-training law needs runs trained from scratch")
         self.history_runs_ = full
         self.train_runs_ = runs
         ok = runs[~runs["diverged"] & np.isfinite(runs["final_loss"])]
@@ -154,6 +165,9 @@ class BayesOptLaw:
             warnings.warn("the runs table has no diverged runs (or only diverged runs): the divergence boundary "
                           "cannot be learned and P(diverge) will be reported as unknown (NaN)", UserWarning,
                           stacklevel=2)
+        self.stage_fit_ = None
+        if self.fit_stages and int(ct.is_stage(full).sum()) >= ct.MIN_STAGE_RUNS:
+            self.fit_continual(full, progress=say)
         self.fit_seconds_ = time.perf_counter() - t0
         self.data_hash_ = data_hash(runs)
         say(f"done in {self.fit_seconds_:.0f} s")
@@ -178,6 +192,33 @@ class BayesOptLaw:
         self.div_diagnostics_ = lm.diagnostics(self.div_idata_, list(div.PARAMS))
         self.div_post_ = div.posterior_arrays(self.div_idata_)
 
+    def fit_continual(self, runs: pd.DataFrame, progress: Callable[[str], None] | None = None) -> "BayesOptLaw":
+        """(Re)fit only the stage model on the continual-training rows of ``runs``, with this law's features.
+
+        Their parents are looked up in ``runs`` itself.  Diverged stages are left out.  Used by :meth:`fit` and
+        by leave-one-stage-out evaluation (the pre-training law stays as it is).
+        """
+        self._check_fitted()
+        say = progress or (lambda msg: None)
+        full = validate_runs(runs)
+        stages = full[ct.is_stage(full) & ~full["diverged"] & np.isfinite(full["final_loss"])]
+        if len(stages) < ct.MIN_STAGE_RUNS:
+            raise RunsError(f"only {len(stages)} non-diverged continual-training rows (parent_run_id set); the "
+                            f"stage model needs at least {ct.MIN_STAGE_RUNS}")
+        integrals = integrals_table(stages, self.spec_.lr_ref, self.spec_.history_escape, history_runs=full)
+        X_raw = design_matrix(integrals, self.spec_)
+        scen = ct.scenario_labels(stages)
+        say(f"sampling the stage model: {len(stages)} continual-training runs, scenarios "
+            f"{', '.join(sorted(set(scen)))} (4 chains, nutpie)")
+        self.stage_fit_ = ct.fit_stage_model(X_raw, np.log(stages["final_loss"].to_numpy(float)),
+                                             stages["parent_run_id"].astype(str).to_numpy(), scen,
+                                             self.spec_.feature_names, self.stage_config, self.sampler_config,
+                                             random_seed=self.random_seed + 2)
+        self.stage_runs_ = stages.reset_index(drop=True)
+        for msg in self.stage_fit_.posterior_check["warnings"]:
+            warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
+        return self
+
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self) -> None:
         if not hasattr(self, "loss_post_"):
@@ -189,8 +230,9 @@ class BayesOptLaw:
         cand = candidates.copy()
         if "name" not in cand.columns and "run_id" in cand.columns:
             cand["name"] = cand["run_id"]
-        cand = validate_candidates(cand[[c for c in cand.columns if c in
-                                         ("name", "schedule", "model_params", "tokens_per_step", "parent_run_id")]])
+        cand = validate_candidates(cand[[c for c in cand.columns if c in ("name", "schedule", "model_params",
+                                                                          "tokens_per_step", "parent_run_id",
+                                                                          "scenario")]])
         for col, value in (("model_params", model_params), ("tokens_per_step", tokens_per_step)):
             if value is not None:
                 cand[col] = int(value)
@@ -204,13 +246,15 @@ class BayesOptLaw:
         return cand
 
     def predict_draws(self, candidates: pd.DataFrame, *, model_params=None, tokens_per_step=None,
-                      parent_run_id: str | None = None, history_runs: pd.DataFrame | None = None,
-                      random_seed: int | None = None) -> PredictionDraws:
+                      parent_run_id: str | None = None, scenario: str | None = None,
+                      history_runs: pd.DataFrame | None = None, random_seed: int | None = None) -> PredictionDraws:
         """Joint posterior predictive draws for candidate schedules at a target size (vectorised numpy).
 
         ``candidates`` has ``name, schedule`` (+ optional ``model_params``, ``tokens_per_step``,
-        ``parent_run_id``).  With ``parent_run_id`` the history (earlier stages) is looked up in ``history_runs``
-        (default: the training runs stored with the model).
+        ``parent_run_id``, ``scenario``).  With ``parent_run_id`` the history (earlier stages) is looked up in
+        ``history_runs`` (default: the runs table the model was fitted from) and, when the model has a stage
+        model, the candidate is predicted by it in ``scenario`` (a ``group`` label of its stage runs, e.g.
+        ``weak_shift``); without one, by the pre-training law with history-aware features (paper §6).
         """
         self._check_fitted()
         cand = self._candidate_table(candidates, model_params, tokens_per_step, parent_run_id)
@@ -218,19 +262,58 @@ class BayesOptLaw:
         # integrals_table looks each candidate's parent chain up in ``hist`` (RunsError if a parent is missing)
         integrals = integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
                                     self.spec_.lr_ref, self.spec_.history_escape, history_runs=hist)
-        X = self.standardiser_.transform(design_matrix(integrals, self.spec_))
-        group = np.array([self.sizes_.index(int(s)) if int(s) in self.sizes_ else -1 for s in cand["model_params"]])
+        X_raw = design_matrix(integrals, self.spec_)
         rng = np.random.default_rng(self.random_seed + 7 if random_seed is None else random_seed)
+        S = self.loss_post_["intercept"].shape[0]
+        log_mu, log_noisy = np.empty((S, len(cand))), np.empty((S, len(cand)))
+        staged = ct.is_stage(cand).to_numpy() & (getattr(self, "stage_fit_", None) is not None)
+        pre = np.flatnonzero(~staged)
+        if pre.size:
+            log_mu[:, pre], log_noisy[:, pre] = self._pretraining_log_loss(X_raw[pre], cand.iloc[pre], rng)
+        cols = np.flatnonzero(staged)
+        if cols.size:
+            scen = self._scenarios(cand.iloc[cols], scenario)
+            m, n = self.stage_fit_.predict_log_loss(X_raw[cols], cand["parent_run_id"].iloc[cols].astype(str),
+                                                    scen, rng)
+            if m.shape[0] != S:  # pair stage-model draws with loss-model draws
+                idx = rng.choice(m.shape[0], size=S, replace=m.shape[0] < S)
+                m, n = m[idx], n[idx]
+            log_mu[:, cols], log_noisy[:, cols] = m, n
+        p_div = self._p_diverge(cand, S, rng)
+        return PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_)
+
+    def _pretraining_log_loss(self, X_raw: np.ndarray, cand: pd.DataFrame, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Draws of (mean, new-run) log loss from the pre-training law (samples × rows)."""
+        X = self.standardiser_.transform(X_raw)
+        group = np.array([self.sizes_.index(int(s)) if int(s) in self.sizes_ else -1 for s in cand["model_params"]])
         # candidates of the same unseen size share one fresh offset per draw
         mu = np.empty((self.loss_post_["intercept"].shape[0], len(cand)))
-        for size in np.unique(cand["model_params"]):
-            cols = np.flatnonzero(cand["model_params"].to_numpy() == size)
+        sizes = cand["model_params"].to_numpy()
+        for size in np.unique(sizes):
+            cols = np.flatnonzero(sizes == size)
             mu[:, cols] = lm.predict_mu(self.loss_post_, X[cols], group[cols], rng, self.group_means_)
         z_noisy = lm.add_noise(self.loss_post_, mu, self.model_config["nu"], rng)
-        loss = np.exp(mu * self.y_sd_ + self.y_mean_)
-        loss_noisy = np.exp(z_noisy * self.y_sd_ + self.y_mean_)
-        p_div = self._p_diverge(cand, loss.shape[0], rng)
-        return PredictionDraws(list(cand["name"]), loss, loss_noisy, p_div, self.diverged_loss_)
+        return mu * self.y_sd_ + self.y_mean_, z_noisy * self.y_sd_ + self.y_mean_
+
+    def _scenarios(self, cand: pd.DataFrame, scenario: str | None) -> list[str]:
+        """Scenario per staged candidate: the argument, else the candidate's ``scenario`` column, else the stage
+        model's only scenario; an unknown one is predicted as a new scenario (with a warning)."""
+        known = self.stage_fit_.scenarios
+        if scenario is not None:
+            out = [str(scenario)] * len(cand)
+        elif "scenario" in cand.columns and cand["scenario"].notna().all():
+            out = cand["scenario"].astype(str).tolist()
+        elif len(known) == 1:
+            out = [known[0]] * len(cand)
+        else:
+            out = ["(unspecified)"] * len(cand)
+        unknown = sorted(set(out) - set(known))
+        if unknown:
+            warnings.warn(f"continual scenario {', '.join(unknown)} is not one the stage model was fitted on "
+                          f"({', '.join(known)}): predicted as a new scenario, with wide intervals and an "
+                          f"uncertain order; pass scenario= (CLI: --scenario) to use one of them",
+                          UserWarning, stacklevel=3)
+        return out
 
     def _p_diverge(self, cand: pd.DataFrame, n_samples: int, rng) -> np.ndarray:
         if self.div_post_ is None:

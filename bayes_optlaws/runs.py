@@ -29,7 +29,7 @@ from .schedules import Schedule, ScheduleError
 REQUIRED_COLUMNS = ("run_id", "model_params", "tokens", "tokens_per_step", "schedule", "final_loss", "diverged")
 OPTIONAL_COLUMNS = ("parent_run_id", "seed", "group", "source")
 CANDIDATE_REQUIRED = ("name", "schedule")
-CANDIDATE_OPTIONAL = ("model_params", "tokens", "tokens_per_step", "parent_run_id")
+CANDIDATE_OPTIONAL = ("model_params", "tokens", "tokens_per_step", "parent_run_id", "scenario")
 
 
 class RunsError(ValueError):

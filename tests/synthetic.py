@@ -36,3 +36,37 @@ def synthetic_runs(seed: int = 0, sizes=SIZES, steps=(1000, 2000), lrs=(3e-3, 1e
                                  "schedule": json.dumps(spec), "final_loss": float(loss), "diverged": diverged,
                                  "seed": 0, "group": "main", "source": "synthetic (tests/synthetic.py)"})
     return pd.DataFrame(rows)
+
+
+STAGE_SCHEDULES = (("linear", 3e-3), ("linear", 1e-2), ("cosine", 1e-2), ("constant", 3e-3), ("constant", 1e-2),
+                   ("wsd", 1e-2), ("wsd", 3e-3), ("cosine", 3e-3))
+SCENARIO_SCALE = {"weak_shift": 0.2, "strong_shift": 1.0}
+
+
+def synthetic_stages(base: pd.DataFrame, seed: int = 0, steps: int = 500, tokens_per_step: int = 4096,
+                     noise: float = 0.002, scenarios=("weak_shift", "strong_shift"), n_parents: int = 3) -> pd.DataFrame:
+    """SYNTHETIC continual-training stages (not real data): each of ``n_parents`` non-diverged runs of ``base``
+    (one per size) continued with 8 schedules in each scenario.  A stage ends at the parent's loss plus a scenario
+    level, minus a gain that grows with the stage's ∫η, plus a penalty for not annealing (final LR / peak);
+    both effects are scaled by how strong the shift is (``SCENARIO_SCALE``)."""
+    rng = np.random.default_rng(seed)
+    ok = base[~base["diverged"]]
+    parents = [g.sort_values("final_loss").iloc[0] for _, g in ok.groupby("model_params")][:n_parents]
+    rows = []
+    for p in parents:
+        for scen in scenarios:
+            k = SCENARIO_SCALE[scen]
+            for fam, lr in STAGE_SCHEDULES:
+                spec = {"family": fam, "peak_lr": lr, "warmup": 25, "total": steps}
+                if fam == "wsd":
+                    spec.update(cooldown=steps // 5, cooldown_shape="linear")
+                s = Schedule.from_spec(spec)
+                gain = 0.08 * np.log1p(s.integral() / 2.0)
+                no_anneal = 0.15 * float(s.lr_at(steps - 1)) / lr
+                loss = (p.final_loss + 0.5 * k - k * gain + k * no_anneal) * np.exp(rng.normal(0, noise))
+                rows.append({"run_id": f"{p.run_id}>{scen}-{fam}-{lr:g}", "model_params": p.model_params,
+                             "tokens": steps * tokens_per_step, "tokens_per_step": tokens_per_step,
+                             "schedule": json.dumps(spec), "final_loss": float(loss), "diverged": False,
+                             "parent_run_id": p.run_id, "seed": 0, "group": scen,
+                             "source": "synthetic (tests/synthetic.py)"})
+    return pd.DataFrame(rows)

@@ -4,19 +4,25 @@ A model fitted on the fitting grid (group ``main``) predicts
 
 * every other group of pre-training runs (e.g. ``extrapolation``: a larger model or a larger token budget): per
   block the relative error, interval coverage, Spearman and whether the best schedule (and family) is identified;
-* continual-training stages (rows with ``parent_run_id``), with history-aware features: per stage block the
-  Spearman of the ranking, the regret of the pick, and the near-tie report — pairs whose **actual** final losses
-  differ by less than the noise floor should get a high P(|Δ| < δ) rather than a confident order.
+* continual-training stages (rows with ``parent_run_id``), per stage block (one checkpoint continued in one
+  scenario): the Spearman of the ranking, the regret of the pick, and the near-tie report — pairs whose
+  **actual** final losses differ by less than the noise floor should get a high P(|Δ| < δ) rather than a
+  confident order.  Two methods: ``stage_model`` — the stage model (:mod:`bayes_optlaws.continual`) refitted
+  **without** the block (leave-one-stage-block-out), predicting it in its scenario; ``transfer`` — the paper's
+  §6 route, the pre-training law with history-aware features and no refit.
 
 Absolute losses of a strong-shift stage are measured on another corpus, so for those only rankings count.
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from .. import continual as ct
 from ..ranking import rank
 
 
@@ -34,10 +40,11 @@ def _family(df: pd.DataFrame) -> pd.Series:
     return df["schedule"].map(schedule_family)
 
 
-def _evaluate_block(law, g: pd.DataFrame, parent: str | None, history: pd.DataFrame) -> dict:
+def _evaluate_block(law, g: pd.DataFrame, parent: str | None, history: pd.DataFrame,
+                    scenario: str | None = None) -> dict:
     ok = g[~g["diverged"]]
     cands = ok.rename(columns={"run_id": "name"})[["name", "schedule", "model_params", "tokens_per_step"]]
-    draws = law.predict_draws(cands, parent_run_id=parent, history_runs=history)
+    draws = law.predict_draws(cands, parent_run_id=parent, scenario=scenario, history_runs=history)
     y = ok["final_loss"].to_numpy(float)
     mean = draws.loss.mean(axis=0)
     lo90, hi90 = np.quantile(draws.loss_noisy, [0.05, 0.95], axis=0)
@@ -66,35 +73,68 @@ def _evaluate_block(law, g: pd.DataFrame, parent: str | None, history: pd.DataFr
     return out
 
 
-def beyond_grid(law, runs: pd.DataFrame) -> dict:
-    """Evaluate a model fitted on the ``main`` group on every other group and on continual stages."""
+def transfer_law(law):
+    """The same fitted law without its stage model: continual stages go through the pre-training law (§6)."""
+    out = copy.copy(law)
+    out.stage_fit_ = None
+    return out
+
+
+def held_out_stage_law(law, runs: pd.DataFrame, held: pd.Index):
+    """The law with its stage model refitted on every stage row of ``runs`` except the rows ``held`` (or
+    ``None`` when fewer than ``continual.MIN_STAGE_RUNS`` stage rows remain)."""
+    rest = runs.drop(index=held)
+    if int((ct.is_stage(rest) & ~rest["diverged"]).sum()) < ct.MIN_STAGE_RUNS:
+        return None
+    return copy.copy(law).fit_continual(rest)
+
+
+def beyond_grid(law, runs: pd.DataFrame, stage_model: bool = True) -> dict:
+    """Evaluate a model fitted on the ``main`` group on every other group and on continual stages.
+
+    ``stage_model``: also evaluate the stage model leave-one-stage-block-out (one stage-model fit per block,
+    ~30 s each); the results go to ``continual`` and the transfer route's to ``continual_transfer``.
+    """
     runs = runs.reset_index(drop=True)
     is_stage = runs["parent_run_id"].notna() if "parent_run_id" in runs.columns else pd.Series(False, index=runs.index)
     groups = runs["group"].fillna("") if "group" in runs.columns else pd.Series("", index=runs.index)
     fitted_ids = set(law.train_runs_["run_id"])
-    out = {"extrapolation": {}, "continual": {}}
+    out = {"extrapolation": {}, "continual": {}, "continual_transfer": {}}
     other = runs[~is_stage & (groups != "main") & ~runs["run_id"].isin(fitted_ids)]
     for block, g in other.groupby(_block_label(other)):
         if (~g["diverged"]).sum() >= 2:
             out["extrapolation"][str(block)] = {"group": str(g["group"].iloc[0]) if "group" in g else "",
                                                 **_evaluate_block(law, g, None, runs)}
     stages = runs[is_stage]
-    for (block, parent), g in stages.groupby([_block_label(stages), stages["parent_run_id"]]):
-        if (~g["diverged"]).sum() >= 2:
-            res = _evaluate_block(law, g, parent, runs)
-            res["group"] = str(g["group"].iloc[0]) if "group" in g else ""
-            if res["group"] == "strong_shift":
+    transfer = transfer_law(law)
+    scenarios = pd.Series(ct.scenario_labels(stages), index=stages.index)
+    for (block, parent, scenario), g in stages.groupby([_block_label(stages), stages["parent_run_id"], scenarios]):
+        if (~g["diverged"]).sum() < 2:
+            continue
+        if _block_label(stages).loc[stages["parent_run_id"] == parent].nunique() == 1 and \
+                scenarios.loc[stages["parent_run_id"] == parent].nunique() > 1 and "x_block" not in g.columns:
+            block = f"{block}|{scenario}"
+        results = {"continual_transfer": _evaluate_block(transfer, g, parent, runs)}
+        held = held_out_stage_law(law, runs, g.index) if stage_model else None
+        if held is not None:
+            results["continual"] = _evaluate_block(held, g, parent, runs, scenario)
+        for kind, res in results.items():
+            res["group"] = scenario
+            if "strong" in scenario:
                 res["note"] = "losses on another corpus: only the ranking metrics are meaningful"
-            out["continual"][str(block)] = res
+            out[kind][str(block)] = res
     return out
 
 
 def format_beyond(res: dict) -> str:
     lines = []
-    for kind in ("extrapolation", "continual"):
-        if not res[kind]:
+    titles = {"extrapolation": "extrapolation:",
+              "continual": "continual (stage model, refitted without the block):",
+              "continual_transfer": "continual (transfer: pre-training law with history-aware features, §6):"}
+    for kind, title in titles.items():
+        if not res.get(kind):
             continue
-        lines.append(f"{kind}:")
+        lines.append(title)
         lines.append(f"  {'block':<14} {'n':>3} {'rel.err%':>8} {'cov90':>6} {'spearman':>8} {'best?':>6} "
                      f"{'family?':>7} {'regret':>8} {'spread':>7}  near-ties reported")
         for block, r in res[kind].items():

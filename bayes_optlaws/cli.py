@@ -57,6 +57,13 @@ def cmd_fit(args) -> int:
         dd = law.div_diagnostics_
         print(f"divergence boundary: max R-hat {dd['max_rhat']:.3f}, min ESS bulk {dd['min_ess_bulk']:.0f}, "
               f"divergences {dd['divergences']}")
+    sf = getattr(law, "stage_fit_", None)
+    if sf is not None:
+        sd = sf.diagnostics
+        print(f"stage model ({sf.n_runs} continual stages; scenarios {', '.join(sf.scenarios)}; "
+              f"{len(sf.contexts)} contexts): max R-hat {sd['max_rhat']:.3f}, min ESS bulk "
+              f"{sd['min_ess_bulk']:.0f}, divergences {sd['divergences']}; coverage on its runs 50 % -> "
+              f"{sf.posterior_check['coverage_50']:.0%}, 90 % -> {sf.posterior_check['coverage_90']:.0%}")
     return 0
 
 

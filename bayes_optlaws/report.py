@@ -325,8 +325,9 @@ def _maps_section(law, block: dict, random_seed: int) -> str:
 
     args = (law, block["model_params"], block["total_steps"], block["tokens_per_step"])
     where = (f"the block N = {block['model_params']:,} parameters, D = {block['tokens']:,} tokens "
-             f"({block['total_steps']:,} steps × {block['tokens_per_step']:,} tokens per step), the block of the "
-             f"best observed run <code>{_e(block['run_id'])}</code>")
+             f"({block['total_steps']:,} steps × {block['tokens_per_step']:,} tokens per step), "
+             + ("the block chosen for this report" if block.get("chosen") else
+                f"the block of the best observed run <code>{_e(block['run_id'])}</code>"))
     out = ['<section id="surface"><h2>2. Loss surface</h2>',
            f"<p>Predicted final loss of linear-warmup + linear-decay schedules over peak LR × warmup for {where}. "
            "The dashed line is P(diverge) = 0.5; markers are the observed runs of this block.</p>"]
@@ -490,7 +491,7 @@ def render_report(law, candidates=None, evaluation=None, *, model_label: str | N
     evaluations = _load_evaluations(evaluation)
     focus = focus_block(law)
     if block is not None:
-        focus = {**focus, **dict(block)}
+        focus = {**focus, **dict(block), "chosen": True}
         if "tokens" in block and "total_steps" not in block:
             focus["total_steps"] = int(round(int(block["tokens"]) / int(focus["tokens_per_step"])))
         focus["tokens"] = int(focus["total_steps"]) * int(focus["tokens_per_step"])
@@ -548,15 +549,22 @@ def write_report(law, out_dir, candidates=None, evaluation=None, force: bool = F
 
 
 def cmd_report(args) -> int:
+    block = None
+    if args.params is not None or args.tokens is not None:
+        if args.params is None or args.tokens is None:
+            raise RunsError("--params and --tokens choose the block of the maps together; give both "
+                            "(and --tokens-per-step if it is not 4096)")
+        block = {"model_params": args.params, "tokens": args.tokens, "tokens_per_step": args.tokens_per_step}
     path = write_report(args.model, args.out, candidates=args.candidates, evaluation=args.evaluation,
-                        force=args.force, random_seed=args.seed)
+                        force=args.force, block=block, random_seed=args.seed)
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1e6:.1f} MB, self-contained; open it in a browser)")
     return 0
 
 
 def register(subparsers) -> None:
-    """Add ``report [--model DIR] [--candidates PATH] [--evaluation EVAL.json] [--out DIR] [--force]``."""
+    """Add ``report [--model DIR] [--candidates PATH] [--evaluation EVAL.json] [--out DIR] [--force]
+    [--params N --tokens D [--tokens-per-step B]]``."""
     from .paths import DEFAULT_MODEL
 
     p = subparsers.add_parser("report", help="write one self-contained HTML report (figures and tables)")
@@ -567,5 +575,8 @@ def register(subparsers) -> None:
                    help="output of `bayes-optlaws evaluate --json` (repeat to add e.g. an --ablation run)")
     p.add_argument("--out", default=".", help="directory for report.html (default: current directory)")
     p.add_argument("--force", action="store_true", help="overwrite an existing report.html")
+    p.add_argument("--params", type=int, help="block of the maps: model size (default: the block of the best run)")
+    p.add_argument("--tokens", type=int, help="block of the maps: token budget (with --params)")
+    p.add_argument("--tokens-per-step", type=int, default=4096, help="block of the maps: tokens per step")
     p.add_argument("--seed", type=int, default=0, help="seed of the predictive draws")
     p.set_defaults(func=cmd_report)

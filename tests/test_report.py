@@ -142,6 +142,19 @@ def test_cli_report(saved_model, tmp_path, monkeypatch, capsys):
     assert (tmp_path / "new" / "report.html").read_text() == "<html>ok</html>"
     assert "wrote" in capsys.readouterr().out
     assert seen["model_label"] == str(saved_model) and hasattr(seen["law"], "loss_post_")
+    assert seen["block"] is None
+    assert main(["report", "--model", str(saved_model), "--out", str(tmp_path / "blk"), "--params", "80000",
+                 "--tokens", str(1000 * 4096)]) == 0
+    assert seen["block"] == {"model_params": 80000, "tokens": 4096000, "tokens_per_step": 4096}
+    assert main(["report", "--model", str(saved_model), "--out", str(tmp_path / "x"), "--params", "80000"]) == 2
+    assert "--params and --tokens" in capsys.readouterr().err
+
+
+def test_chosen_block_is_named_in_the_maps_section(fitted_law):
+    html_text = report.render_report(fitted_law, block={"model_params": 80000, "tokens": 1000 * 4096,
+                                                         "tokens_per_step": 4096})
+    assert "N = 80,000 parameters, D = 4,096,000 tokens" in html_text
+    assert "the block chosen for this report" in html_text
 
 
 # ---------------------------------------------------------------------------------------------- browser

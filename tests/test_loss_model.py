@@ -83,3 +83,43 @@ def test_prior_check_flags_a_prior_that_misses_the_data():
     shifted = lm.LossData(data.X, data.z + 50.0, data.group, data.sizes, data.feature_names)
     res = lm.prior_check(shifted, draws=200)
     assert res["share_inside_98"] < 0.5 and res["warnings"]
+
+
+def test_numpy_scorer_matches_pymc_on_new_candidates(fitted_law):
+    """On schedules the model never saw (set via ``pm.set_data``), PyMC's own posterior predictive ``mu``
+    equals the numpy scorer's, draw for draw."""
+    import json as _json
+
+    import pandas as pd
+    import pymc as pm
+
+    from bayes_optlaws.features import design_matrix, integrals_table
+    from bayes_optlaws.optlaw import size_covariates
+
+    law = fitted_law
+    ok = law.train_runs_[~law.train_runs_["diverged"]]
+    X = law.standardiser_.transform(design_matrix(integrals_table(ok, law.spec_.lr_ref), law.spec_))
+    group = np.array([law.sizes_.index(int(s)) for s in ok["model_params"]])
+    y = (np.log(ok["final_loss"].to_numpy(float)) - law.y_mean_) / law.y_sd_
+    data = lm.LossData(X, y, group, law.sizes_, law.spec_.feature_names,
+                       size_covariates(X, group, len(law.sizes_), law.spec_.feature_names))
+    new = pd.DataFrame({"run_id": [f"new{i}" for i in range(4)], "model_params": law.sizes_[1],
+                        "tokens_per_step": 4096,
+                        "schedule": [_json.dumps(s) for s in (
+                            {"family": "cosine", "peak_lr": 0.02, "warmup": 30, "total": 1500},
+                            {"family": "wsd", "peak_lr": 0.01, "warmup": 10, "total": 1500, "cooldown": 300},
+                            {"family": "linear", "peak_lr": 0.004, "warmup": 0, "total": 1500},
+                            {"family": "constant", "peak_lr": 0.006, "warmup": 50, "total": 1500})]})
+    X_new = law.standardiser_.transform(design_matrix(integrals_table(new, law.spec_.lr_ref), law.spec_))
+    g_new = np.full(len(new), 1)
+    model = lm.build_loss_model(data, law.model_config)
+    with model:
+        pm.set_data({"X": X_new, "group": g_new}, coords={"obs": np.arange(len(new))})
+        # the trace without the training rows' mu, so PyMC recomputes it from the parameters and the new data
+        trace = law.loss_idata_.posterior.to_dataset().drop_vars(["mu"], errors="ignore")
+        # (raw arrays: the observed training z keeps its own length, which an InferenceData would reject)
+        pp = pm.sample_posterior_predictive(trace, var_names=["mu"], progressbar=False, random_seed=0,
+                                            return_inferencedata=False)
+    mu_pm = np.asarray(pp["mu"]).reshape(-1, len(new))
+    mu_np = lm.predict_mu(law.loss_post_, X_new, g_new, np.random.default_rng(0), law.group_means_)
+    np.testing.assert_allclose(mu_np, mu_pm, rtol=1e-7, atol=1e-7)

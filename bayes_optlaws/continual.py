@@ -209,6 +209,15 @@ class StageFit:
     diagnostics: dict
     posterior_check: dict
     n_runs: int
+    x_range: np.ndarray  # (2, features): min and max of the standardised features of the stage runs
+
+    def outside_range(self, X_raw: np.ndarray, tolerance: float = 0.25) -> np.ndarray:
+        """Rows whose features lie outside the stage runs' range (widened by ``tolerance`` × that range) in any
+        feature: there the stage model extrapolates."""
+        X = self.standardiser.transform(np.asarray(X_raw, float))
+        lo, hi = self.x_range
+        pad = tolerance * (hi - lo)
+        return np.any((X < lo - pad - 1e-9) | (X > hi + pad + 1e-9), axis=1)
 
     def indices(self, parent_ids, scenarios) -> tuple[np.ndarray, np.ndarray]:
         """Scenario and context index per row (-1 where unseen)."""
@@ -229,14 +238,15 @@ class StageFit:
         return {"standardiser": self.standardiser.to_dict(), "y_mean": self.y_mean, "y_sd": self.y_sd,
                 "scenarios": self.scenarios, "contexts": self.contexts, "rotation": self.T.tolist(),
                 "rotation_scale": self.scale.tolist(), "config": self.config, "diagnostics": self.diagnostics,
-                "posterior_check": self.posterior_check, "n_runs": self.n_runs}
+                "posterior_check": self.posterior_check, "n_runs": self.n_runs,
+                "x_range": self.x_range.tolist()}
 
     @classmethod
     def from_settings(cls, s: dict, idata) -> "StageFit":
         return cls(Standardiser.from_dict(s["standardiser"]), s["y_mean"], s["y_sd"], list(s["scenarios"]),
                    list(s["contexts"]), np.asarray(s["rotation"], float), np.asarray(s["rotation_scale"], float),
                    s["config"], idata, posterior_arrays(idata), s["diagnostics"], s["posterior_check"],
-                   int(s["n_runs"]))
+                   int(s["n_runs"]), np.asarray(s["x_range"], float))
 
 
 def fit_stage_model(X_raw: np.ndarray, log_loss: np.ndarray, parent_ids, scenarios, feature_names: list[str],
@@ -260,7 +270,8 @@ def fit_stage_model(X_raw: np.ndarray, log_loss: np.ndarray, parent_ids, scenari
                                   "context_raw", "sigma_scenario_slope", "scenario_slope_raw", "sigma"])
     post = posterior_arrays(idata)
     ppc = coverage_check(post, data, T, scale, cfg["nu"], random_seed)
-    return StageFit(st, y_mean, y_sd, scen_list, ctx_list, T, scale, cfg, idata, post, diag, ppc, len(log_loss))
+    return StageFit(st, y_mean, y_sd, scen_list, ctx_list, T, scale, cfg, idata, post, diag, ppc, len(log_loss),
+                    np.array([X.min(axis=0), X.max(axis=0)]))
 
 
 __all__ = ["fit_stage_model", "StageFit", "predict_stage_mu", "is_stage", "scenario_labels", "context_key",

@@ -47,11 +47,15 @@ def candidate_grid(total_steps: int, peak_lrs, warmups=DEFAULT_WARMUPS, cooldown
     return pd.DataFrame(rows)
 
 
-def default_peak_lrs(law, n: int = 9) -> np.ndarray:
-    """Log-spaced peak LRs spanning the training data's range of peak LRs."""
+def default_peak_lrs(law, n: int = 9, continual: bool = False) -> np.ndarray:
+    """Log-spaced peak LRs spanning the training data's range of peak LRs (for a continuation predicted by the
+    stage model: the range of its stage runs, which is all that model has seen)."""
     from .schedules import Schedule
 
-    peaks = [Schedule.from_spec(s).peak_lr for s in law.train_runs_["schedule"]]
+    runs = law.train_runs_
+    if continual and getattr(law, "stage_fit_", None) is not None:
+        runs = law.stage_runs_
+    peaks = [Schedule.from_spec(s).peak_lr for s in runs["schedule"]]
     return np.geomspace(min(peaks), max(peaks), n)
 
 
@@ -65,7 +69,8 @@ def optimize(law, *, model_params: int, tokens: int, tokens_per_step: int, famil
     total = int(round(tokens / tokens_per_step))
     if total < 10:
         raise RunsError(f"--tokens {tokens} / --tokens-per-step {tokens_per_step} gives only {total} steps")
-    peaks = default_peak_lrs(law) if peak_lrs is None else np.asarray(peak_lrs, float)
+    peaks = (default_peak_lrs(law, continual=parent_run_id is not None) if peak_lrs is None
+             else np.asarray(peak_lrs, float))
     cands = candidate_grid(total, peaks, warmups, cooldowns, families)
     draws = predict(law, cands, model_params=model_params, tokens_per_step=tokens_per_step,
                     parent_run_id=parent_run_id, scenario=scenario, runs=runs, random_seed=random_seed)

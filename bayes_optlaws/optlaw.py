@@ -273,6 +273,14 @@ class BayesOptLaw:
         cols = np.flatnonzero(staged)
         if cols.size:
             scen = self._scenarios(cand.iloc[cols], scenario)
+            far = self.stage_fit_.outside_range(X_raw[cols])
+            if far.any():
+                names = list(cand["name"].iloc[cols[far]])
+                warnings.warn(f"{len(names)} continual candidate(s) ({', '.join(map(str, names[:4]))}"
+                              f"{', ...' if len(names) > 4 else ''}) lie outside the range of the "
+                              f"{self.stage_fit_.n_runs} stage runs the stage model was fitted on (e.g. a peak LR "
+                              "or length it has not seen): its predictions there are extrapolations; add stage "
+                              "runs near them", UserWarning, stacklevel=2)
             m, n = self.stage_fit_.predict_log_loss(X_raw[cols], cand["parent_run_id"].iloc[cols].astype(str),
                                                     scen, rng)
             if m.shape[0] != S:  # pair stage-model draws with loss-model draws

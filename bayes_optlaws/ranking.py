@@ -127,11 +127,12 @@ def rank(draws: PredictionDraws, *, delta: float | None = None, max_p_diverge: f
 def format_table(r: Ranking) -> str:
     """Plain-text ranking table for the terminal."""
     t = r.table
-    lines = [f"{'rank':>4}  {'candidate':<24} {'mean':>7} {'90% interval':>17} {'P(div)':>7} {'P(best)':>8} "
+    w = min(max([24] + [len(str(n)) for n in t["name"]]), 48)  # names up to 48 characters, never cut below that
+    lines = [f"{'rank':>4}  {'candidate':<{w}} {'mean':>7} {'90% interval':>17} {'P(div)':>7} {'P(best)':>8} "
              f"{'regret':>8}"]
     for _, row in t.iterrows():
         pdiv = "   n/a" if not np.isfinite(row.p_diverge) else f"{row.p_diverge:7.3f}"
-        lines.append(f"{row['rank']:>4}  {str(row['name'])[:24]:<24} {row.loss_mean:7.4f} "
+        lines.append(f"{row['rank']:>4}  {str(row['name'])[:w]:<{w}} {row.loss_mean:7.4f} "
                      f"[{row.loss_q05:7.4f}, {row.loss_q95:7.4f}] {pdiv} {row.p_best:8.3f} "
                      f"{row.expected_regret:8.4f}")
     lines.append("")

@@ -122,3 +122,19 @@ def test_beyond_grid_reports_both_continual_routes(stage_law, stage_table):
     assert res["continual_transfer"] and not res["continual"]
     r = next(iter(res["continual_transfer"].values()))
     assert r["group"] in ("weak_shift", "strong_shift") and r["n"] == 8
+
+
+def test_candidates_outside_the_stage_runs_are_flagged(stage_law):
+    rows = stage_law.stage_runs_
+    (parent, scen), g = next(iter(rows.groupby(["parent_run_id", "group"])))
+    far = pd.DataFrame({"name": ["huge-lr"], "schedule": [
+        '{"family": "linear", "peak_lr": 0.3, "warmup": 25, "total": 500}'],
+        "model_params": g["model_params"].iloc[0], "tokens_per_step": 4096})
+    with pytest.warns(UserWarning, match="outside the range of the 48 stage runs"):
+        stage_law.predict_draws(far, parent_run_id=parent, scenario=scen)
+    inside = stage_law.stage_fit_.outside_range(
+        stage_law.stage_fit_.standardiser.mean[None, :] + 0 * stage_law.stage_fit_.standardiser.mean)
+    assert not inside.any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the stage runs themselves are inside: no warning
+        stage_law.predict_draws(_cands(g), parent_run_id=parent, scenario=scen)

@@ -50,11 +50,14 @@ def _candidates_frame(candidates) -> pd.DataFrame:
 
 
 def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=None, tokens=None,
-            parent_run_id=None, scenario=None, runs=None, random_seed=None) -> PredictionDraws:
+            parent_run_id=None, scenario=None, runs=None, history_schedules=None,
+            random_seed=None) -> PredictionDraws:
     """Joint posterior draws for candidates; ``tokens`` rescales family schedules to that budget.
 
     ``parent_run_id`` + ``scenario``: continual training from that checkpoint, in a scenario of the model's stage
-    runs (their ``group`` label, e.g. ``weak_shift``: more of the same data, ``strong_shift``: new data)."""
+    runs (their ``group`` label, e.g. ``weak_shift``: more of the same data, ``strong_shift``: new data).
+    ``history_schedules``: instead of a parent in a runs table, the earlier stages' schedules (oldest first; any
+    schedule form, dict or JSON) at the candidates' tokens per step — a checkpoint the model has never seen."""
     cand = _candidates_frame(candidates).copy()
     if tokens is not None:
         if tokens_per_step is None and ("tokens_per_step" not in cand.columns or cand["tokens_per_step"].isna().any()):
@@ -63,9 +66,38 @@ def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=
         cand["schedule"] = [json.dumps(scale_spec(s, int(round(tokens / int(t))))) for s, t in
                             zip(cand["schedule"], tps)]
     history = _runs_frame(runs) if runs is not None else None
+    if history_schedules:
+        if parent_run_id is not None:
+            raise RunsError("give either parent_run_id (--parent: the history is in a runs table) or explicit "
+                            "earlier-stage schedules (--history), not both")
+        history, parent_run_id = explicit_history(history_schedules, cand, tokens_per_step)
     return law.predict_draws(cand, model_params=model_params, tokens_per_step=tokens_per_step,
                              parent_run_id=parent_run_id, scenario=scenario, history_runs=history,
                              random_seed=random_seed)
+
+
+def explicit_history(schedules, candidates: pd.DataFrame, tokens_per_step=None) -> tuple[pd.DataFrame, str]:
+    """A history table for explicit earlier-stage schedules (oldest first): rows ``history-1`` … ``history-k``
+    chained by ``parent_run_id``; returns ``(table, run_id of the last stage)``."""
+    from .schedules import Schedule
+
+    if tokens_per_step is None:
+        tps = candidates["tokens_per_step"].dropna().unique() if "tokens_per_step" in candidates else []
+        if len(tps) != 1:
+            raise RunsError("explicit history needs one tokens per step: give --tokens-per-step")
+        tokens_per_step = int(tps[0])
+    rows = []
+    for i, spec in enumerate(schedules, start=1):
+        text = spec if isinstance(spec, str) else json.dumps(spec)
+        try:
+            Schedule.from_spec(text)
+        except Exception as exc:
+            raise RunsError(f"history stage {i}: {exc}") from None
+        rows.append({"run_id": f"history-{i}", "schedule": text, "tokens_per_step": int(tokens_per_step),
+                     "parent_run_id": f"history-{i - 1}" if i > 1 else None})
+    if not rows:
+        raise RunsError("explicit history is empty: give at least one earlier-stage schedule")
+    return pd.DataFrame(rows), rows[-1]["run_id"]
 
 
 def rank_candidates(law: BayesOptLaw, candidates, *, delta: float | None = None, max_p_diverge: float = 0.05,

@@ -76,7 +76,7 @@ def cmd_rank(args) -> int:
     law = load(args.model)
     result = rank_candidates(law, args.candidates, model_params=args.params, tokens_per_step=args.tokens_per_step,
                              tokens=args.tokens, parent_run_id=args.parent, scenario=args.scenario, runs=args.runs,
-                             delta=args.delta,
+                             history_schedules=args.history, delta=args.delta,
                              max_p_diverge=args.max_p_diverge, random_seed=args.seed)
     print(f"model: {args.model} | candidates: {args.candidates} | 90% predictive intervals of the final loss "
           "(nats); P(best) counts draws where a candidate diverges as not best")
@@ -99,6 +99,9 @@ def _add_rank(sub) -> None:
     p.add_argument("--scenario", help="kind of continuation, one of the model's stage scenarios (the group "
                    "labels of its continual runs, e.g. weak_shift = same data, strong_shift = new data)")
     p.add_argument("--runs", help="runs table holding the parent's history (default: the model's training runs)")
+    p.add_argument("--history", action="append", metavar="SCHEDULE_JSON",
+                   help="an earlier stage's schedule (repeat, oldest first) instead of --parent: continual training "
+                   "from a checkpoint that is not in a runs table")
     p.add_argument("--delta", type=float, help="near-tie threshold in nats (default: measured seed noise)")
     p.add_argument("--max-p-diverge", type=float, default=0.05, help="risk-aware pick: max P(diverge)")
     p.add_argument("--json", help="also write the result as JSON to this path")

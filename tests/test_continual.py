@@ -138,3 +138,19 @@ def test_candidates_outside_the_stage_runs_are_flagged(stage_law):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the stage runs themselves are inside: no warning
         stage_law.predict_draws(_cands(g), parent_run_id=parent, scenario=scen)
+
+
+def test_explicit_history_equals_the_parent_from_the_table(stage_law):
+    from bayes_optlaws.api import predict
+
+    rows = stage_law.stage_runs_
+    (parent, scen), g = next(iter(rows.groupby(["parent_run_id", "group"])))
+    parent_schedule = stage_law.history_runs_.set_index("run_id").loc[parent, "schedule"]
+    law = transfer_law(stage_law)  # no contexts: the features alone decide
+    a = predict(law, _cands(g), parent_run_id=parent, random_seed=3).loss
+    b = predict(law, _cands(g), history_schedules=[parent_schedule], random_seed=3).loss
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(RunsError, match="not both"):
+        predict(law, _cands(g), parent_run_id=parent, history_schedules=[parent_schedule])
+    with pytest.raises(RunsError, match="history stage 1"):
+        predict(law, _cands(g), history_schedules=['{"family": "linear"}'])

@@ -244,3 +244,17 @@ def test_real_124m_block_runs_end_to_end():
     assert res.methods["block_mean"]["spearman"] == 0.0
     assert res.methods["tissue"]["rel_err_pct"] < res.methods["block_mean"]["rel_err_pct"]
     assert np.isfinite(res.methods["tissue"]["spearman"])
+
+
+def test_residuals_by_block_family_size_and_gap(result):
+    df, res = result
+    tables = res.residuals("block_mean", df)
+    assert set(tables) == {"block", "family", "size", "gap_to_block_best"}
+    n = res.methods["block_mean"]["n"]
+    for t in tables.values():
+        assert int(t["n"].sum()) == n and (t["rel_err_pct"] >= 0).all()
+    # the block mean over-predicts the block's best runs and under-predicts its worst: bias changes sign with gap
+    gap = tables["gap_to_block_best"]
+    assert list(gap.index)[0] == "< 0.05" and gap.iloc[0]["bias"] > 0 > gap.iloc[-1]["bias"]
+    with pytest.raises(KeyError, match="no loss predictions"):
+        res.residuals("nope", df)

@@ -79,8 +79,16 @@ def cmd_evaluate(args) -> int:
     result = cross_validate(runs, lm, dm, folds=args.folds, seed=args.seed, groups=groups,
                             progress=lambda m: print(f"[evaluate] {m}", file=sys.stderr, flush=True))
     print(result.table())
+    out = result.to_dict(include_assignment=False)
+    law = next((m for m in ("bayes_optlaw", "optlaw_ls") if m in result.methods), None)
+    if law is not None and not (args.ablation or args.sensitivity):
+        tables = result.residuals(law, runs)
+        out["residuals"] = {law: {k: t.reset_index().to_dict("records") for k, t in tables.items()}}
+        for key, t in tables.items():
+            print(f"\nheld-out residuals of {law} by {key} (bias = predicted - actual, nats):")
+            print(t.round(4).to_string())
     if json_path:
-        json_path.write_text(json.dumps(result.to_dict(include_assignment=False), indent=2) + "\n")
+        json_path.write_text(json.dumps(out, indent=2, default=str) + "\n")
         print(f"wrote {json_path}")
     return 0
 

@@ -133,6 +133,29 @@ class EvaluationResult:
         return frame.groupby(key).agg(rel_err_pct=("rel_err_pct", "mean"), bias=("bias", "mean"),
                                       n=("bias", "size"))
 
+    def residuals(self, method: str, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Held-out relative error and bias (predicted − actual, nats) of one loss method by block, schedule
+        family, model size and distance from the block's best run (gap = final loss − best loss of the block, in
+        nats): where the law is wrong, not just how much."""
+        from ..schedules import schedule_family
+
+        col = f"pred:{method}"
+        if col not in self.predictions.columns:
+            raise KeyError(f"no loss predictions for method {method!r}")
+        p = self.predictions[self.predictions[col].notna()]
+        extra = [c for c in ("schedule", "model_params") if c not in p.columns]
+        p = p.merge(runs[["run_id", *extra]], on="run_id", how="left")
+        p["family"] = p["schedule"].map(schedule_family)
+        p["size"] = p["model_params"]
+        gap = p["final_loss"] - p.groupby("block")["final_loss"].transform("min")
+        p["gap_to_block_best"] = pd.cut(gap, [-np.inf, 0.05, 0.2, 0.5, np.inf],
+                                        labels=["< 0.05", "0.05-0.2", "0.2-0.5", ">= 0.5"])
+        err = p[col] - p["final_loss"]
+        frame = p.assign(rel_err_pct=err.abs() / p["final_loss"] * 100, bias=err)
+        return {key: frame.groupby(key, observed=True).agg(rel_err_pct=("rel_err_pct", "mean"),
+                                                           bias=("bias", "mean"), n=("bias", "size"))
+                for key in ("block", "family", "size", "gap_to_block_best")}
+
 
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):

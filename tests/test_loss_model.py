@@ -123,3 +123,17 @@ def test_numpy_scorer_matches_pymc_on_new_candidates(fitted_law):
     mu_pm = np.asarray(pp["mu"]).reshape(-1, len(new))
     mu_np = lm.predict_mu(law.loss_post_, X_new, g_new, np.random.default_rng(0), law.group_means_)
     np.testing.assert_allclose(mu_np, mu_pm, rtol=1e-7, atol=1e-7)
+
+
+def test_numpyro_sampler_extra_gives_the_same_posterior_as_nutpie():
+    """The optional ``[numpyro]`` extra (sampler_config nuts_sampler="numpyro") samples the same model."""
+    pytest.importorskip("numpyro", reason="the numpyro extra is not installed (pip install -e '.[numpyro]')")
+    data = _toy_data()
+    cfg = {"draws": 300, "tune": 300, "chains": 2}
+    a = lm.sample_loss_model(lm.build_loss_model(data), {**cfg, "nuts_sampler": "numpyro"}, random_seed=1)
+    b = lm.sample_loss_model(lm.build_loss_model(data), {**cfg, "nuts_sampler": "nutpie"}, random_seed=1)
+    beta_a = a.posterior["beta"].values.reshape(-1, 4)
+    beta_b = b.posterior["beta"].values.reshape(-1, 4)
+    np.testing.assert_allclose(beta_a.mean(axis=0), beta_b.mean(axis=0), atol=0.05)
+    np.testing.assert_allclose(beta_a.mean(axis=0), [0.5, -0.3, 0.0, 0.2], atol=0.1)
+    assert "log_likelihood" in a.children

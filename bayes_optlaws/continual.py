@@ -5,7 +5,7 @@ history-aware features (earlier stages add to ∫η, escape from the current sta
 transfer ranked the weak-shift stages poorly (Spearman 0.22 and 0.41, the constant re-warm — actually the worst —
 placed 1st/2nd) and could not tell a weak shift from a strong one: the same ten schedules got identical
 predictions on the same parent whatever the new data.  Measured on the same stages with leave-one-stage-out
-(``bayes-optlaws evaluate --beyond``), this model ranks them with Spearman 0.71–0.99 (see the README).
+(``bayes-optlaws evaluate --beyond``), this model ranks them with Spearman 0.70–0.99 (see the README).
 
 Model (standardised on the stage rows: ``z = (log L - mean) / sd``; features = the same 15 history-aware
 features as the pre-training law, with its exponents, standardised on the stage rows):

@@ -108,12 +108,13 @@ def beyond_grid(law, runs: pd.DataFrame, stage_model: bool = True) -> dict:
     stages = runs[is_stage]
     transfer = transfer_law(law)
     scenarios = pd.Series(ct.scenario_labels(stages), index=stages.index)
-    for (block, parent, scenario), g in stages.groupby([_block_label(stages), stages["parent_run_id"], scenarios]):
+    labels = _block_label(stages)
+    for (block, parent, scenario), g in stages.groupby([labels, stages["parent_run_id"], scenarios]):
         if (~g["diverged"]).sum() < 2:
             continue
-        if _block_label(stages).loc[stages["parent_run_id"] == parent].nunique() == 1 and \
-                scenarios.loc[stages["parent_run_id"] == parent].nunique() > 1 and "x_block" not in g.columns:
-            block = f"{block}|{scenario}"
+        siblings = stages["parent_run_id"] == parent
+        if "x_block" not in g.columns and labels[siblings].nunique() == 1 and scenarios[siblings].nunique() > 1:
+            block = f"{block}|{scenario}"  # one (size, tokens) label for several scenarios of one checkpoint
         results = {"continual_transfer": _evaluate_block(transfer, g, parent, runs)}
         held = held_out_stage_law(law, runs, g.index) if stage_model else None
         if held is not None:

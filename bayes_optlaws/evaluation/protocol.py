@@ -124,14 +124,14 @@ class EvaluationResult:
 
     def by_group(self, method: str, key: str = "block") -> pd.DataFrame:
         """Per-group (``block``, ``fold`` or any predictions column) relative error and bias of one loss method."""
+        return _error_table(self._loss_predictions(method), f"pred:{method}", key)
+
+    def _loss_predictions(self, method: str) -> pd.DataFrame:
+        """The CV rows with a loss prediction of ``method`` (KeyError for a method without any)."""
         col = f"pred:{method}"
         if col not in self.predictions.columns:
             raise KeyError(f"no loss predictions for method {method!r}")
-        p = self.predictions[self.predictions[col].notna()]
-        err = p[col] - p["final_loss"]
-        frame = pd.DataFrame({key: p[key], "rel_err_pct": (err.abs() / p["final_loss"]) * 100, "bias": err})
-        return frame.groupby(key).agg(rel_err_pct=("rel_err_pct", "mean"), bias=("bias", "mean"),
-                                      n=("bias", "size"))
+        return self.predictions[self.predictions[col].notna()]
 
     def residuals(self, method: str, runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
         """Held-out relative error and bias (predicted − actual, nats) of one loss method by block, schedule
@@ -140,9 +140,7 @@ class EvaluationResult:
         from ..schedules import schedule_family
 
         col = f"pred:{method}"
-        if col not in self.predictions.columns:
-            raise KeyError(f"no loss predictions for method {method!r}")
-        p = self.predictions[self.predictions[col].notna()]
+        p = self._loss_predictions(method)
         extra = [c for c in ("schedule", "model_params") if c not in p.columns]
         p = p.merge(runs[["run_id", *extra]], on="run_id", how="left")
         p["family"] = p["schedule"].map(schedule_family)
@@ -150,11 +148,15 @@ class EvaluationResult:
         gap = p["final_loss"] - p.groupby("block")["final_loss"].transform("min")
         p["gap_to_block_best"] = pd.cut(gap, [-np.inf, 0.05, 0.2, 0.5, np.inf],
                                         labels=["< 0.05", "0.05-0.2", "0.2-0.5", ">= 0.5"])
-        err = p[col] - p["final_loss"]
-        frame = p.assign(rel_err_pct=err.abs() / p["final_loss"] * 100, bias=err)
-        return {key: frame.groupby(key, observed=True).agg(rel_err_pct=("rel_err_pct", "mean"),
-                                                           bias=("bias", "mean"), n=("bias", "size"))
-                for key in ("block", "family", "size", "gap_to_block_best")}
+        return {key: _error_table(p, col, key) for key in ("block", "family", "size", "gap_to_block_best")}
+
+
+def _error_table(p: pd.DataFrame, col: str, key: str) -> pd.DataFrame:
+    """Mean relative error (%), mean bias (prediction − actual, nats) and count of ``p[col]`` per ``p[key]``."""
+    err = p[col] - p["final_loss"]
+    frame = pd.DataFrame({key: p[key], "rel_err_pct": err.abs() / p["final_loss"] * 100, "bias": err})
+    return frame.groupby(key, observed=True).agg(rel_err_pct=("rel_err_pct", "mean"), bias=("bias", "mean"),
+                                                 n=("bias", "size"))
 
 
 def _fmt(v) -> str:

@@ -28,25 +28,7 @@ from . import loss_model as lm
 from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, select_exponents)
 from .runs import RunsError, validate_candidates, validate_runs
 from .schedules import Schedule
-
-
-@dataclass
-class PredictionDraws:
-    """Joint posterior draws for candidates (samples × candidates).
-
-    ``loss``: expected final loss (nats; epistemic uncertainty only), ``loss_noisy``: a new run's final loss
-    (run-to-run noise included), ``p_diverge``: probability of divergence per draw.  ``names``: candidate names.
-    """
-
-    names: list[str]
-    loss: np.ndarray
-    loss_noisy: np.ndarray
-    p_diverge: np.ndarray
-    diverged_loss: float
-
-    @property
-    def n_samples(self) -> int:
-        return self.loss.shape[0]
+from .draws import PredictionDraws  # noqa: F401  (re-exported: moved to draws.py)
 
 
 def block_key(df: pd.DataFrame) -> np.ndarray:

@@ -1,0 +1,50 @@
+"""``PredictionDraws``: joint posterior draws for candidate schedules (numpy only, no model code).
+
+The container the model's ``predict_draws`` fills and :mod:`bayes_optlaws.ranking` turns into decisions.  Arrays
+are samples × candidates (S × C); losses are final losses in nats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class PredictionDraws:
+    """Joint posterior draws for candidates (samples × candidates).
+
+    Per posterior draw ``s`` a candidate ``c`` has three outcomes:
+
+    * it **trains normally** (probability ``1 - p_diverge - p_unstable``) and ends at ``loss[s, c]``;
+    * it trains **unstably** (probability ``p_unstable[s, c]``): it does not diverge but ends
+      ``unstable_excess`` nats above that, at ``loss[s, c] + unstable_excess``;
+    * it **diverges** (probability ``p_diverge[s, c]``) and is charged ``diverged_loss`` nats.
+
+    ``loss``: expected final loss (nats; epistemic uncertainty only), ``loss_noisy``: a new run's final loss
+    (run-to-run noise included), ``p_diverge``: probability of divergence per draw (all NaN when the model has no
+    divergence boundary), ``diverged_loss``: the fixed loss charged to a diverged run (nats, measured from the
+    diverged runs of the training table), ``p_unstable``: probability of an unstable run per draw (``None``: the
+    model has no unstable outcome, i.e. probability zero), ``unstable_excess``: the fixed excess loss of an
+    unstable run (nats).  ``names``: candidate names.
+    """
+
+    names: list[str]
+    loss: np.ndarray
+    loss_noisy: np.ndarray
+    p_diverge: np.ndarray
+    diverged_loss: float
+    p_unstable: np.ndarray | None = None
+    unstable_excess: float = 0.0
+
+    @property
+    def n_samples(self) -> int:
+        return self.loss.shape[0]
+
+    def subset(self, columns) -> "PredictionDraws":
+        """The draws of the candidates at positions ``columns`` (same draws, same fixed losses)."""
+        idx = [int(i) for i in columns]
+        p_unst = None if self.p_unstable is None else self.p_unstable[:, idx]
+        return PredictionDraws([self.names[i] for i in idx], self.loss[:, idx], self.loss_noisy[:, idx],
+                               self.p_diverge[:, idx], self.diverged_loss, p_unst, self.unstable_excess)

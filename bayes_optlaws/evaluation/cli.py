@@ -10,6 +10,7 @@ from ..paths import DEFAULT_MODEL, DEFAULT_RUNS
 from ..runs import RunsError, ensure_writable, read_runs
 from .baselines import DIVERGENCE_BASELINES, LOSS_BASELINES
 from .ours import ABLATION_STEPS, BayesBoundary, BayesOptLawMethod, OptLawLS, sensitivity_methods
+from .folds import DEFAULT_CV_GROUPS
 from .protocol import cross_validate
 
 
@@ -51,8 +52,56 @@ def cmd_beyond(args, runs, json_path) -> int:
     return 0
 
 
+def transfer_methods(include_bayes: bool = True, seed: int = 0) -> tuple[dict, dict]:
+    """Loss and divergence methods of the transfer modes: our laws, the reuse-best baseline and the baselines."""
+    from .transfer import ProxyBest
+
+    lm = {"proxy_best": ProxyBest, **loss_methods(include_bayes, seed)}
+    lm.pop("block_mean", None)  # an unseen block has no mean: it would only repeat the training mean
+    return lm, divergence_methods(include_bayes, seed)
+
+
+def _select(methods: dict, wanted: set) -> dict:
+    return {k: v for k, v in methods.items() if k in wanted}
+
+
+def cmd_transfer(args, json_path) -> int:
+    """``--train A --test B`` or ``--extrapolate [RUNS]``: fit on one table, score another."""
+    from .transfer import evaluate_transfer, split_largest_size
+
+    groups = tuple(args.groups.split(",")) if args.groups else DEFAULT_CV_GROUPS
+    if args.extrapolate:
+        train, test = split_largest_size(read_runs(args.runs)[0], groups)
+        what = f"leave the largest size out of {args.runs}"
+    else:
+        if not (args.train and args.test):
+            raise RunsError("give both --train A and --test B (runs tables): every method is fitted on A and "
+                            "scored on B")
+        train, test = read_runs(args.train)[0], read_runs(args.test)[0]
+        what = f"fit on {args.train}, score {args.test}"
+    lm, dm = transfer_methods(not args.no_bayes, args.seed)
+    if args.methods:
+        wanted = set(args.methods.split(","))
+        unknown = wanted - set(lm) - set(dm)
+        if unknown:
+            raise RunsError(f"unknown method(s) {sorted(unknown)}; available: {sorted(set(lm) | set(dm))}")
+        lm, dm = _select(lm, wanted), _select(dm, wanted)
+    if not (test["diverged"].any() and train["diverged"].any()):
+        dm = {}  # no divergence labels on one side: nothing to learn or to score
+    result = evaluate_transfer(train, test, lm, dm,
+                               progress=lambda m: print(f"[evaluate] {m}", file=sys.stderr, flush=True))
+    print(f"{what}:")
+    print(result.table())
+    if json_path:
+        json_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        print(f"wrote {json_path}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     json_path = ensure_writable(args.json, args.force) if args.json else None
+    if args.extrapolate or args.train or args.test:
+        return cmd_transfer(args, json_path)
     runs, _ = read_runs(args.runs)
     if args.beyond:
         return cmd_beyond(args, runs, json_path)
@@ -103,6 +152,11 @@ def register(sub) -> None:
                    help="exponent-group sensitivity: each group held at 0.1 / 0.2 / 0.5, the others searched")
     p.add_argument("--beyond", action="store_true",
                    help="predict the runs outside the fitting grid (extrapolation, continual stages) with --model")
+    p.add_argument("--extrapolate", action="store_true",
+                   help="leave the largest model size out: fit on every smaller size, score every block of the "
+                   "largest (the expensive-run case)")
+    p.add_argument("--train", help="fit every method on this runs table (with --test)")
+    p.add_argument("--test", help="score every method on this runs table's rows (with --train)")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="fitted model for --beyond (default: shipped)")
     p.add_argument("--methods", help="comma-separated subset of methods")
     p.add_argument("--no-bayes", action="store_true", help="skip the (slower) Bayesian fits")

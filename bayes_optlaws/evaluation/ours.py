@@ -62,16 +62,18 @@ class BayesOptLawMethod:
 
     name = "bayes_optlaw"
 
-    def __init__(self, blocks=BLOCKS, seed: int = 0, sampler_config: dict | None = None):
+    def __init__(self, blocks=BLOCKS, seed: int = 0, sampler_config: dict | None = None,
+                 model_config: dict | None = None):
         self.blocks = tuple(blocks)
         self.seed = seed
         self.sampler_config = sampler_config or FAST_SAMPLER
+        self.model_config = model_config
 
     def fit(self, df: pd.DataFrame) -> "BayesOptLawMethod":
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self.law_ = BayesOptLaw(blocks=self.blocks, sampler_config=self.sampler_config, random_seed=self.seed,
-                                    fit_divergence=False).fit(df)
+                                    model_config=self.model_config, fit_divergence=False).fit(df)
         self.warnings_ = [str(w.message) for w in caught]
         return self
 

@@ -1,0 +1,108 @@
+"""How far a prediction extrapolates, and the physical bounds every predicted loss respects.
+
+A law is fitted on a range of model sizes N, token budgets D, peak learning rates and tokens per step; the target
+of a real decision usually lies outside it (the expensive run is larger).  For every candidate we report the
+**extrapolation factor** of each quantity::
+
+    factor(x) = max(x / x_max, x_min / x, 1)        (1 inside the fitted range, 4 = two doublings beyond it)
+
+in the columns ``extrap_N``, ``extrap_D``, ``extrap_lr`` and ``extrap_tps`` (and their maximum ``extrap_max``), and
+warn (:class:`ExtrapolationWarning`) when a factor exceeds :data:`WARN_FACTORS`: 4× in N or D (the paper's own
+checks extrapolate about 3–10× in N; the embedded grid's leave-largest-size-out split is 4×), 2× in peak LR or
+tokens per step (outside the swept LR range the divergence and escape terms are pure extrapolation).
+
+Bounds: a predicted final loss is finite, positive and at most the **loss ceiling** — ``ln(vocab_size)`` (the loss
+of an untrained model that predicts uniformly) when the vocabulary is known (runs-table column ``x_vocab_size``),
+else the largest final loss in the fitted table (diverged runs included: the worst outcome the data has seen).
+Draws beyond it (or non-finite because a feature overflowed far outside the fitted range) are set to the ceiling.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .schedules import Schedule
+
+#: factor beyond which a prediction is flagged, per quantity
+WARN_FACTORS = {"N": 4.0, "D": 4.0, "lr": 2.0, "tps": 2.0}
+#: output column of each quantity
+COLUMNS = {"N": "extrap_N", "D": "extrap_D", "lr": "extrap_lr", "tps": "extrap_tps"}
+_DESCRIPTION = {"N": "model size", "D": "token budget", "lr": "peak LR", "tps": "tokens per step"}
+
+
+class ExtrapolationWarning(UserWarning):
+    """A candidate lies far outside the range of the runs the law was fitted on."""
+
+
+def _quantities(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    peak = np.array([Schedule.from_spec(s).peak_lr for s in table["schedule"]], dtype=float)
+    return {"N": table["model_params"].to_numpy(float), "D": table["tokens"].to_numpy(float), "lr": peak,
+            "tps": table["tokens_per_step"].to_numpy(float)}
+
+
+@dataclass
+class FittedRange:
+    """Smallest and largest N, D, peak LR and tokens per step of the fitted runs, and the loss ceiling (nats)."""
+
+    low: dict[str, float]
+    high: dict[str, float]
+    loss_ceiling: float
+
+    @classmethod
+    def from_runs(cls, runs: pd.DataFrame, vocab_size: float | None = None) -> "FittedRange":
+        """The range of a (validated) runs table; ``vocab_size`` (or a unique ``x_vocab_size`` column) sets the
+        ceiling to ``ln(vocab_size)``."""
+        q = _quantities(runs)
+        if vocab_size is None and "x_vocab_size" in runs.columns:
+            sizes = pd.to_numeric(runs["x_vocab_size"], errors="coerce").dropna().unique()
+            vocab_size = float(sizes.max()) if len(sizes) else None
+        losses = pd.to_numeric(runs["final_loss"], errors="coerce")
+        ceiling = float(np.log(vocab_size)) if vocab_size else float(losses[np.isfinite(losses)].max())
+        return cls({k: float(v.min()) for k, v in q.items()}, {k: float(v.max()) for k, v in q.items()}, ceiling)
+
+    def to_dict(self) -> dict:
+        return {"low": self.low, "high": self.high, "loss_ceiling": self.loss_ceiling}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FittedRange":
+        return cls(dict(d["low"]), dict(d["high"]), float(d["loss_ceiling"]))
+
+    def factors(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Extrapolation factors (≥ 1) per row of a candidate table with ``model_params, tokens,
+        tokens_per_step, schedule``: columns ``extrap_N, extrap_D, extrap_lr, extrap_tps, extrap_max``."""
+        q = _quantities(table)
+        out = pd.DataFrame(index=table.index)
+        for key, x in q.items():
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f = np.maximum.reduce([x / self.high[key], self.low[key] / x, np.ones_like(x)])
+            out[COLUMNS[key]] = np.where(np.isfinite(f), f, np.inf)
+        out["extrap_max"] = out[list(COLUMNS.values())].max(axis=1)
+        return out
+
+    def warn_far(self, factors: pd.DataFrame, names) -> list[str]:
+        """Warn (once per quantity) about candidates beyond :data:`WARN_FACTORS`; returns the messages."""
+        names = list(names)
+        messages = []
+        for key, col in COLUMNS.items():
+            far = np.flatnonzero(factors[col].to_numpy() > WARN_FACTORS[key])
+            if not far.size:
+                continue
+            worst = float(factors[col].to_numpy()[far].max())
+            shown = ", ".join(str(names[i]) for i in far[:3]) + (", ..." if far.size > 3 else "")
+            messages.append(
+                f"{far.size} candidate(s) ({shown}) lie up to {worst:.3g}x outside the fitted {_DESCRIPTION[key]} "
+                f"range [{self.low[key]:.4g}, {self.high[key]:.4g}] (warned beyond {WARN_FACTORS[key]:g}x): the "
+                f"law extrapolates there and its intervals may be too narrow; fit on runs nearer the target")
+        for m in messages:
+            warnings.warn(m, ExtrapolationWarning, stacklevel=3)
+        return messages
+
+    def bound_log_loss(self, log_loss: np.ndarray) -> np.ndarray:
+        """Log losses with non-finite values and values above the ceiling set to ``log(loss_ceiling)``."""
+        cap = float(np.log(self.loss_ceiling))
+        out = np.where(np.isfinite(log_loss), log_loss, cap)
+        return np.minimum(out, cap)

@@ -1,11 +1,12 @@
 """Importers: real training logs -> validated runs tables (runs-format.md) plus metadata.
 
-Three formats are supported, each in its own module:
+Four formats are supported, each in its own module:
 
 * ``"lr-scheduling"`` (:mod:`.lr_scheduling`): the W&B JSON logs of Schaipp, Hägele et al. 2025 (and Hägele et al.
   2024); logged LR, resumed cooldown runs stitched onto their parent's history;
 * ``"multipower"`` (:mod:`.multipower`): the ``step,lr,loss`` curves of Luo et al. 2025 (multi-power law);
-* ``"csv"`` (:mod:`.csv_log`): a generic per-step CSV (``step, lr, loss``, optional ``val_loss``) per run.
+* ``"csv"`` (:mod:`.csv_log`): a generic per-step CSV (``step, lr, loss``, optional ``val_loss``) per run;
+* ``"losscast"`` (:mod:`.losscast`): LossCast-Bench run directories (``config.json`` + ``losses.json``).
 
 Entry point: :func:`import_runs` returns ``(runs_table, metadata)``; the table is already checked by
 :func:`bayes_optlaws.runs.validate_runs`.  Every problem with the input is a :class:`bayes_optlaws.runs.RunsError`
@@ -30,7 +31,7 @@ import pandas as pd
 from ..runs import RunsError, validate_runs
 
 IMPORTER_VERSION = "1.0"
-FORMATS = ("lr-scheduling", "multipower", "csv")
+FORMATS = ("lr-scheduling", "multipower", "csv", "losscast")
 #: relative tolerance (× peak LR) under which an interior logged point counts as lying on the line of its neighbours
 COMPACT_RTOL = 1e-12
 
@@ -159,13 +160,16 @@ def _importer(fmt: str) -> Callable[..., tuple[pd.DataFrame, dict]]:
     if fmt == "csv":
         from .csv_log import import_csv_logs
         return import_csv_logs
+    if fmt == "losscast":
+        from .losscast import import_losscast
+        return import_losscast
     raise RunsError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
 def import_runs(fmt: str, paths: Sequence[str] | str, **options) -> tuple[pd.DataFrame, dict]:
     """Import training logs as a validated runs table and its metadata.
 
-    ``fmt``: ``"lr-scheduling"``, ``"multipower"`` or ``"csv"``; ``paths``: files or folders (folders are searched
+    ``fmt``: ``"lr-scheduling"``, ``"multipower"``, ``"csv"`` or ``"losscast"``; ``paths``: files or folders (folders are searched
     for the format's files).  ``options`` are passed to the format's importer (e.g. ``tokens_per_step=`` for
     ``multipower`` and ``csv``, ``model_params=`` / ``side_table=`` for ``csv``); an option the format does not take
     is a :class:`RunsError`.  Metadata keys: ``format, importer, importer_version, source, licence,

@@ -7,11 +7,13 @@ code and raises :class:`bayes_optlaws.runs.RunsError` (file, field and fix in th
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..runs import write_runs
 from . import FORMATS, import_runs
 
-HELP = "import training logs (lr-scheduling JSON, multi-power-law CSV, generic per-step CSV) as a runs table"
+HELP = ("import training logs (lr-scheduling JSON, multi-power-law CSV, generic per-step CSV, LossCast-Bench run "
+        "directories) as a runs table")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -21,7 +23,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         epilog="formats: 'lr-scheduling' (W&B JSON logs; resumed cooldowns stitched onto their parents), "
                "'multipower' (csv_<size>/<schedule>.csv curves; needs --tokens-per-step), "
                "'csv' (one step,lr,loss[,val_loss] CSV per run; needs --model-params and --tokens-per-step or "
-               "--side-table). Writes OUT and OUT.meta.json (source, licence, parameter rule, loss kind, "
+               "--side-table), 'losscast' (LossCast-Bench run directories with config.json + losses.json, or folders "
+               "of them). Writes OUT and OUT.meta.json (source, licence, parameter rule, loss kind, "
                "divergence rule, importer version).")
     p.add_argument("format", metavar="FORMAT", help=f"one of: {', '.join(FORMATS)}")
     p.add_argument("paths", metavar="PATH", nargs="+", help="log files or folders holding them")
@@ -33,6 +36,15 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="parameter count of the run(s) (csv; multipower: overrides the nominal size)")
     p.add_argument("--side-table", default=None, metavar="CSV",
                    help="csv format: per-file model_params, tokens_per_step (+ group, seed, x_*) keyed by file")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="losscast: leave malformed run directories out (each listed with its reason) instead of "
+                        "stopping at the first")
+    p.add_argument("--incomplete", choices=("truncate", "skip"), default=None,
+                   help="losscast: a curve ending > 1%% of total_steps early: cut the schedule at its last "
+                        "evaluation (truncate, default) or leave the run out (skip)")
+    p.add_argument("--params-from", choices=("config", "architecture"), default=None,
+                   help="losscast: model size from config n_params (default; the architecture formula when "
+                        "absent) or from the architecture for every run")
     p.set_defaults(func=handler)
     return p
 
@@ -46,7 +58,14 @@ def handler(args: argparse.Namespace) -> int:
         options["model_params"] = args.model_params
     if getattr(args, "side_table", None) is not None:
         options["side_table"] = args.side_table
+    if getattr(args, "skip_bad", False):
+        options["skip_bad"] = True
+    for name in ("incomplete", "params_from"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     df, meta = import_runs(args.format, args.paths, **options)
+    for item in meta.get("skipped") or []:
+        print(f"skipped {item['run']}: {item['reason']}", file=sys.stderr)
     out = write_runs(df, args.out, meta, force=args.force)
     groups = ", ".join(f"{g}: {n}" for g, n in df["group"].value_counts().sort_index().items()) \
         if "group" in df.columns and df["group"].notna().any() else "no group"

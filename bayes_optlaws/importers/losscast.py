@@ -276,7 +276,7 @@ def params_from_architecture(cfg: _Config) -> int:
     * norms: ``d`` per RMSNorm, ``2·d`` per LayerNorm (weight + bias), 0 for ``"none"`` (missing: RMSNorm).
 
     Biases and position embeddings are not counted.  On the public train split this reproduces StepLaw's
-    ``n_params`` up to the norm vectors, which StepLaw's count leaves out (difference ``(4·L + 2)·d``, < 0.02 %);
+    ``n_params`` up to the norm vectors, which StepLaw's count leaves out (difference ``(4·L + 2)·d``, < 0.03 %);
     Marin's ``n_params`` are nominal sizes (130M, 300M) the formula gives 117.1M and 251.1M for.  Not counted
     either: anything model.py adds beyond this template (nanochat variants' value embeddings or per-layer scalars
     if present; model.py is not part of the dataset).

@@ -535,7 +535,8 @@ def run_row(run_dir: Path, *, end_tolerance: float = END_TOLERANCE, incomplete: 
     for key in ("n_layers", "d_model", "d_ff", "n_heads", "vocab_size"):
         row[f"x_{key}"] = cfg.whole(f"model.{key}", required=False, positive=True)
     row["x_activation"] = cfg.text("model.activation", required=False)
-    row.update(optimizer_columns(cfg))
+    for name, value in optimizer_columns(cfg).items():  # an optimizer key never overwrites a column above
+        row[name if name not in row else "x_optimizer_" + name[2:]] = value
     top_extra = cfg.get("extra")
     if isinstance(top_extra, dict):
         row.update({k: v for k, v in _scalar_columns(top_extra).items() if k not in row})

@@ -49,10 +49,27 @@ def _candidates_frame(candidates) -> pd.DataFrame:
     return read_candidates(candidates)
 
 
+def _training_tokens_per_step(law: BayesOptLaw) -> int:
+    """The tokens per optimizer step of the model's training runs, when they all share one value.
+
+    Raises :class:`RunsError` listing the values seen when the training runs used several (or none)."""
+    seen = sorted({int(t) for t in law.train_runs_["tokens_per_step"].dropna()})
+    if len(seen) != 1:
+        used = f"several values ({', '.join(map(str, seen))})" if seen else "no values"
+        raise RunsError(f"--tokens needs --tokens-per-step (or a tokens_per_step column) to convert tokens to "
+                        f"steps; the model's training runs used {used}, so none is taken from them: give "
+                        f"--tokens-per-step B")
+    return seen[0]
+
+
 def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=None, tokens=None,
             parent_run_id=None, scenario=None, runs=None, history_schedules=None,
-            random_seed=None) -> PredictionDraws:
+            random_seed=None, note=None) -> PredictionDraws:
     """Joint posterior draws for candidates; ``tokens`` rescales family schedules to that budget.
+
+    With ``tokens`` (a budget in tokens) the schedules are rescaled to ``tokens / tokens_per_step`` steps; without
+    ``tokens_per_step`` (argument or column) it is taken from the model's training runs when they all used one
+    value, and ``note`` (a callable taking one plain sentence, e.g. the CLI's stderr printer) is told so.
 
     ``parent_run_id`` + ``scenario``: continual training from that checkpoint, in a scenario of the model's stage
     runs (their ``group`` label, e.g. ``weak_shift``: more of the same data, ``strong_shift``: new data).
@@ -61,7 +78,12 @@ def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=
     cand = _candidates_frame(candidates).copy()
     if tokens is not None:
         if tokens_per_step is None and ("tokens_per_step" not in cand.columns or cand["tokens_per_step"].isna().any()):
-            raise RunsError("--tokens needs --tokens-per-step (or a tokens_per_step column) to convert to steps")
+            from_training = _training_tokens_per_step(law)
+            if "tokens_per_step" not in cand.columns:
+                cand["tokens_per_step"] = from_training
+            cand["tokens_per_step"] = cand["tokens_per_step"].fillna(from_training).astype(int)
+            if note is not None:
+                note(f"tokens per step {from_training} from the model's training runs")
         tps = cand["tokens_per_step"] if tokens_per_step is None else pd.Series(tokens_per_step, index=cand.index)
         cand["schedule"] = [json.dumps(scale_spec(s, int(round(tokens / int(t))))) for s, t in
                             zip(cand["schedule"], tps)]

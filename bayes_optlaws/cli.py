@@ -22,6 +22,11 @@ def _say(msg: str) -> None:
     print(f"[bayes-optlaws] {msg}", file=sys.stderr, flush=True)
 
 
+def _note(msg: str) -> None:
+    """A plain note for the user (not a warning), e.g. a value the command chose for them."""
+    print(f"note: {msg}", file=sys.stderr, flush=True)
+
+
 def _show_warnings() -> None:
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"warning: {message}", file=sys.stderr)
@@ -77,7 +82,7 @@ def cmd_rank(args) -> int:
     result = rank_candidates(law, args.candidates, model_params=args.params, tokens_per_step=args.tokens_per_step,
                              tokens=args.tokens, parent_run_id=args.parent, scenario=args.scenario, runs=args.runs,
                              history_schedules=args.history, delta=args.delta,
-                             max_p_diverge=args.max_p_diverge, random_seed=args.seed)
+                             max_p_diverge=args.max_p_diverge, random_seed=args.seed, note=_note)
     print(f"model: {args.model} | candidates: {args.candidates} | 90% predictive intervals of the final loss "
           "(nats); P(best) counts draws where a candidate diverges as not best")
     print(format_table(result))

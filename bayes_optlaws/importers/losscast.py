@@ -596,6 +596,13 @@ def import_losscast(paths: list[str], *, skip_bad: bool = False, incomplete: str
     return df, _metadata(df, paths, skipped, incomplete_skipped, incomplete, end_tolerance, params_from)
 
 
+def _paths_summary(paths: list[str], limit: int = 20) -> dict:
+    """The input paths for the metadata: all of them when few, else their count and common folder."""
+    if len(paths) <= limit:
+        return {"paths": [str(p) for p in paths]}
+    return {"n_paths": len(paths), "paths_under": os.path.commonpath([os.path.abspath(p) for p in paths])}
+
+
 def _metadata(df: pd.DataFrame, paths: list[str], skipped: list[dict], incomplete_skipped: list[str],
               incomplete: str, end_tolerance: float, params_from: str) -> dict:
     root = _find_root([Path(p).resolve() for p in paths])
@@ -615,7 +622,7 @@ def _metadata(df: pd.DataFrame, paths: list[str], skipped: list[dict], incomplet
         "importer_version": IMPORTER_VERSION,
         "source": {"dataset": "LossCast-Bench (public train split: NCPL's Marin + StepLaw runs, plus nanochat)",
                    "repo": src.get("repository"), "folder": str(root) if root else None,
-                   "paths": [str(p) for p in paths]},
+                   **_paths_summary(paths)},
         "licence": licence or src.get("licence") or "MIT (LossCast-Bench); LICENSE not found beside the data",
         "parameter_rule": ("config n_params when given (StepLaw: exact, embeddings counted once, norms left out; "
                            "Marin: nominal 130e6 / 300e6), else the architecture formula (nanochat: untied "

@@ -75,7 +75,7 @@ def cmd_fit(args) -> int:
 # ------------------------------------------------------------------------------ rank
 def cmd_rank(args) -> int:
     from .api import load, rank_candidates
-    from .ranking import format_table
+    from .ranking import format_table, ranking_legend
 
     json_path = ensure_writable(args.json, args.force) if args.json else None
     law = load(args.model)
@@ -83,8 +83,8 @@ def cmd_rank(args) -> int:
                              tokens=args.tokens, parent_run_id=args.parent, scenario=args.scenario, runs=args.runs,
                              history_schedules=args.history, delta=args.delta,
                              max_p_diverge=args.max_p_diverge, random_seed=args.seed, note=_note)
-    print(f"model: {args.model} | candidates: {args.candidates} | 90% predictive intervals of the final loss "
-          "(nats); P(best) counts draws where a candidate diverges as not best")
+    print(f"model: {args.model} | candidates: {args.candidates}")
+    print(ranking_legend(result))
     print(format_table(result))
     if json_path:
         json_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -1,8 +1,11 @@
 """Schedule search with the posterior: peak LR × warmup × cooldown fraction × family at a target (N, D).
 
-Every grid point becomes a candidate schedule; the posterior scores all of them at once (vectorised draws), then
-the best ``top_k`` by expected loss and by the risk-aware criterion (lowest 90th-percentile loss with mean
-P(diverge) ≤ ε) are re-ranked jointly so that P(best) and near-ties refer to that short list.
+Every grid point becomes a candidate schedule; the posterior scores all of them at once (vectorised draws) with
+the ranking's own per-candidate quantities (:func:`bayes_optlaws.ranking.candidate_summary`: exact expected loss
+with the divergence and unstable-run risk, quantiles, P(diverge)), then the best ``top_k`` by expected loss and by
+the risk-aware criterion (lowest 90th-percentile loss with mean P(diverge) ≤ ε) are ranked jointly by
+:func:`bayes_optlaws.ranking.rank`, so that P(best), regret and near-ties refer to that short list and agree with
+``rank`` on the same candidates.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from .ranking import Ranking, rank
+from .ranking import Ranking, candidate_summary, rank
 from .runs import RunsError
 
 FAMILIES = ("linear", "cosine", "wsd-linear", "wsd-1-sqrt", "constant")
@@ -63,7 +66,7 @@ def optimize(law, *, model_params: int, tokens: int, tokens_per_step: int, famil
              warmups=DEFAULT_WARMUPS, cooldowns=DEFAULT_COOLDOWNS, max_p_diverge: float = 0.05, top_k: int = 5,
              parent_run_id: str | None = None, scenario: str | None = None, runs=None,
              random_seed: int = 0) -> tuple[pd.DataFrame, Ranking]:
-    """Search the grid; returns (all candidates scored, ranking of the short list)."""
+    """Search the grid; returns (all candidates scored, sorted by expected loss; ranking of the short list)."""
     from .api import predict
 
     total = int(round(tokens / tokens_per_step))
@@ -74,23 +77,20 @@ def optimize(law, *, model_params: int, tokens: int, tokens_per_step: int, famil
     cands = candidate_grid(total, peaks, warmups, cooldowns, families)
     draws = predict(law, cands, model_params=model_params, tokens_per_step=tokens_per_step,
                     parent_run_id=parent_run_id, scenario=scenario, runs=runs, random_seed=random_seed)
-    p_div = np.nanmean(draws.p_diverge, axis=0) if not np.all(np.isnan(draws.p_diverge)) else np.zeros(len(cands))
-    scored = cands.assign(loss_mean=draws.loss.mean(axis=0), loss_q90=np.quantile(draws.loss_noisy, 0.9, axis=0),
-                          p_diverge=p_div)
-    by_mean = scored.sort_values("loss_mean").head(top_k)
-    safe = scored[scored["p_diverge"] <= max_p_diverge].sort_values("loss_q90").head(top_k)
-    short = pd.concat([by_mean, safe]).drop_duplicates("name")
-    idx = [int(i) for i in short.index]
-    sub = type(draws)([draws.names[i] for i in idx], draws.loss[:, idx], draws.loss_noisy[:, idx],
-                      draws.p_diverge[:, idx], draws.diverged_loss)
+    summary = candidate_summary(draws)
+    scored = cands.assign(**{col: summary[col].to_numpy() for col in summary.columns if col != "name"})
+    by_expected = scored.sort_values(["expected_loss", "loss_mean"], kind="stable").head(top_k)
+    safe = scored[scored["p_diverge"].fillna(0.0) <= max_p_diverge].sort_values("loss_q90", kind="stable")
+    short = pd.concat([by_expected, safe.head(top_k)]).drop_duplicates("name")
+    sub = draws.subset(short.index)
     delta = law.noise_floor_ if np.isfinite(law.noise_floor_) else None
     ranking = rank(sub, delta=delta, max_p_diverge=max_p_diverge, random_seed=random_seed)
-    return scored.sort_values("loss_mean").reset_index(drop=True), ranking
+    return scored.sort_values(["expected_loss", "loss_mean"], kind="stable").reset_index(drop=True), ranking
 
 
 def cmd_optimize(args) -> int:
     from .api import load
-    from .ranking import format_table
+    from .ranking import format_table, ranking_legend
     from .runs import ensure_writable
 
     json_path = ensure_writable(args.json, args.force) if args.json else None
@@ -101,6 +101,7 @@ def cmd_optimize(args) -> int:
                                max_p_diverge=args.max_p_diverge, top_k=args.top_k, parent_run_id=args.parent,
                                scenario=args.scenario, runs=args.runs, random_seed=args.seed)
     print(f"searched {len(scored)} schedules at N={args.params:,} params, D={args.tokens:,} tokens; short list:")
+    print(ranking_legend(ranking))
     print(format_table(ranking))
     if json_path:
         out = ranking.to_dict()

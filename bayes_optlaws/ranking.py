@@ -1,16 +1,35 @@
 """From joint posterior draws to decisions: intervals, P(diverge), P(best), expected regret, near-ties, picks.
 
-Conventions (all losses in nats):
+Conventions (all losses in nats; ``s`` a posterior draw, ``c`` a candidate; see :class:`PredictionDraws`):
 
-* A draw in which a candidate diverges never makes it best: per draw we sample ``diverged ~ Bernoulli(p)`` and
-  such a candidate's loss in that draw is the typical loss of a diverged run (``PredictionDraws.diverged_loss``).
-* ``p_best`` uses the **expected-loss** draws (epistemic: "which schedule has the lower expected loss");
-  ``p_best_noisy`` uses the new-run draws (run-to-run noise included).  Both are reported.
-* ``expected_regret`` = E[loss_c − min_c' loss_c'] over draws (same realised-loss convention).
-* Near-ties: for the top candidates, ``P(|Δloss| < δ)`` pairwise, δ defaulting to the measured seed noise floor
-  (``near_tie`` when ≥ 0.5), and ``order_uncertain`` when P(a better than b) is between 0.2 and 0.8.
-* ``loss_mean`` and the quantiles describe the loss **if the run trains normally**; ``expected_loss`` folds in
-  the divergence risk (diverged draws count at the diverged-run loss), and the pick by expected loss uses it.
+* **Outcomes.**  Given draw ``s``, candidate ``c`` trains normally with probability ``1 - p_div - p_unst`` and
+  ends at ``L[s, c]`` (the ``loss`` draws: epistemic uncertainty), trains unstably with probability ``p_unst``
+  and ends at ``L[s, c] + unstable_excess``, or diverges with probability ``p_div`` and is charged
+  ``diverged_loss`` — one fixed number stored with the model (the mean final loss of the diverged training runs),
+  never a function of the other candidates.  Candidates are independent given the draw.  Unknown ``p_div`` (a
+  model without a divergence boundary) and absent ``p_unst`` count as probability zero.  Every quantity below is
+  computed **exactly** from these outcome distributions (no sampling of outcomes), then averaged over draws.
+* ``expected_loss`` = mean over draws of ``(1 - p_div) L + p_unst unstable_excess + p_div diverged_loss``.
+  The table is sorted by it (ties: lower ``loss_mean``, then input order); its first row is the pick
+  ``by_expected_loss``.
+* ``p_best``: mean over draws of P(c's realised loss is the strict minimum among the runs that did not diverge);
+  a diverged run is never best, so ``p_best`` sums to ``1 - mean_s prod_c p_div``.  Exactly equal realised
+  losses (only in hand-made draws) go to the candidate listed first, and a normal outcome counts before the same
+  candidate's unstable one.  ``p_best`` uses the ``loss`` draws ("which schedule has the lower expected loss");
+  ``p_best_noisy`` the same computation on the new-run draws (run-to-run noise included).  The pick
+  ``by_p_best`` is the argmax of ``p_best`` (first in table order among equals); it can differ from the pick by
+  expected loss (a low mean with a wide interval), and the printed output then says so.
+* ``expected_regret`` = ``expected_loss - E_s E[realised loss of the best run]``, the best run being the one
+  ``p_best`` counts (``diverged_loss`` in the draws where every candidate diverges).  It is ≥ 0 whenever
+  ``diverged_loss`` is above the trained losses (as on all grids so far); a candidate that diverges more often
+  than it trains can have a negative regret only if the model predicts its trained loss above
+  ``diverged_loss``.  It changes with the candidate set only through that best run.
+* ``loss_mean`` and the quantiles ``loss_q05 … loss_q95`` describe the loss **if the run trains normally**
+  (quantiles on the new-run draws).  ``p_diverge`` / ``p_unstable`` are means over draws (NaN in the table,
+  "n/a" in the terminal and null in JSON when the model has no such outcome).
+* Near-ties: for the first ``top_k`` rows of the table, ``P(|Δloss| < δ)`` pairwise on the ``loss`` draws, δ
+  defaulting to the measured seed noise floor (``near_tie`` when ≥ 0.5), and ``order_uncertain`` when
+  P(a better than b) is between 0.2 and 0.8; when none is flagged the summary compares the first two rows.
 * Risk-aware pick: lowest 90th-percentile loss among candidates with mean P(diverge) ≤ ε.
 """
 
@@ -21,51 +40,269 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .optlaw import PredictionDraws
+from .draws import PredictionDraws
+from .runs import RunsError
 
-SUMMARY_COLUMNS = ["name", "loss_mean", "loss_q05", "loss_q50", "loss_q95", "p_diverge", "p_best",
-                   "expected_regret"]
+SUMMARY_COLUMNS = ["name", "expected_loss", "loss_mean", "loss_q05", "loss_q50", "loss_q95", "p_diverge",
+                   "p_unstable", "p_best", "expected_regret"]
+SWEEP_CHUNK_DRAWS = 256  # draws per block of the exact sweep (fixed, so results do not depend on the set size)
 
 
 @dataclass
 class Ranking:
-    """Result of :func:`rank`: a per-candidate table, near-ties and picks (``to_dict`` gives the JSON form)."""
+    """Result of :func:`rank`: a per-candidate table, near-ties and picks (``to_dict`` gives the JSON form).
+
+    ``diverged_loss`` / ``unstable_excess``: the fixed losses (nats) the table charged a diverged run and added
+    to an unstable one.
+    """
 
     table: pd.DataFrame
     near_ties: list[dict] = field(default_factory=list)
     picks: dict = field(default_factory=dict)
     delta: float = float("nan")
+    diverged_loss: float = float("nan")
+    unstable_excess: float = 0.0
 
     def to_dict(self) -> dict:
         cands = [{k: _py(v) for k, v in row.items()} for row in self.table[SUMMARY_COLUMNS + [
-            "p_best_noisy", "loss_q90", "expected_loss"]].to_dict("records")]
-        return {"candidates": cands, "near_ties": self.near_ties, "picks": self.picks, "delta": _py(self.delta)}
+            "p_best_noisy", "loss_q90"]].to_dict("records")]
+        return {"candidates": cands, "near_ties": self.near_ties, "picks": self.picks, "delta": _py(self.delta),
+                "diverged_loss": _py(self.diverged_loss), "unstable_excess": _py(self.unstable_excess)}
 
 
 def _py(v):
     if isinstance(v, (np.floating, float)):
         return None if not np.isfinite(v) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
+    if isinstance(v, (np.integer, np.bool_)):
+        return v.item()
     return v
 
 
-def realised_losses(draws: PredictionDraws, rng: np.random.Generator, noisy: bool = False) -> np.ndarray:
-    """Loss per draw and candidate with sampled divergence replaced by the diverged-run loss."""
-    loss = draws.loss_noisy if noisy else draws.loss
-    p = draws.p_diverge
-    if np.all(np.isnan(p)):
-        return loss.copy()
-    diverges = rng.random(p.shape) < np.nan_to_num(p, nan=0.0)
-    return np.where(diverges, np.nextafter(max(draws.diverged_loss, float(np.nanmax(loss))), np.inf), loss)
+# ---------------------------------------------------------------------------- outcome probabilities
+@dataclass
+class Outcomes:
+    """Checked, NaN-free outcome probabilities per draw and candidate (S × C) and the fixed losses (nats)."""
+
+    p_diverge: np.ndarray
+    p_unstable: np.ndarray
+    diverged_loss: float
+    unstable_excess: float
+    has_divergence: bool  # False: the model has no divergence boundary (p_diverge counted as 0)
+    has_unstable: bool    # False: the model has no unstable outcome (p_unstable counted as 0)
+
+    @property
+    def p_normal(self) -> np.ndarray:
+        return np.clip(1.0 - self.p_diverge - self.p_unstable, 0.0, 1.0)
 
 
-def p_best(realised: np.ndarray) -> np.ndarray:
-    """Share of draws in which each candidate has the lowest loss (ties split evenly)."""
-    S, C = realised.shape
-    best = realised.min(axis=1, keepdims=True)
-    is_best = realised == best
-    return (is_best / is_best.sum(axis=1, keepdims=True)).sum(axis=0) / S
+def _first_bad_column(bad_rows_cols: np.ndarray) -> tuple[int, int]:
+    """(first candidate column with a True, number of draws where it is True)."""
+    c = int(np.flatnonzero(bad_rows_cols.any(axis=0))[0])
+    return c, int(bad_rows_cols[:, c].sum())
+
+
+def _check_probabilities(p: np.ndarray, what: str, names: list[str], shape: tuple) -> None:
+    if p.shape != shape:
+        raise RunsError(f"draws: {what} has shape {p.shape}, expected {shape} (draws × candidates)")
+    if p.size and p.min() >= 0.0 and p.max() <= 1.0:  # fast path (NaN fails both comparisons)
+        return
+    c, n = _first_bad_column(~((p >= 0.0) & (p <= 1.0)))
+    raise RunsError(f"draws: {what} of candidate {names[c]!r} is not a probability in [0, 1] in {n} draws; "
+                    "fix the model's predictions")
+
+
+def _check_finite(arr: np.ndarray, what: str, names: list[str], shape: tuple) -> None:
+    if np.shape(arr) != shape:
+        raise RunsError(f"draws: {what} has shape {np.shape(arr)}, expected {shape} (draws × candidates)")
+    if np.isfinite(arr.sum()) or np.isfinite(arr).all():
+        return
+    c, n = _first_bad_column(~np.isfinite(arr))
+    raise RunsError(f"draws: candidate {names[c]!r} has a non-finite {what} in {n} draws (the model extrapolates "
+                    "far outside its training runs); remove it or move it towards the training range")
+
+
+def outcomes(draws: PredictionDraws) -> Outcomes:
+    """Check the draws and return NaN-free outcome probabilities (RunsError naming the candidate otherwise)."""
+    names, shape = list(draws.names), np.shape(draws.loss)
+    if len(shape) != 2 or shape[1] != len(names) or shape[0] == 0:
+        raise RunsError(f"draws: loss has shape {shape}, expected (draws ≥ 1, {len(names)} candidates)")
+    _check_finite(draws.loss, "loss", names, shape)
+    _check_finite(draws.loss_noisy, "loss_noisy", names, shape)
+    for what, v in (("diverged_loss", draws.diverged_loss), ("unstable_excess", draws.unstable_excess)):
+        if not np.isfinite(v) or (what == "unstable_excess" and v < 0):
+            raise RunsError(f"draws: {what} = {v!r} nats; it must be a finite number"
+                            + (" >= 0 (an unstable run ends above a normal one)" if what == "unstable_excess" else ""))
+    p_div = np.asarray(draws.p_diverge, float)
+    has_div = not np.isnan(p_div).all()
+    if not has_div:
+        p_div = np.zeros(shape)
+    _check_probabilities(p_div, "p_diverge", names, shape)
+    has_unst = draws.p_unstable is not None
+    p_unst = np.zeros(shape) if not has_unst else np.asarray(draws.p_unstable, float)
+    if has_unst:
+        _check_probabilities(p_unst, "p_unstable", names, shape)
+        over = p_div + p_unst > 1.0 + 1e-9
+        if over.any():
+            c, n = _first_bad_column(over)
+            raise RunsError(f"draws: candidate {names[c]!r} has p_diverge + p_unstable > 1 in {n} draws; the "
+                            "outcome probabilities of a run must sum to at most 1")
+    return Outcomes(p_div, p_unst, float(draws.diverged_loss), float(draws.unstable_excess), has_div, has_unst)
+
+
+def outcome_weighted_loss(loss: np.ndarray, out: Outcomes) -> np.ndarray:
+    """Per draw and candidate (S × C), the loss averaged over the three outcomes (nats):
+    ``(1 - p_div) L + p_unst unstable_excess + p_div diverged_loss``."""
+    per_draw = out.p_diverge * (out.diverged_loss - loss)
+    per_draw += loss
+    if out.has_unstable:
+        per_draw += out.p_unstable * out.unstable_excess
+    return per_draw
+
+
+def expected_loss(loss: np.ndarray, out: Outcomes) -> np.ndarray:
+    """Mean over draws of the outcome-weighted loss per candidate (nats)."""
+    return outcome_weighted_loss(loss, out).mean(axis=0)
+
+
+# ---------------------------------------------------------------------------- the exact sweep
+@dataclass
+class BestRun:
+    """Exact P(best) per candidate and the expected loss of the best run (both averaged over draws)."""
+
+    p_best: np.ndarray        # (C,)
+    min_per_draw: np.ndarray  # (S,) E[loss of the best run] per draw, nats (diverged_loss if all diverge)
+    p_all_diverge: float      # mean over draws of prod_c p_div
+
+    @property
+    def expected_min(self) -> float:
+        """E_s E[loss of the best run] (nats)."""
+        return float(self.min_per_draw.mean())
+
+
+def _unstable_outcomes(loss: np.ndarray, p_div: np.ndarray, p_unst: np.ndarray, excess: float):
+    """The two non-diverged outcomes per candidate as S × 2C arrays (column 2c: normal, 2c + 1: unstable, so a
+    stable sort puts a candidate's normal outcome first on a tie; it is never above the unstable one, excess ≥ 0):
+    value, probability, the candidate's survival P(no outcome realised yet) just before the outcome, and the
+    factor by which passing the outcome multiplies that survival."""
+    S = loss.shape[0]
+    mid = p_div + p_unst  # survival after the normal outcome = before the unstable one
+    after_unstable = np.divide(p_div, mid, out=np.ones_like(mid), where=mid > 0)
+    value = np.stack([loss, loss + excess], axis=2).reshape(S, -1)
+    prob = np.stack([np.clip(1.0 - mid, 0.0, 1.0), p_unst], axis=2).reshape(S, -1)
+    before = np.stack([np.ones_like(mid), mid], axis=2).reshape(S, -1)
+    factor = np.stack([mid, after_unstable], axis=2).reshape(S, -1)
+    return value, prob, before, factor
+
+
+def _sort_outcomes(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flat indices into ``value`` that sort each row, the sorted values); exactly equal values stay in column
+    order (candidate listed first, a candidate's normal outcome before its unstable one)."""
+    order = np.argsort(value, axis=1)
+    order += np.arange(0, value.size, value.shape[1])[:, None]
+    v = np.take(value, order)
+    tied = (v[:, 1:] == v[:, :-1]).any(axis=1)
+    if tied.any():  # quicksort is faster, but only a stable sort orders ties by column
+        rows = np.flatnonzero(tied)
+        order[rows] = np.argsort(value[rows], axis=1, kind="stable") + (rows * value.shape[1])[:, None]
+        v[rows] = np.take(value, order[rows])
+    return order, v
+
+
+def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(x)
+    np.cumsum(x[:, :-1], axis=1, out=out[:, 1:])
+    return out
+
+
+LOG_UNDERFLOW = -700.0  # exp below this is < 1e-304: set to exactly 0 (avoids slow subnormal arithmetic)
+
+
+def _sweep_block(loss, p_div, p_unst, excess, diverged_loss, with_unstable):
+    """Exact sweep for a block of draws: (Σ over draws of P(best) per outcome column, Σ E[min], Σ P(all div))."""
+    if with_unstable:
+        value, prob, before, factor = _unstable_outcomes(loss, p_div, p_unst, excess)
+        order, v = _sort_outcomes(value)  # flat indices, sorted values
+        p, f, b = np.take(prob, order), np.take(factor, order), np.take(before, order)
+    else:  # one non-diverged outcome per candidate: survival 1 before it, p_div after it
+        order, v = _sort_outcomes(loss)
+        f = np.take(p_div, order)
+        p, b = 1.0 - f, None
+    # running product of every candidate's survival, kept as a sum of logs of the non-zero factors plus, when a
+    # factor is exactly 0 (a candidate that never diverges has been passed), a count of zero factors
+    is_zero = f == 0.0
+    any_zero = bool(is_zero.any())
+    log_f = np.log(np.where(is_zero, 1.0, f) if any_zero else f)
+    log_before = _exclusive_cumsum(log_f)
+    if b is not None:  # divide out the candidate's own survival: the product over the *other* candidates
+        log_before -= np.log(np.where(b > 0.0, b, 1.0))  # b = 0 only where p = 0
+    log_before[log_before < LOG_UNDERFLOW] = -np.inf
+    # P(this outcome is realised and every other candidate realises later or diverges)
+    w = np.exp(log_before)
+    w *= p
+    if any_zero:
+        w *= _exclusive_cumsum(is_zero.astype(np.int32)) == 0
+        all_div = np.where(is_zero.any(axis=1), 0.0, np.exp(log_f.sum(axis=1)))
+    else:
+        all_div = np.exp(log_f.sum(axis=1))
+    e_min = np.einsum("ij,ij->i", w, v) + all_div * diverged_loss
+    # Σ over draws per column; bincount adds each column's draws in draw order, whatever the number of columns
+    cols = order.shape[1]
+    w_cols = np.bincount((order % cols).ravel(), weights=w.ravel(), minlength=cols)
+    return w_cols, e_min, float(all_div.sum())
+
+
+def best_run(loss: np.ndarray, out: Outcomes) -> BestRun:
+    """Exact P(best) and E[loss of the best run], swept over the sorted outcome values of each draw.
+
+    Per draw, sorting all non-diverged outcomes by value, an outcome is the best run iff it is realised and every
+    other candidate's realised outcome sorts after it or diverged; with candidates independent that is its
+    probability times the product of the others' survival probabilities, a cumulative product along the sort
+    (kept as a zero count plus a sum of logs, so p = 0 and p = 1 are exact).
+    """
+    S, C = loss.shape
+    with_unstable = out.has_unstable and bool(np.any(out.p_unstable > 0))
+    K = 2 if with_unstable else 1
+    w_sum, e_min, all_div = np.zeros(C * K), np.empty(S), 0.0
+    for lo in range(0, S, SWEEP_CHUNK_DRAWS):
+        sl = slice(lo, lo + SWEEP_CHUNK_DRAWS)
+        w, e_min[sl], a = _sweep_block(loss[sl], out.p_diverge[sl], out.p_unstable[sl], out.unstable_excess,
+                                       out.diverged_loss, with_unstable)
+        w_sum += w
+        all_div += a
+    return BestRun(w_sum.reshape(C, K).sum(axis=1) / S, e_min, all_div / S)
+
+
+# ---------------------------------------------------------------------------- per-candidate summary
+def column_quantiles(x: np.ndarray, qs) -> np.ndarray:
+    """Quantiles of each column (numpy's default "linear" rule), one sort for all of them (len(qs) × columns)."""
+    srt = np.sort(x, axis=0)
+    pos = (x.shape[0] - 1) * np.asarray(qs, float)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, x.shape[0] - 1)
+    frac = (pos - lo)[:, None]
+    return srt[lo] + (srt[hi] - srt[lo]) * frac
+
+
+def candidate_summary(draws: PredictionDraws, out: Outcomes | None = None) -> pd.DataFrame:
+    """Per-candidate columns that depend on that candidate's draws only (not on the rest of the set), in input
+    order: name, loss_mean, expected_loss, loss_q05/q50/q90/q95, p_diverge, p_unstable."""
+    out = outcomes(draws) if out is None else out
+    C = len(draws.names)
+    q = column_quantiles(draws.loss_noisy, (0.05, 0.5, 0.9, 0.95))
+    nan = np.full(C, np.nan)
+    return pd.DataFrame({
+        "name": list(draws.names),
+        "loss_mean": draws.loss.mean(axis=0),
+        "expected_loss": expected_loss(draws.loss, out),
+        "loss_q05": q[0], "loss_q50": q[1], "loss_q90": q[2], "loss_q95": q[3],
+        "p_diverge": out.p_diverge.mean(axis=0) if out.has_divergence else nan,
+        "p_unstable": out.p_unstable.mean(axis=0) if out.has_unstable else nan,
+    })
+
+
+def table_order(table: pd.DataFrame) -> np.ndarray:
+    """Row order of the ranking: by expected loss, then lower loss_mean, then input order."""
+    return np.lexsort((np.arange(len(table)), table["loss_mean"].to_numpy(), table["expected_loss"].to_numpy()))
 
 
 def near_ties(loss: np.ndarray, names: list[str], order: np.ndarray, delta: float, top_k: int = 3,
@@ -85,66 +322,97 @@ def near_ties(loss: np.ndarray, names: list[str], order: np.ndarray, delta: floa
     return out
 
 
-def rank(draws: PredictionDraws, *, delta: float | None = None, max_p_diverge: float = 0.05, top_k: int = 3,
-         random_seed: int = 0) -> Ranking:
-    """Summarise joint draws into the ranking table, near-ties and picks."""
-    rng = np.random.default_rng(random_seed)
-    names = list(draws.names)
-    realised = realised_losses(draws, rng)
-    realised_noisy = realised_losses(draws, rng, noisy=True)
-    q = np.quantile(draws.loss_noisy, [0.05, 0.5, 0.9, 0.95], axis=0)
-    p_div = np.nanmean(draws.p_diverge, axis=0) if not np.all(np.isnan(draws.p_diverge)) else \
-        np.full(len(names), np.nan)
-    table = pd.DataFrame({
-        "name": names,
-        "loss_mean": draws.loss.mean(axis=0),
-        "expected_loss": realised.mean(axis=0),
-        "loss_q05": q[0], "loss_q50": q[1], "loss_q90": q[2], "loss_q95": q[3],
-        "p_diverge": p_div,
-        "p_best": p_best(realised),
-        "p_best_noisy": p_best(realised_noisy),
-        "expected_regret": (realised - realised.min(axis=1, keepdims=True)).mean(axis=0),
-    })
-    order = np.lexsort((table["loss_mean"].to_numpy(), table["expected_regret"].to_numpy()))
-    if delta is None or not np.isfinite(delta):
-        delta = 0.005
-    ties = near_ties(draws.loss, names, order, delta, top_k)
-    table = table.iloc[order].reset_index(drop=True)
-    table.insert(0, "rank", np.arange(1, len(table) + 1))
-    picks = {"by_expected_loss": str(table.sort_values("expected_loss").iloc[0]["name"]),
-             "by_p_best": str(table.iloc[0]["name"])}
+def _picks(table: pd.DataFrame, max_p_diverge: float) -> dict:
+    """The pick by expected loss (first row), by P(best) (argmax, first row among equals) and the risk-aware one."""
+    picks = {"by_expected_loss": str(table["name"].iloc[0]),
+             "by_p_best": str(table["name"].iloc[int(np.argmax(table["p_best"].to_numpy()))])}
     safe = table[(table["p_diverge"].fillna(0.0) <= max_p_diverge)]
     if len(safe):
-        risk = safe.sort_values("loss_q90").iloc[0]
-        picks["risk_aware"] = str(risk["name"])
+        picks["risk_aware"] = str(safe.sort_values("loss_q90", kind="stable").iloc[0]["name"])
         picks["risk_aware_rule"] = f"lowest 90th-percentile loss with P(diverge) <= {max_p_diverge:g}"
     else:
         picks["risk_aware"] = None
         picks["risk_aware_rule"] = f"no candidate has P(diverge) <= {max_p_diverge:g}"
-    return Ranking(table, ties, picks, float(delta))
+    return picks
+
+
+def rank(draws: PredictionDraws, *, delta: float | None = None, max_p_diverge: float = 0.05, top_k: int = 3,
+         random_seed: int = 0) -> Ranking:
+    """Summarise joint draws into the ranking table (sorted by expected loss), near-ties and picks.
+
+    Everything is exact given the draws (``random_seed`` is kept for API compatibility; nothing is sampled).
+    """
+    out = outcomes(draws)
+    table = candidate_summary(draws, out)
+    best = best_run(draws.loss, out)
+    table["p_best"] = best.p_best
+    table["p_best_noisy"] = best_run(draws.loss_noisy, out).p_best
+    # regret per draw, then averaged: a candidate that is the best run in every draw has exactly zero
+    table["expected_regret"] = (outcome_weighted_loss(draws.loss, out) - best.min_per_draw[:, None]).mean(axis=0)
+    order = table_order(table)
+    if delta is None or not np.isfinite(delta):
+        delta = 0.005
+    ties = near_ties(draws.loss, list(draws.names), order, delta, top_k)
+    table = table.iloc[order].reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return Ranking(table, ties, _picks(table, max_p_diverge), float(delta), out.diverged_loss,
+                   out.unstable_excess)
+
+
+# ---------------------------------------------------------------------------- terminal output
+def _prob(v: float, width: int = 7) -> str:
+    return f"{'n/a':>{width}}" if not np.isfinite(v) else f"{v:{width}.3f}"
+
+
+def ranking_legend(r: Ranking) -> str:
+    """Two lines saying what the table's columns are (printed above it by the CLI)."""
+    unstable = (f", an unstable run +{r.unstable_excess:.3g} nats" if r.unstable_excess > 0
+                or r.table["p_unstable"].notna().any() else "")
+    return (f"sorted by E[loss]: expected final loss (nats) over the outcomes, a diverged run charged "
+            f"{r.diverged_loss:.3f} nats{unstable}; mean and 90% interval: the loss if the run trains normally\n"
+            "P(best): chance of the lowest loss among the runs that do not diverge (a diverged run is never "
+            "best); regret: E[loss] minus the expected loss of the best run")
 
 
 def format_table(r: Ranking) -> str:
-    """Plain-text ranking table for the terminal."""
+    """Plain-text ranking table for the terminal (rows in the order of ``r.table``: by expected loss)."""
     t = r.table
     w = min(max([24] + [len(str(n)) for n in t["name"]]), 48)  # names up to 48 characters, never cut below that
-    lines = [f"{'rank':>4}  {'candidate':<{w}} {'mean':>7} {'90% interval':>17} {'P(div)':>7} {'P(best)':>8} "
-             f"{'regret':>8}"]
+    lines = [f"{'rank':>4}  {'candidate':<{w}} {'E[loss]':>7} {'mean':>7} {'90% interval':>17} {'P(div)':>7} "
+             f"{'P(unst)':>7} {'P(best)':>8} {'regret':>8}"]
     for _, row in t.iterrows():
-        pdiv = "   n/a" if not np.isfinite(row.p_diverge) else f"{row.p_diverge:7.3f}"
-        lines.append(f"{row['rank']:>4}  {str(row['name'])[:w]:<{w}} {row.loss_mean:7.4f} "
-                     f"[{row.loss_q05:7.4f}, {row.loss_q95:7.4f}] {pdiv} {row.p_best:8.3f} "
-                     f"{row.expected_regret:8.4f}")
+        lines.append(f"{row['rank']:>4}  {str(row['name'])[:w]:<{w}} {row.expected_loss:7.4f} {row.loss_mean:7.4f} "
+                     f"[{row.loss_q05:7.4f}, {row.loss_q95:7.4f}] {_prob(row.p_diverge)} {_prob(row.p_unstable)} "
+                     f"{row.p_best:8.3f} {row.expected_regret:8.4f}")
     lines.append("")
-    lines.append(f"pick by expected loss: {r.picks['by_expected_loss']}")
-    lines.append(f"risk-aware pick ({r.picks['risk_aware_rule']}): {r.picks['risk_aware']}")
-    ties = [t for t in r.near_ties if t["near_tie"] or t["order_uncertain"]]
-    for t_ in ties:
+    lines += _pick_lines(r)
+    lines += _tie_lines(r)
+    return "\n".join(lines)
+
+
+def _pick_lines(r: Ranking) -> list[str]:
+    t, picks = r.table.set_index("name"), r.picks
+    first, by_pb = picks["by_expected_loss"], picks["by_p_best"]
+    lines = [f"pick by expected loss: {first} (the first row)"]
+    if by_pb == first:
+        lines.append(f"pick by P(best): {by_pb} (the same; P(best) = {t.loc[by_pb, 'p_best']:.3f})")
+    else:
+        lines.append(f"pick by P(best): {by_pb} (P(best) = {t.loc[by_pb, 'p_best']:.3f}, expected loss "
+                     f"{t.loc[by_pb, 'expected_loss']:.4f}) differs from the pick by expected loss "
+                     f"(P(best) = {t.loc[first, 'p_best']:.3f}, expected loss {t.loc[first, 'expected_loss']:.4f})")
+    lines.append(f"risk-aware pick ({picks['risk_aware_rule']}): {picks['risk_aware']}")
+    return lines
+
+
+def _tie_lines(r: Ranking) -> list[str]:
+    flagged = [t for t in r.near_ties if t["near_tie"] or t["order_uncertain"]]
+    lines = []
+    for t_ in flagged:
         kind = "near-tie" if t_["near_tie"] else "uncertain order"
         lines.append(f"{kind}: {t_['a']} vs {t_['b']}: P(|Δloss| < {t_['delta']:.4f}) = "
                      f"{t_['p_within_delta']:.2f}, P({t_['a']} better) = {t_['p_a_better']:.2f}")
-    if not ties and r.near_ties:
-        t0 = r.near_ties[0]
-        lines.append(f"top two differ: P(|Δloss| < {t0['delta']:.4f}) = {t0['p_within_delta']:.2f}, "
+    if not flagged and r.near_ties:
+        t0 = r.near_ties[0]  # rows 1 and 2 of the table
+        lines.append(f"top two (rows 1 and 2) differ: P(|Δloss| < {t0['delta']:.4f}) = {t0['p_within_delta']:.2f}, "
                      f"P({t0['a']} better than {t0['b']}) = {t0['p_a_better']:.2f}")
-    return "\n".join(lines)
+    return lines

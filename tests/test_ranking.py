@@ -1,4 +1,4 @@
-"""Unit tests for bayes_optlaws.ranking on hand-built PredictionDraws (no model, no sampling)."""
+"""Unit tests for bayes_optlaws.ranking on hand-built (synthetic) PredictionDraws (no model, no sampling)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_optlaws.optlaw import PredictionDraws
-from bayes_optlaws.ranking import SUMMARY_COLUMNS, Ranking, format_table, near_ties, p_best, rank, realised_losses
+from bayes_optlaws.draws import PredictionDraws
+from bayes_optlaws.ranking import (SUMMARY_COLUMNS, Ranking, best_run, expected_loss, format_table, near_ties,
+                                   outcomes, rank)
+from bayes_optlaws.runs import RunsError
 
 S = 2000
 
 
-def draws(losses, p_div=None, noisy=None, diverged_loss=10.0, names=None) -> PredictionDraws:
-    """Draws from per-candidate loss arrays (S,) or constants; p_div per candidate (constant over draws)."""
+def draws(losses, p_div=None, noisy=None, diverged_loss=10.0, names=None, p_unst=None,
+          excess=0.0) -> PredictionDraws:
+    """Synthetic draws from per-candidate loss arrays (S,) or constants; p_div / p_unst per candidate (constant
+    over draws)."""
     cols = [np.full(S, float(v)) if np.ndim(v) == 0 else np.asarray(v, float) for v in losses]
     loss = np.column_stack(cols)
     c = loss.shape[1]
@@ -26,7 +30,8 @@ def draws(losses, p_div=None, noisy=None, diverged_loss=10.0, names=None) -> Pre
         p = np.full_like(loss, np.nan)
     else:
         p = np.tile(np.asarray(p_div, float), (loss.shape[0], 1))
-    return PredictionDraws(names, loss, loss.copy() if noisy is None else noisy, p, diverged_loss)
+    pu = None if p_unst is None else np.tile(np.asarray(p_unst, float), (loss.shape[0], 1))
+    return PredictionDraws(names, loss, loss.copy() if noisy is None else noisy, p, diverged_loss, pu, excess)
 
 
 def row(r: Ranking, name: str) -> pd.Series:
@@ -34,14 +39,16 @@ def row(r: Ranking, name: str) -> pd.Series:
 
 
 # ---------------------------------------------------------------------------- p_best
-def test_p_best_splits_ties_and_sums_to_one():
-    realised = np.array([[1.0, 1.0, 2.0],
-                         [3.0, 1.0, 2.0],
-                         [0.5, 0.5, 0.5],
-                         [2.0, 3.0, 1.0]])
-    pb = p_best(realised)
-    np.testing.assert_allclose(pb, [(0.5 + 0 + 1 / 3 + 0) / 4, (0.5 + 1 + 1 / 3 + 0) / 4, (0 + 0 + 1 / 3 + 1) / 4])
-    assert pb.sum() == pytest.approx(1.0)
+def test_exact_ties_go_to_the_candidate_listed_first():
+    loss = np.array([[1.0, 1.0, 2.0],
+                     [3.0, 1.0, 2.0],
+                     [0.5, 0.5, 0.5],
+                     [2.0, 3.0, 1.0]])
+    d = PredictionDraws(list("ABC"), loss, loss.copy(), np.zeros_like(loss), 10.0)
+    best = best_run(loss, outcomes(d))
+    np.testing.assert_allclose(best.p_best, [2 / 4, 1 / 4, 1 / 4])
+    assert best.expected_min == pytest.approx((1.0 + 1.0 + 0.5 + 1.0) / 4)
+    assert best.p_all_diverge == 0.0
 
 
 def test_rank_deterministic_order_regret_and_p_best():
@@ -84,13 +91,13 @@ def test_dominant_candidate_has_zero_regret_and_p_best_one():
     assert r.table["name"].iloc[0] == "A"
 
 
-def test_identical_candidates_split_p_best_evenly():
+def test_identical_candidates_tie_to_the_first_listed_and_are_a_near_tie():
     rng = np.random.default_rng(2)
     base = 2.0 + 0.1 * rng.standard_normal(S)
     r = rank(draws([base, base.copy(), base + 1.0]))
-    assert row(r, "A")["p_best"] == pytest.approx(0.5)
-    assert row(r, "B")["p_best"] == pytest.approx(0.5)
-    assert row(r, "A")["expected_regret"] == 0.0
+    assert row(r, "A")["p_best"] == 1.0 and row(r, "B")["p_best"] == 0.0
+    assert row(r, "A")["expected_regret"] == 0.0 and row(r, "B")["expected_regret"] == 0.0
+    assert r.near_ties[0]["near_tie"] and {r.near_ties[0]["a"], r.near_ties[0]["b"]} == {"A", "B"}
 
 
 # ---------------------------------------------------------------------------- divergence
@@ -104,49 +111,115 @@ def test_certain_divergence_is_never_best():
 
 
 def test_certain_divergence_is_never_best_even_when_diverged_loss_is_low():
-    # diverged_loss below the other candidate's loss: a diverged draw counts at the largest loss seen,
-    # which must still be worse than (not tied with) a run that trained
+    # diverged_loss below the other candidate's loss: A is charged 2.5 (a fixed number, not the largest loss
+    # drawn), so it has the lower expected loss and the first row, yet it is never best; its regret is negative,
+    # as documented (E[loss] minus the loss of the best run that trained)
     r = rank(draws([2.0, 3.0], p_div=[1.0, 0.0], diverged_loss=2.5))
     assert row(r, "A")["p_best"] == 0.0
     assert row(r, "B")["p_best"] == 1.0
-    assert r.picks["by_p_best"] == "B"
+    assert row(r, "A")["expected_loss"] == 2.5
+    assert r.picks["by_expected_loss"] == "A" and r.picks["by_p_best"] == "B"
     assert row(r, "B")["expected_regret"] == 0.0
+    assert row(r, "A")["expected_regret"] == pytest.approx(-0.5)
+    assert "pick by P(best): B" in format_table(r) and "differs" in format_table(r)
 
 
-def test_partial_divergence_probability():
+def test_partial_divergence_probability_is_exact():
     r = rank(draws([2.0, 2.5], p_div=[0.3, 0.0], diverged_loss=6.0), random_seed=3)
     a = row(r, "A")
-    # A is best exactly in the draws where it does not diverge
-    assert a["p_best"] == pytest.approx(0.7, abs=0.04)
-    assert a["p_best"] + row(r, "B")["p_best"] == pytest.approx(1.0)
+    # A is best exactly when it does not diverge
+    assert a["p_best"] == pytest.approx(0.7, abs=1e-12)
+    assert row(r, "B")["p_best"] == pytest.approx(0.3, abs=1e-12)
     assert a["p_diverge"] == pytest.approx(0.3)
     # loss_mean and quantiles describe a normal run; expected_loss folds in the risk
     assert a["loss_mean"] == 2.0 and a["loss_q95"] == 2.0
-    assert a["expected_loss"] == pytest.approx(0.7 * 2.0 + 0.3 * 6.0, abs=0.15)
-    assert a["expected_regret"] == pytest.approx(0.3 * (6.0 - 2.5), abs=0.15)
+    assert a["expected_loss"] == pytest.approx(0.7 * 2.0 + 0.3 * 6.0, abs=1e-12)
+    # E[best run] = 0.7 * 2.0 + 0.3 * 2.5
+    assert a["expected_regret"] == pytest.approx(0.7 * 2.0 + 0.3 * 6.0 - (0.7 * 2.0 + 0.3 * 2.5), abs=1e-12)
+    assert row(r, "B")["expected_regret"] == pytest.approx(2.5 - (0.7 * 2.0 + 0.3 * 2.5), abs=1e-12)
+
+
+def test_expected_loss_does_not_depend_on_other_candidates():
+    # the old convention charged a diverged draw the largest loss drawn for any candidate
+    base = draws([2.0, 2.5], p_div=[0.1, 0.0], diverged_loss=4.0)
+    more = draws([2.0, 2.5, 30.0], p_div=[0.1, 0.0, 0.5], diverged_loss=4.0)
+    e_base, e_more = row(rank(base), "A")["expected_loss"], row(rank(more), "A")["expected_loss"]
+    assert e_base == e_more == pytest.approx(0.9 * 2.0 + 0.1 * 4.0)
 
 
 def test_pick_by_expected_loss_accounts_for_divergence():
     r = rank(draws([2.0, 2.5], p_div=[0.5, 0.0], diverged_loss=6.0))
     assert r.picks["by_expected_loss"] == "B"
+    assert r.table["name"].iloc[0] == "B"
+    # A is best whenever it trains (half the draws), B otherwise: equal P(best), the first row wins the tie
+    assert row(r, "A")["p_best"] == pytest.approx(0.5) and row(r, "B")["p_best"] == pytest.approx(0.5)
     assert r.picks["by_p_best"] == "B"
 
 
-def test_realised_losses_conventions():
-    d = draws([2.0, 3.0], p_div=[1.0, 0.0], diverged_loss=7.0)
-    out = realised_losses(d, np.random.default_rng(0))
-    np.testing.assert_allclose(out[:, 0], 7.0, rtol=1e-15)
-    assert np.all(out[:, 0] >= 7.0) and np.all(out[:, 1] == 3.0)
-    # a diverged draw is strictly worse than the worst trained run, even when diverged_loss is lower
-    d = draws([2.0, 3.0], p_div=[1.0, 0.0], diverged_loss=1.0)
-    out = realised_losses(d, np.random.default_rng(0))
-    assert np.all(out[:, 0] > 3.0) and out[0, 0] == pytest.approx(3.0)
-    # unknown P(diverge) (NaN everywhere): losses pass through unchanged
+def test_pick_by_p_best_can_differ_from_first_row_and_output_says_so():
+    # A: a little better than B in 80 % of the draws, much worse in the rest: higher P(best), higher expected loss
+    rng = np.random.default_rng(7)
+    b = 2.0 + 0.001 * rng.standard_normal(S)
+    a = np.where(rng.random(S) < 0.8, b - 0.01, b + 0.5)
+    r = rank(draws([a, b]))
+    assert r.table["name"].iloc[0] == "B" == r.picks["by_expected_loss"]
+    assert r.picks["by_p_best"] == "A"
+    assert row(r, "A")["p_best"] == pytest.approx(np.mean(a < b))
+    text = format_table(r)
+    assert "pick by expected loss: B (the first row)" in text
+    assert "pick by P(best): A" in text and "differs from the pick by expected loss" in text
+
+
+def test_unstable_outcome_exact_quantities():
+    # A: 2.0 normally, 3.0 when unstable (p 0.5); B always 2.5: each best in half the draws
+    r = rank(draws([2.0, 2.5], p_unst=[0.5, 0.0], excess=1.0))
+    a, b = row(r, "A"), row(r, "B")
+    assert a["p_best"] == pytest.approx(0.5) and b["p_best"] == pytest.approx(0.5)
+    assert a["p_unstable"] == 0.5 and b["p_unstable"] == 0.0
+    assert a["expected_loss"] == pytest.approx(2.5)
+    assert a["expected_regret"] == pytest.approx(2.5 - (0.5 * 2.0 + 0.5 * 2.5))
+    assert r.unstable_excess == 1.0 and "P(unst)" in format_table(r)
+
+
+def test_unstable_outcome_does_not_compete_with_its_own_normal_outcome():
+    # excess 0: A's two outcomes have the same value; A still wins the exact tie with B (listed first)
+    r = rank(draws([2.0, 2.0], p_unst=[0.5, 0.5], excess=0.0))
+    assert row(r, "A")["p_best"] == 1.0 and row(r, "B")["p_best"] == 0.0
+
+
+def test_unstable_and_divergence_together_match_hand_computation():
+    # A: 1.0 (p .5), 1.0 + 2 = 3.0 unstable (p .3), diverged (p .2); B: 2.0 (p .9), diverged (p .1); D = 5
+    r = rank(draws([1.0, 2.0], p_div=[0.2, 0.1], p_unst=[0.3, 0.0], excess=2.0, diverged_loss=5.0))
+    pa = 0.5 + 0.3 * 0.1   # normal, or unstable while B diverges
+    pb = 0.9 * 0.5          # B trains and A is unstable or diverged
+    assert row(r, "A")["p_best"] == pytest.approx(pa)
+    assert row(r, "B")["p_best"] == pytest.approx(pb)
+    assert r.table["p_best"].sum() == pytest.approx(1 - 0.2 * 0.1)
+    e_min = 0.5 * 1.0 + 0.3 * 0.1 * 3.0 + 0.9 * 0.5 * 2.0 + 0.2 * 0.1 * 5.0
+    assert row(r, "A")["expected_loss"] == pytest.approx(0.5 * 1.0 + 0.3 * 3.0 + 0.2 * 5.0)
+    assert row(r, "A")["expected_regret"] == pytest.approx(0.5 + 0.9 + 1.0 - e_min)
+
+
+def test_bad_draws_give_one_clear_error_naming_the_candidate():
+    with pytest.raises(RunsError, match="'B'.*p_diverge \\+ p_unstable > 1"):
+        rank(draws([2.0, 2.5], p_div=[0.1, 0.6], p_unst=[0.0, 0.5]))
+    with pytest.raises(RunsError, match="p_diverge of candidate 'A' is not a probability"):
+        rank(draws([2.0, 2.5], p_div=[1.5, 0.0]))
+    bad = draws([2.0, 2.5])
+    bad.loss[3, 1] = np.inf
+    with pytest.raises(RunsError, match="candidate 'B' has a non-finite loss in 1 draws"):
+        rank(bad)
+    with pytest.raises(RunsError, match="unstable_excess"):
+        rank(draws([2.0, 2.5], p_unst=[0.1, 0.0], excess=-1.0))
+
+
+def test_expected_loss_formula():
+    d = draws([2.0, 3.0], p_div=[0.25, 0.0], p_unst=[0.5, 0.1], excess=0.4, diverged_loss=7.0)
+    np.testing.assert_allclose(expected_loss(d.loss, outcomes(d)),
+                               [0.75 * 2.0 + 0.5 * 0.4 + 0.25 * 7.0, 3.0 + 0.1 * 0.4])
+    # unknown P(diverge) and no unstable outcome count as probability zero
     d = draws([2.0, 3.0], p_div=np.nan)
-    np.testing.assert_array_equal(realised_losses(d, np.random.default_rng(0)), d.loss)
-    # noisy draws are used when asked
-    d = draws([2.0, 3.0], noisy=np.column_stack([np.full(S, 2.5), np.full(S, 2.6)]))
-    np.testing.assert_array_equal(realised_losses(d, np.random.default_rng(0), noisy=True)[0], [2.5, 2.6])
+    np.testing.assert_array_equal(expected_loss(d.loss, outcomes(d)), [2.0, 3.0])
 
 
 def test_unknown_p_diverge_is_reported_as_nan():
@@ -196,7 +269,7 @@ def test_far_apart_candidates_are_not_a_near_tie():
     assert (t["a"], t["b"]) == ("A", "B")
     assert t["p_within_delta"] == 0.0 and t["near_tie"] is False
     assert t["p_a_better"] == 1.0 and t["mean_diff"] == pytest.approx(-0.1)
-    assert "top two differ" in format_table(r)
+    assert "top two (rows 1 and 2) differ" in format_table(r)
 
 
 def test_near_tie_threshold_and_partial_overlap():
@@ -257,11 +330,13 @@ def test_to_dict_is_json_serialisable_with_expected_keys():
                                        "p_best", "expected_regret"}
     for c in d["candidates"]:
         assert required <= set(c)
-        assert all(isinstance(c[k], float) for k in required - {"name"})
+        assert all(isinstance(c[k], float) for k in required - {"name", "p_unstable"})
     b = next(c for c in d["candidates"] if c["name"] == "B")
     assert b["p_diverge"] == pytest.approx(0.1) and b["loss_mean"] == pytest.approx(2.1)
-    assert d["picks"]["by_p_best"] == r.table["name"].iloc[0]
-    assert d["delta"] == 0.005
+    assert d["picks"]["by_p_best"] == r.table["name"].iloc[int(r.table["p_best"].to_numpy().argmax())]
+    assert d["picks"]["by_expected_loss"] == r.table["name"].iloc[0]
+    assert d["delta"] == 0.005 and d["diverged_loss"] == 4.0
+    assert all(c["p_unstable"] is None for c in d["candidates"])  # the draws have no unstable outcome
     assert all({"a", "b", "p_within_delta", "near_tie"} <= set(t) for t in d["near_ties"])
 
 
@@ -273,10 +348,11 @@ def test_format_table_contains_every_name_and_pick():
         assert n in text
     lines = text.splitlines()
     assert lines[1].split()[:2] == ["1", "cosine-1e-3"]
-    assert "pick by expected loss: cosine-1e-3" in text
+    assert "pick by expected loss: cosine-1e-3 (the first row)" in text
     assert "risk-aware pick" in text
 
 
-def test_rank_is_reproducible_given_seed():
+def test_rank_is_reproducible_and_sampling_free():
     d = draws([2.0, 2.05], p_div=[0.4, 0.3], diverged_loss=3.0)
     pd.testing.assert_frame_equal(rank(d, random_seed=1).table, rank(d, random_seed=1).table)
+    pd.testing.assert_frame_equal(rank(d, random_seed=1).table, rank(d, random_seed=2).table)

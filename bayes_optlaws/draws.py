@@ -27,7 +27,9 @@ class PredictionDraws:
     divergence boundary), ``diverged_loss``: the fixed loss charged to a diverged run (nats, measured from the
     diverged runs of the training table), ``p_unstable``: probability of an unstable run per draw (``None``: the
     model has no unstable outcome, i.e. probability zero), ``unstable_excess``: the fixed excess loss of an
-    unstable run (nats).  ``names``: candidate names.
+    unstable run (nats).  ``names``: candidate names.  ``extrapolation``: per candidate, how far its target lies
+    outside the fitted range (``extrap_N``, ``extrap_D``, ``extrap_lr``, ``extrap_tps``, ``extrap_max``: factors
+    >= 1, see :mod:`bayes_optlaws.extrapolation`), or ``None``.
     """
 
     names: list[str]
@@ -37,6 +39,7 @@ class PredictionDraws:
     diverged_loss: float
     p_unstable: np.ndarray | None = None
     unstable_excess: float = 0.0
+    extrapolation: dict[str, np.ndarray] | None = None
 
     @property
     def n_samples(self) -> int:
@@ -46,5 +49,7 @@ class PredictionDraws:
         """The draws of the candidates at positions ``columns`` (same draws, same fixed losses)."""
         idx = [int(i) for i in columns]
         p_unst = None if self.p_unstable is None else self.p_unstable[:, idx]
+        extrap = None if self.extrapolation is None else {k: np.asarray(v)[idx]
+                                                          for k, v in self.extrapolation.items()}
         return PredictionDraws([self.names[i] for i in idx], self.loss[:, idx], self.loss_noisy[:, idx],
-                               self.p_diverge[:, idx], self.diverged_loss, p_unst, self.unstable_excess)
+                               self.p_diverge[:, idx], self.diverged_loss, p_unst, self.unstable_excess, extrap)

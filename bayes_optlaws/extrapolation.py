@@ -14,7 +14,9 @@ tokens per step (outside the swept LR range the divergence and escape terms are 
 Bounds: a predicted final loss is finite, positive and at most the **loss ceiling** — ``ln(vocab_size)`` (the loss
 of an untrained model that predicts uniformly) when the vocabulary is known (runs-table column ``x_vocab_size``),
 else the largest final loss in the fitted table (diverged runs included: the worst outcome the data has seen).
-Draws beyond it (or non-finite because a feature overflowed far outside the fitted range) are set to the ceiling.
+Draws beyond it (or non-finite because a feature overflowed far outside the fitted range) are set to the ceiling;
+draws below the **loss floor**, a quarter of the lowest final loss in the fitted table (far below anything the data
+supports, but positive), are set to the floor.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class FittedRange:
     low: dict[str, float]
     high: dict[str, float]
     loss_ceiling: float
+    loss_floor: float
 
     @classmethod
     def from_runs(cls, runs: pd.DataFrame, vocab_size: float | None = None) -> "FittedRange":
@@ -61,15 +64,10 @@ class FittedRange:
             sizes = pd.to_numeric(runs["x_vocab_size"], errors="coerce").dropna().unique()
             vocab_size = float(sizes.max()) if len(sizes) else None
         losses = pd.to_numeric(runs["final_loss"], errors="coerce")
-        ceiling = float(np.log(vocab_size)) if vocab_size else float(losses[np.isfinite(losses)].max())
-        return cls({k: float(v.min()) for k, v in q.items()}, {k: float(v.max()) for k, v in q.items()}, ceiling)
-
-    def to_dict(self) -> dict:
-        return {"low": self.low, "high": self.high, "loss_ceiling": self.loss_ceiling}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FittedRange":
-        return cls(dict(d["low"]), dict(d["high"]), float(d["loss_ceiling"]))
+        finite = losses[np.isfinite(losses) & (losses > 0)]
+        ceiling = float(np.log(vocab_size)) if vocab_size else float(finite.max())
+        return cls({k: float(v.min()) for k, v in q.items()}, {k: float(v.max()) for k, v in q.items()}, ceiling,
+                   0.25 * float(finite.min()))
 
     def factors(self, table: pd.DataFrame) -> pd.DataFrame:
         """Extrapolation factors (≥ 1) per row of a candidate table with ``model_params, tokens,
@@ -102,7 +100,7 @@ class FittedRange:
         return messages
 
     def bound_log_loss(self, log_loss: np.ndarray) -> np.ndarray:
-        """Log losses with non-finite values and values above the ceiling set to ``log(loss_ceiling)``."""
+        """Log losses held in ``[log(loss_floor), log(loss_ceiling)]``; non-finite values go to the ceiling."""
         cap = float(np.log(self.loss_ceiling))
         out = np.where(np.isfinite(log_loss), log_loss, cap)
-        return np.minimum(out, cap)
+        return np.clip(out, float(np.log(self.loss_floor)), cap)

@@ -28,6 +28,7 @@ from . import loss_model as lm
 from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, select_exponents)
 from .runs import RunsError, validate_candidates, validate_runs
 from .schedules import Schedule
+from .extrapolation import FittedRange
 from .draws import PredictionDraws  # noqa: F401  (re-exported: moved to draws.py)
 
 
@@ -269,8 +270,28 @@ class BayesOptLaw:
                 idx = rng.choice(m.shape[0], size=S, replace=m.shape[0] < S)
                 m, n = m[idx], n[idx]
             log_mu[:, cols], log_noisy[:, cols] = m, n
+        log_mu, log_noisy, extrap = self._bounded(cand, log_mu, log_noisy)
         p_div = self._p_diverge(cand, S, rng)
-        return PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_)
+        draws = PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_)
+        draws.extrapolation = extrap
+        return draws
+
+    @property
+    def fitted_range_(self) -> FittedRange:
+        """N, D, peak LR and tokens-per-step range of the training runs, and the loss ceiling (recomputed from
+        ``train_runs_``, so a loaded model has the same)."""
+        if getattr(self, "_fitted_range", None) is None:
+            self._fitted_range = FittedRange.from_runs(self.train_runs_)
+        return self._fitted_range
+
+    def _bounded(self, cand: pd.DataFrame, log_mu: np.ndarray, log_noisy: np.ndarray):
+        """Log-loss draws held inside the physical bounds, the extrapolation factors of every candidate, and a
+        warning for candidates far outside the fitted range (:mod:`bayes_optlaws.extrapolation`)."""
+        rng_ = self.fitted_range_
+        factors = rng_.factors(cand)
+        rng_.warn_far(factors, cand["name"])
+        extrap = {col: factors[col].to_numpy(float) for col in factors.columns}
+        return rng_.bound_log_loss(log_mu), rng_.bound_log_loss(log_noisy), extrap
 
     def _pretraining_log_loss(self, X_raw: np.ndarray, cand: pd.DataFrame, rng) -> tuple[np.ndarray, np.ndarray]:
         """Draws of (mean, new-run) log loss from the pre-training law (samples × rows)."""

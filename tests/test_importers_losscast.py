@@ -59,6 +59,7 @@ def test_steplaw_run(rows):
     assert json.loads(r["schedule"])["family"] == "cosine"
     assert (s.total, s.peak_lr, float(s.lr_at(0)), float(s.lr_at(2000))) == (2383, 0.01105, 0.0, 0.01105)
     assert s.final_lr == pytest.approx(1.0e-5, rel=1e-6)  # mlr1.00e-05 in the name: 0.01105 × 0.000905
+    assert s.phases().t1 == 2000  # end of warmup as the feature code sees it
     assert r["final_loss"] == 2.831701 and not r["diverged"]
     assert (r["group"], r["source"], r["x_optimizer"]) == ("steplaw", "losscast", "adamw")
     assert (r["x_weight_decay"], r["x_beta1"], r["x_beta2"], r["x_eps"], r["x_grad_clip"]) == (0.1, 0.9, 0.95,

@@ -104,7 +104,8 @@ def _is_run_dir(path: Path) -> bool:
 def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Run directories named by ``paths``: each path is a run directory (it holds ``config.json`` or
     ``losses.json``; a path to one of those files stands for its folder) or a folder whose sub-folders are all run
-    directories (e.g. ``losscast/train``).  Sorted by name within a folder; a directory given twice is kept once."""
+    directories (e.g. ``losscast/train``; hidden sub-folders ignored).  Sorted by name within a folder; a
+    directory given twice is kept once."""
     found: list[Path] = []
     for raw in paths:
         p = Path(raw)
@@ -119,7 +120,8 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if _is_run_dir(p):
             found.append(p)
             continue
-        subdirs = sorted((Path(e.path) for e in os.scandir(p) if e.is_dir()), key=lambda q: q.name)
+        subdirs = sorted((Path(e.path) for e in os.scandir(p) if e.is_dir() and not e.name.startswith(".")),
+                         key=lambda q: q.name)  # hidden folders (.ipynb_checkpoints, ...) are not runs
         if not subdirs:
             raise RunsError(f"{p}: no run directories here (no config.json, no sub-folders); give LossCast run "
                             "directories or a folder of them")

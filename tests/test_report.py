@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -166,10 +167,16 @@ def _chromium(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def chromium():
-    """Session-scoped (set up before the fit and the report) so that a missing browser skips at once."""
+    """Session-scoped (set up before the fit and the report) so that a missing browser skips at once.
+
+    Chromium is optional for users (skip); CI (``.ci/run``) installs it and sets ``BAYES_OPTLAWS_REQUIRE_CHROMIUM``,
+    so there a missing browser fails instead of skipping silently."""
     if not CHROMIUM.exists():
-        pytest.skip("headless-browser check needs /usr/bin/chromium: install the Debian package 'chromium' "
-                    "(apt-get install -y chromium)")
+        why = ("headless-browser check needs /usr/bin/chromium: install the Debian package 'chromium' "
+               "(apt-get install -y chromium)")
+        if os.environ.get("BAYES_OPTLAWS_REQUIRE_CHROMIUM"):
+            pytest.fail(f"{why}; BAYES_OPTLAWS_REQUIRE_CHROMIUM is set (CI), so this check may not be skipped")
+        pytest.skip(why)
     return CHROMIUM
 
 

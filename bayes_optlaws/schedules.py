@@ -206,14 +206,23 @@ class Schedule:
         length = self._steps[idx + 1] - self._steps[idx]
         u = np.clip((t - self._steps[idx]) / length, 0.0, 1.0)
         a, b, code = self._left[idx], self._right[idx], self._codes[idx]
-        lin = a + (b - a) * u
-        cos = b + (a - b) * 0.5 * (1.0 + np.cos(np.pi * u))
-        sqr = b + (a - b) * (1.0 - np.sqrt(u))
-        return np.where(code == 0, lin, np.where(code == 1, cos, sqr))
+        out = a + (b - a) * u  # linear pieces; the other shapes only where they occur (most schedules have few)
+        cos = code == 1
+        if cos.any():
+            out = np.where(cos, b + (a - b) * 0.5 * (1.0 + np.cos(np.pi * u)), out)
+        sqr = code == 2
+        if sqr.any():
+            out = np.where(sqr, b + (a - b) * (1.0 - np.sqrt(u)), out)
+        return out
 
     def grid(self) -> np.ndarray:
-        """LR at every whole step ``0..total`` (``total + 1`` values)."""
-        return self.lr_at(np.arange(self.total + 1, dtype=float))
+        """LR at every whole step ``0..total`` (``total + 1`` values; cached and read-only: a schedule never
+        changes after construction)."""
+        if getattr(self, "_grid_cache", None) is None:
+            g = self.lr_at(np.arange(self.total + 1, dtype=float))
+            g.setflags(write=False)
+            self._grid_cache = g
+        return self._grid_cache
 
     def applied_lr(self) -> np.ndarray:
         """LR applied by update ``k = 0..total-1``: ``eta(k + 0.5)`` (midpoint rule, see module docstring)."""
@@ -245,7 +254,7 @@ class Schedule:
     def escape_integral(self, start: int = 0, end: int | None = None) -> float:
         """``Σ_{k=start+1}^{end} (eta(k) - eta(k-1))^2`` in raw LR² per step: ``∫ eta'^2 dt`` on the step grid."""
         end = self.total if end is None else int(end)
-        g = self.lr_at(np.arange(int(start), end + 1, dtype=float))
+        g = self.grid()[int(start):end + 1]
         return float(np.sum(np.diff(g) ** 2))
 
     def continuous_escape_integral(self) -> float:
@@ -286,21 +295,14 @@ class Schedule:
         d = np.diff(g)
         flat = np.abs(d) <= FLAT_RTOL * peak
         t2 = t3 = t1
-        # segments of consecutive flat differences: step indices [s, e] with g constant
-        k = len(d) - 1
-        while k >= 0:
-            if flat[k]:
-                e = k + 1
-                s = k
-                while s - 1 >= 0 and flat[s - 1]:
-                    s -= 1
-                if e < len(g) - 1 and d[e] < -FLAT_RTOL * peak and e >= t1:
-                    t3 = e
-                    t2 = s if (g[s] < PEAK_FRACTION * peak and s >= t1) else t1
-                    break
-                k = s - 1
-            else:
-                k -= 1
+        # segments of consecutive flat differences: step indices [s, e] with g constant, scanned from the last
+        edges = np.diff(np.concatenate([[0], flat.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # ends: one past the last flat d
+        for s, e in zip(starts[::-1], ends[::-1]):
+            if e < len(g) - 1 and d[e] < -FLAT_RTOL * peak and e >= t1:
+                t3 = int(e)
+                t2 = int(s) if (g[s] < PEAK_FRACTION * peak and s >= t1) else t1
+                break
         warnings = []
         if g[-1] > 1e-3 * peak:
             warnings.append(f"final LR is {g[-1] / peak:.3g} × peak, not 0: outside the theory's template "

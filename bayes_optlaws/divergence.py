@@ -1,43 +1,97 @@
-"""Probabilistic divergence boundary: the critical-LR area criterion of opt-laws.md §5 as a Bayesian logistic model.
+"""Probabilistic divergence boundary: the critical-LR area criterion of opt-laws.md §5 inside a Bayesian ordered
+logistic model of the run's outcome, normal < unstable < diverged (:mod:`bayes_optlaws.instability`).
 
-A critical (normalised) learning rate ``rho = c · D^a / N^b`` (written on centred logs).  A run is at risk when
-the area of its schedule **above** rho dominates the warmup area **below** rho:
+**The paper's core.**  A critical (normalised) learning rate ``rho = c · D^a / N^b`` (centred logs).  A run is at
+risk when the area of its schedule **above** rho dominates the warmup area **below** rho:
 
     A(rho) = ∫_0^T max(eta - rho, 0) dt          W(rho) = ∫_0^{t1} min(eta, rho) dt      (normalised LR × B tokens)
     score  = (A - kappa·W) / (A + kappa·W)          in [-1, 1]; 0 on the boundary A = kappa·W
-    P(diverge) = logistic(k · score)
 
-Five parameters (c, a, b, kappa, k), all with posteriors, so every schedule gets a probability with uncertainty.
-``W`` is floored at half a step at ``min(eta_max, rho)`` (a zero-warmup run = one-step warmup).  A schedule that
-never exceeds rho has score -1 whatever its LR, so its P(diverge) is the floor ``logistic(-k)`` (~0.25 % at the prior
-median k = 6).  The bounded score varies smoothly with rho (A grows like (eta_max - rho)^2 for linear pieces); a
-log-ratio score was tried first and made NUTS crawl (ESS ~20 in 100 s on the grid) because log A plunges as rho
-approaches eta_max.  For linear warmup + linear cooldown this is the paper's closed form:
-``A = T (eta_max - rho)^2 / (2 eta_max)`` and ``W = rho t1 (1 - rho / (2 eta_max))`` (tested).
-The exact score form is ours (the paper's equations are lost); it is tested by the evaluation.
+``W`` is floored at half a step at ``min(eta_max, rho)`` (a zero-warmup run = one-step warmup).  For linear warmup
++ linear cooldown this is the paper's closed form ``A = T (eta_max - rho)^2 / (2 eta_max)``,
+``W = rho t1 (1 - rho / (2 eta_max))`` (tested).
+
+**Ours: the linear predictor and the outcome model.**  The bounded score alone cannot say "clearly safe": every
+schedule that stays below rho has score −1, so the old ``P(diverge) = logistic(k · score)`` could not fall below
+``logistic(−k)`` ≈ 2 %.  The score therefore enters a logistic regression with companions and its own cut-points:
+
+    eta_i = k · score_i + beta_lr · log(eta_max / rho)_i + beta_batch · (log B_i − mean) + beta_warmup · f_i
+            + sigma_size · z[size_i]                                   (z: zero-sum offsets over model sizes)
+
+with ``f`` the warmup fraction t1 / T and ``B`` tokens per step (divergence on public data comes from peak LR ×
+batch size too).  The size offsets pool the level across ``model_params`` groups; a size the model has not seen
+gets a fresh ``Normal(0, sigma_size)`` offset per draw, shared by all its candidates.  Outcome models
+(``DEFAULT_DIVERGENCE_CONFIG["outcome"]``):
+
+* ``"ordered"`` (default): ``pm.OrderedLogistic`` with cut-points ``cut_unstable < cut_diverged``:
+  ``P(diverged) = σ(eta − cut_diverged)``, ``P(unstable) = σ(eta − cut_unstable) − P(diverged)``;
+* ``"two_logistic"``: two independent copies of the predictor, diverged vs not on every run and unstable vs
+  normal on the runs that did not diverge; ``P(unstable) = (1 − P(diverged)) · P(unstable | not diverged)``;
+* ``"binary"``: diverged vs not only (unstable runs count as normal); ``P(unstable)`` is NaN;
+* ``"area_logistic"``: the previous model, ``P(diverge) = σ(k · score)`` (five parameters, no companions, no
+  cut-point; floor ``σ(−k)``), kept for comparison and to load models saved before the outcome model.
+
+Every prior is in :data:`DEFAULT_DIVERGENCE_CONFIG`; NUTS settings come from the law's ``sampler_config``.
+:func:`fit_divergence` runs a prior predictive check, samples, and records R-hat / ESS / divergences.
+:meth:`DivergenceFit.predict` is numpy, vectorised over draws and runs (sorted cumulative sums of each run's grid,
+one ``searchsorted`` for all runs).
+
+**Measured** (``benchmarks/bench_divergence.py``: the 5 block-wise folds of ``bayes-optlaws evaluate``, 367 main
+runs of the embedded grid, 49 diverged, 77 unstable): see the README section "How it works" and the closing
+numbers printed by the benchmark.  The exact score form and the linear predictor are ours (the paper's equations
+are lost); they are tested by the evaluation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from . import instability as ins
 from .schedules import Schedule
 
 GRID_POINTS = 128
-DEFAULT_DIVERGENCE_CONFIG = {"grid_points": GRID_POINTS}
+
+#: priors and settings of the divergence / instability model (every entry is used; see the module docstring)
+DEFAULT_DIVERGENCE_CONFIG = {
+    "grid_points": GRID_POINTS,      # midpoints per schedule for the areas A and W
+    "outcome": "ordered",            # "ordered" | "two_logistic" | "binary"
+    "unstable_gap": ins.DEFAULT_UNSTABLE_GAP,  # nats above the block's best from which a run is unstable
+    "exclude_unstable": True,        # fit the loss law on the normal runs only (BayesOptLaw.fit)
+    "log_c_sd": 0.5,                 # log rho level ~ Normal(centre between safe and diverged peak LRs, sd)
+    "a_sd": 0.3,                     # exponent of D in rho ~ Normal(0, sd)
+    "b_sd": 0.3,                     # exponent of N in rho ~ Normal(0, sd)
+    "log_kappa_sd": 1.0,             # log kappa (warmup weight) ~ Normal(0, sd)
+    "k_median": 6.0,                 # slope on the area score ~ LogNormal(log median, k_log_sd)
+    "k_log_sd": 0.5,
+    "beta_lr_sd": 1.5,               # slope on log(peak LR / rho) ~ Normal(0, sd)
+    "beta_batch_sd": 1.0,            # slope on centred log tokens per step ~ Normal(0, sd)
+    "beta_warmup_sd": 0.0,           # slope on the warmup fraction (0..1) ~ Normal(0, sd)
+    "cut_sd": 5.0,                   # lower cut-point ~ Normal(0, sd)
+    "cut_gap_median": 3.0,           # cut_diverged − cut_unstable ~ LogNormal(log median, 1)
+    "sigma_size_sd": 1.0,            # scale of the per-size level offsets ~ HalfNormal(sd)
+    "prior_draws": 300,              # draws of the prior predictive check
+}
+
+OUTCOME_MODELS = ("ordered", "two_logistic", "binary", "area_logistic")
+AREA_PARAMS = ("log_c", "a", "b", "log_kappa", "k")
 
 
+# ============================================================================ schedule grids
 @dataclass
 class DivergenceInputs:
     """Per-run schedule grids (midpoint rule) in normalised units.
 
     ``eta``/``w``: whole-stage LR samples and their token weights (runs × K); ``eta_wu``/``w_wu``: the warmup
-    ``[0, t1]``; ``floor_dt``: half a step in B tokens; ``eta_max``; centred ``log_N``, ``log_D``.
+    ``[0, t1]``; ``floor_dt``: half a step in B tokens; ``eta_max``; centred ``log_N``, ``log_D``, ``log_B``
+    (tokens per step); ``warmup_frac`` = t1 / T; ``size``: index of the run's model size in the fit's sizes
+    (−1 for a size the model has not seen).
     """
 
     eta: np.ndarray
@@ -48,6 +102,15 @@ class DivergenceInputs:
     eta_max: np.ndarray
     log_N: np.ndarray
     log_D: np.ndarray
+    log_B: np.ndarray = None
+    warmup_frac: np.ndarray = None
+    size: np.ndarray = None
+
+    def __post_init__(self) -> None:
+        R = self.eta.shape[0]
+        self.log_B = np.zeros(R) if self.log_B is None else self.log_B
+        self.warmup_frac = np.zeros(R) if self.warmup_frac is None else self.warmup_frac
+        self.size = np.full(R, -1, dtype=int) if self.size is None else self.size
 
 
 def schedule_grid(schedule: Schedule, start: float, end: float, k: int) -> tuple[np.ndarray, float]:
@@ -60,12 +123,14 @@ def schedule_grid(schedule: Schedule, start: float, end: float, k: int) -> tuple
 
 
 def divergence_inputs(schedules: list[Schedule], tokens_per_step, model_params, lr_ref: float,
-                      log_N_center: float, log_D_center: float, k: int = GRID_POINTS) -> DivergenceInputs:
-    """Grids for every run; ``log_*_center`` are the training means (stored with the model)."""
+                      log_N_center: float, log_D_center: float, k: int = GRID_POINTS, log_B_center: float = 0.0,
+                      sizes: list[int] | None = None) -> DivergenceInputs:
+    """Grids for every run; ``log_*_center`` are the training means (stored with the model); ``sizes``: the
+    model sizes of the fit (for the per-size offsets)."""
     R = len(schedules)
     eta, w = np.zeros((R, k)), np.zeros((R, k))
     eta_wu, w_wu = np.zeros((R, k)), np.zeros((R, k))
-    floor_dt, eta_max, D = np.zeros(R), np.zeros(R), np.zeros(R)
+    floor_dt, eta_max, D, frac = np.zeros(R), np.zeros(R), np.zeros(R), np.zeros(R)
     for i, (s, tps) in enumerate(zip(schedules, tokens_per_step)):
         delta = float(tps) / 1e9
         g, width = schedule_grid(s, 0, s.total, k)
@@ -76,78 +141,379 @@ def divergence_inputs(schedules: list[Schedule], tokens_per_step, model_params, 
         floor_dt[i] = 0.5 * delta
         eta_max[i] = s.peak_lr / lr_ref
         D[i] = s.total * delta
-    N = np.asarray(model_params, float) / 1e9
+        frac[i] = t1 / s.total
+    params = np.asarray(model_params, float)
+    N = params / 1e9
+    B = np.asarray(tokens_per_step, float)
+    index = {int(v): j for j, v in enumerate(sizes or [])}
+    size = np.array([index.get(int(p), -1) for p in params], dtype=int)
     return DivergenceInputs(eta, w, eta_wu, w_wu, floor_dt, eta_max, np.log(N) - log_N_center,
-                            np.log(D) - log_D_center)
+                            np.log(D) - log_D_center, np.log(B) - log_B_center, frac, size)
 
 
-def build_divergence_model(inp: DivergenceInputs, diverged: np.ndarray, log_c_center: float) -> pm.Model:
-    """The PyMC graph of the Bayesian boundary."""
-    with pm.Model(coords={"run": np.arange(len(diverged))}) as model:
-        log_c = pm.Normal("log_c", log_c_center, 1.0)
-        a = pm.Normal("a", 0.0, 0.3)
-        b = pm.Normal("b", 0.0, 0.3)
-        log_kappa = pm.Normal("log_kappa", 0.0, 1.0)
-        k = pm.LogNormal("k", np.log(6.0), 0.5)
-        log_rho = log_c + a * inp.log_D - b * inp.log_N
-        rho = pt.exp(log_rho)[:, None]
-        area_above = (inp.w * pt.maximum(inp.eta - rho, 0.0)).sum(axis=1)
-        warm_below = (inp.w_wu * pt.minimum(inp.eta_wu, rho)).sum(axis=1)
-        floor = inp.floor_dt * pt.minimum(inp.eta_max, rho[:, 0])
-        warm_below = pt.maximum(warm_below, floor)
-        kw = pt.exp(log_kappa) * warm_below
-        score = (area_above - kw) / (area_above + kw)
-        p = pm.Deterministic("p_diverge", pm.math.invlogit(k * score), dims="run")
-        pm.Bernoulli("diverged", p=p, observed=diverged.astype("int64"), dims="run")
+# ============================================================================ the PyMC model
+def _param_names(prefix: str) -> tuple[str, ...]:
+    return tuple(prefix + p for p in ("log_c", "a", "b", "log_kappa", "k", "beta_lr", "beta_batch",
+                                      "beta_warmup", "sigma_size", "size_offset_raw"))
+
+
+def _slope(name: str, sd: float):
+    """A companion's slope ~ Normal(0, sd); sd 0 leaves the companion out of the model (slope fixed at 0)."""
+    return pm.Normal(name, 0.0, sd) if sd > 0 else 0.0
+
+
+def _tensor_predictor(prefix: str, inp: DivergenceInputs, log_c_center: float, cfg: dict, n_sizes: int):
+    """Priors and the linear predictor ``eta`` (runs) of one copy of the boundary, in PyTensor."""
+    log_c = pm.Normal(prefix + "log_c", log_c_center, cfg["log_c_sd"])
+    a = pm.Normal(prefix + "a", 0.0, cfg["a_sd"])
+    b = pm.Normal(prefix + "b", 0.0, cfg["b_sd"])
+    log_kappa = pm.Normal(prefix + "log_kappa", 0.0, cfg["log_kappa_sd"])
+    k = pm.LogNormal(prefix + "k", np.log(cfg["k_median"]), cfg["k_log_sd"])
+    beta_lr, beta_batch, beta_warmup = (_slope(prefix + name, cfg[name + "_sd"])
+                                        for name in ("beta_lr", "beta_batch", "beta_warmup"))
+    log_rho = log_c + a * inp.log_D - b * inp.log_N
+    rho = pt.exp(log_rho)[:, None]
+    area_above = (inp.w * pt.maximum(inp.eta - rho, 0.0)).sum(axis=1)
+    warm_below = (inp.w_wu * pt.minimum(inp.eta_wu, rho)).sum(axis=1)
+    warm_below = pt.maximum(warm_below, inp.floor_dt * pt.minimum(inp.eta_max, rho[:, 0]))
+    kw = pt.exp(log_kappa) * warm_below
+    score = (area_above - kw) / (area_above + kw)
+    # log(peak / rho) up to the constant log_c - log_c_center, which the cut-points absorb (decorrelates them)
+    log_ratio = np.log(inp.eta_max) - log_c_center - (a * inp.log_D - b * inp.log_N)
+    eta = k * score + beta_lr * log_ratio + beta_batch * inp.log_B + beta_warmup * inp.warmup_frac
+    if n_sizes >= 2:
+        sigma_size = pm.HalfNormal(prefix + "sigma_size", cfg["sigma_size_sd"])
+        raw = pm.ZeroSumNormal(prefix + "size_offset_raw", sigma=1.0, dims="size")
+        eta = eta + sigma_size * raw[inp.size]
+    return eta
+
+
+def _cutpoints(prefix: str, cfg: dict):
+    lower = pm.Normal(prefix + "cut_unstable", 0.0, cfg["cut_sd"])
+    gap = pm.LogNormal(prefix + "cut_gap", np.log(cfg["cut_gap_median"]), 1.0)
+    return lower, lower + gap
+
+
+def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_center: float,
+                           config: dict | None = None, sizes: list[int] | None = None) -> pm.Model:
+    """The PyMC graph.  ``outcome``: codes 0/1/2 (normal/unstable/diverged, :func:`instability.outcome_codes`),
+    or booleans ``diverged`` (then unstable runs are unknown and count as normal)."""
+    cfg = {**DEFAULT_DIVERGENCE_CONFIG, **(config or {})}
+    kind = cfg["outcome"]
+    if kind not in OUTCOME_MODELS:
+        raise ValueError(f"divergence config 'outcome' must be one of {', '.join(OUTCOME_MODELS)}, got {kind!r}")
+    y = np.asarray(outcome)
+    y = np.where(y.astype(bool), 2, 0) if y.dtype == bool else y.astype("int64")
+    n_sizes = len(sizes or [])
+    coords = {"run": np.arange(len(y))}
+    if n_sizes >= 2:
+        coords["size"] = list(sizes)
+    with pm.Model(coords=coords) as model:
+        if kind == "area_logistic":
+            area_only = {**cfg, "beta_lr_sd": 0.0, "beta_batch_sd": 0.0, "beta_warmup_sd": 0.0}
+            eta = _tensor_predictor("", inp, log_c_center, area_only, 0)
+            pm.Deterministic("p_diverge", pm.math.invlogit(eta), dims="run")
+            pm.Bernoulli("diverged", logit_p=eta, observed=(y == 2).astype("int64"), dims="run")
+        elif kind == "ordered":
+            eta = _tensor_predictor("", inp, log_c_center, cfg, n_sizes)
+            cut_u, cut_d = _cutpoints("", cfg)
+            p_div = pm.Deterministic("p_diverge", pm.math.invlogit(eta - cut_d), dims="run")
+            pm.Deterministic("p_unstable", pm.math.invlogit(eta - cut_u) - p_div, dims="run")
+            pm.OrderedLogistic("outcome", eta=eta, cutpoints=pt.stack([cut_u, cut_d]), observed=y, dims="run")
+        else:
+            eta = _tensor_predictor("", inp, log_c_center, cfg, n_sizes)
+            cut_d = pm.Normal("cut_diverged", 0.0, cfg["cut_sd"])
+            p_div = pm.Deterministic("p_diverge", pm.math.invlogit(eta - cut_d), dims="run")
+            pm.Bernoulli("diverged", logit_p=eta - cut_d, observed=(y == 2).astype("int64"), dims="run")
+            if kind == "two_logistic":
+                eta_u = _tensor_predictor("u_", inp, log_c_center, cfg, n_sizes)
+                cut_u = pm.Normal("u_cut_unstable", 0.0, cfg["cut_sd"])
+                p_u = pm.math.invlogit(eta_u - cut_u)
+                pm.Deterministic("p_unstable", (1.0 - p_div) * p_u, dims="run")
+                keep = np.flatnonzero(y < 2)
+                pm.Bernoulli("unstable", logit_p=(eta_u - cut_u)[keep], observed=(y[keep] == 1).astype("int64"))
     return model
 
 
-def sample_divergence_model(model: pm.Model, draws: int = 1000, tune: int = 1000, chains: int = 4,
-                            random_seed: int = 0, nuts_sampler: str | None = "nutpie",
-                            progressbar: bool = False) -> xr.DataTree:
-    kwargs = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed, progressbar=progressbar,
-                  target_accept=0.95)
-    if nuts_sampler:
-        kwargs["nuts_sampler"] = nuts_sampler
+def model_params(config: dict) -> tuple[str, ...]:
+    """Free parameters (posterior variables the numpy predictor needs) of the configured outcome model."""
+    kind = config["outcome"]
+    if kind == "area_logistic":
+        return AREA_PARAMS
+    names = _param_names("")
+    if kind == "ordered":
+        return names + ("cut_unstable", "cut_gap")
+    names = names + ("cut_diverged",)
+    if kind == "two_logistic":
+        names = names + _param_names("u_") + ("u_cut_unstable",)
+    return names
+
+
+def sample_divergence_model(model: pm.Model, sampler_config: dict, random_seed: int = 0,
+                            draws: int | None = None, progressbar: bool = False) -> xr.DataTree:
+    """NUTS with the law's ``sampler_config`` (draws, tune, chains, nuts_sampler, target_accept)."""
+    kwargs = dict(draws=int(draws or sampler_config["draws"]), tune=int(sampler_config["tune"]),
+                  chains=int(sampler_config["chains"]), random_seed=random_seed, progressbar=progressbar)
+    if sampler_config.get("target_accept") is not None:
+        kwargs["target_accept"] = sampler_config["target_accept"]
+    if sampler_config.get("nuts_sampler"):
+        kwargs["nuts_sampler"] = sampler_config["nuts_sampler"]
     with model:
-        idata = pm.sample(**kwargs)
-    return idata
+        return pm.sample(**kwargs)
 
 
-PARAMS = ("log_c", "a", "b", "log_kappa", "k")
+def posterior_arrays(idata: xr.DataTree, names=None) -> dict[str, np.ndarray]:
+    """Flatten (chain, draw) into one sample axis for every free parameter present."""
+    post = idata.posterior
+    names = names or [v for v in post.data_vars if v not in ("p_diverge", "p_unstable")]
+    return {p: post[p].values.reshape((-1,) + post[p].shape[2:]) for p in names if p in post.data_vars}
 
 
-def posterior_arrays(idata: xr.DataTree) -> dict[str, np.ndarray]:
-    return {p: idata.posterior[p].values.reshape(-1) for p in PARAMS}
+# ============================================================================ numpy prediction
+def _sorted_tails(eta: np.ndarray, w: np.ndarray):
+    """Per run (rows): sorted LRs and tail sums ``Σ_{j>=i} w_j`` and ``Σ_{j>=i} w_j eta_j`` (K + 1 columns)."""
+    order = np.argsort(eta, axis=1, kind="stable")
+    e = np.take_along_axis(eta, order, axis=1)
+    ww = np.take_along_axis(w, order, axis=1)
+    zero = np.zeros((eta.shape[0], 1))
+    tail_w = np.concatenate([np.cumsum(ww[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
+    tail_we = np.concatenate([np.cumsum((ww * e)[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
+    return e, tail_w, tail_we
+
+
+def relu_area(eta: np.ndarray, w: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """``Σ_k w_rk max(eta_rk − rho_sr, 0)`` for grids ``eta, w`` (runs × K) and thresholds ``rho`` (S × runs).
+
+    All runs at once: each run's sorted grid is shifted by ``run × span`` so that a single ``searchsorted`` on the
+    concatenation finds, for every (draw, run), how many grid values lie at or below rho."""
+    eta, w = np.atleast_2d(eta), np.atleast_2d(w)
+    rho = np.asarray(rho, float)
+    R, K = eta.shape
+    e, tail_w, tail_we = _sorted_tails(eta, w)
+    lo, hi = float(e.min()) - 1.0, float(e.max()) + 1.0
+    span = hi - lo + 1.0
+    shift = np.arange(R) * span
+    flat = (e + shift[:, None]).ravel()
+    q = np.clip(rho, lo, hi) + shift
+    idx = np.searchsorted(flat, q, side="right") - np.arange(R) * K
+    rows = np.broadcast_to(np.arange(R), idx.shape)
+    return tail_we[rows, idx] - rho * tail_w[rows, idx]
 
 
 def _relu_area(eta: np.ndarray, w: np.ndarray, rho: np.ndarray) -> np.ndarray:
-    """``Σ_k w_k max(eta_k - rho_s, 0)`` for every ``rho_s`` (one run's grid; sorted cumulative sums)."""
-    order = np.argsort(eta)
-    e, ww = eta[order], w[order]
-    tail_w = np.concatenate([np.cumsum((ww)[::-1])[::-1], [0.0]])
-    tail_we = np.concatenate([np.cumsum((ww * e)[::-1])[::-1], [0.0]])
-    idx = np.searchsorted(e, rho, side="right")
-    return tail_we[idx] - rho * tail_w[idx]
+    """One run's grid (K,) against thresholds ``rho`` (S,)."""
+    return relu_area(eta[None], w[None], np.asarray(rho, float)[:, None])[:, 0]
 
 
 def _min_area(eta: np.ndarray, w: np.ndarray, rho: np.ndarray) -> np.ndarray:
-    """``Σ_k w_k min(eta_k, rho_s)`` = ``Σ w eta - relu area``."""
+    """``Σ_k w_k min(eta_k, rho_s)`` = ``Σ w eta − relu area`` (one run)."""
     return float(np.sum(w * eta)) - _relu_area(eta, w, rho)
 
 
-def predict_p_diverge(post: dict[str, np.ndarray], inp: DivergenceInputs) -> np.ndarray:
-    """Posterior draws of P(diverge) (samples × runs), vectorised over draws."""
-    S = post["log_c"].shape[0]
-    R = inp.eta.shape[0]
-    out = np.empty((S, R))
-    log_rho = post["log_c"][:, None] + post["a"][:, None] * inp.log_D[None] - post["b"][:, None] * inp.log_N[None]
+def area_score(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str = "") -> tuple[np.ndarray,
+                                                                                                np.ndarray]:
+    """Draws of the area score and of ``log rho`` (both S × runs)."""
+    col = lambda name: np.asarray(post[prefix + name], float)[:, None]  # noqa: E731
+    log_rho = col("log_c") + col("a") * inp.log_D[None] - col("b") * inp.log_N[None]
     rho = np.exp(log_rho)
-    for r in range(R):
-        A = _relu_area(inp.eta[r], inp.w[r], rho[:, r])
-        W = _min_area(inp.eta_wu[r], inp.w_wu[r], rho[:, r])
-        W = np.maximum(W, inp.floor_dt[r] * np.minimum(inp.eta_max[r], rho[:, r]))
-        kW = np.exp(post["log_kappa"]) * W
-        score = (A - kW) / (A + kW)
-        out[:, r] = 1.0 / (1.0 + np.exp(-post["k"] * score))
+    A = relu_area(inp.eta, inp.w, rho)
+    W = np.sum(inp.w_wu * inp.eta_wu, axis=1)[None] - relu_area(inp.eta_wu, inp.w_wu, rho)
+    W = np.maximum(W, inp.floor_dt[None] * np.minimum(inp.eta_max[None], rho))
+    kW = np.exp(col("log_kappa")) * W
+    return (A - kW) / (A + kW), log_rho
+
+
+def size_offsets(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str = "",
+                 rng: np.random.Generator | None = None) -> np.ndarray:
+    """Per-size level offsets (S × runs): the fitted offset for a known size, a fresh ``Normal(0, sigma_size)``
+    draw for an unseen one (one per draw and size, shared by its runs)."""
+    S, R = post[prefix + "log_c"].shape[0], len(inp.size)
+    if prefix + "sigma_size" not in post:
+        return np.zeros((S, R))
+    sigma = post[prefix + "sigma_size"][:, None]
+    raw = post[prefix + "size_offset_raw"]
+    out = np.zeros((S, R))
+    known = inp.size >= 0
+    out[:, known] = raw[:, inp.size[known]]
+    if (~known).any():
+        rng = rng or np.random.default_rng(0)
+        for log_n in np.unique(inp.log_N[~known]):
+            cols = np.flatnonzero(~known & (inp.log_N == log_n))
+            out[:, cols] = rng.standard_normal((S, 1))
+    return sigma * out
+
+
+def linear_predictor(post: dict[str, np.ndarray], inp: DivergenceInputs, log_c_center: float, prefix: str = "",
+                     offsets: np.ndarray | None = None) -> np.ndarray:
+    """Draws of ``eta`` (S × runs), the numpy twin of :func:`_tensor_predictor`."""
+    def col(name):
+        return np.asarray(post[prefix + name], float)[:, None] if prefix + name in post else np.zeros((1, 1))
+
+    score, log_rho = area_score(post, inp, prefix)
+    log_ratio = np.log(inp.eta_max)[None] - log_c_center - (log_rho - col("log_c"))
+    eta = (col("k") * score + col("beta_lr") * log_ratio + col("beta_batch") * inp.log_B[None]
+           + col("beta_warmup") * inp.warmup_frac[None])
+    return eta + (offsets if offsets is not None else size_offsets(post, inp, prefix))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def predict_outcome(post: dict[str, np.ndarray], inp: DivergenceInputs, log_c_center: float,
+                    outcome: str = "ordered", rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior draws of (P(diverge), P(unstable)), each samples × runs; P(unstable) is NaN for ``"binary"``.
+
+    Unseen model sizes: the fresh offsets come from ``rng`` (the same for both copies of ``"two_logistic"``)."""
+    rng = rng or np.random.default_rng(0)
+    offsets = size_offsets(post, inp, "", rng)
+    eta = linear_predictor(post, inp, log_c_center, "", offsets)
+    if outcome == "ordered":
+        cut_u = post["cut_unstable"][:, None]
+        p_div = _sigmoid(eta - (cut_u + post["cut_gap"][:, None]))
+        return p_div, np.clip(_sigmoid(eta - cut_u) - p_div, 0.0, 1.0)
+    if outcome == "area_logistic":
+        return _sigmoid(eta), np.full_like(eta, np.nan)
+    p_div = _sigmoid(eta - post["cut_diverged"][:, None])
+    if outcome == "binary":
+        return p_div, np.full_like(p_div, np.nan)
+    eta_u = linear_predictor(post, inp, log_c_center, "u_", size_offsets(post, inp, "u_", rng))
+    return p_div, (1.0 - p_div) * _sigmoid(eta_u - post["u_cut_unstable"][:, None])
+
+
+def predict_p_diverge(post: dict[str, np.ndarray], inp: DivergenceInputs, log_c_center: float,
+                      outcome: str | None = None) -> np.ndarray:
+    """Posterior draws of P(diverge) (samples × runs)."""
+    if outcome is None:
+        outcome = ("ordered" if "cut_gap" in post else "two_logistic" if "u_cut_unstable" in post
+                   else "binary" if "cut_diverged" in post else "area_logistic")
+    return predict_outcome(post, inp, log_c_center, outcome)[0]
+
+
+# ============================================================================ fitting
+@dataclass
+class DivergenceFit:
+    """A fitted divergence / instability model: settings, posterior and the training centres it needs to
+    predict.  ``unstable_excess``: median excess loss (nats above the block's best) of the unstable training
+    runs — what a run that trains badly typically costs."""
+
+    config: dict
+    lr_ref: float
+    log_N_center: float
+    log_D_center: float
+    log_B_center: float
+    log_c_center: float
+    sizes: list[int]
+    unstable_excess: float
+    n_runs: int
+    counts: dict
+    diagnostics: dict | None = None
+    prior_check: dict | None = None
+    idata: xr.DataTree | None = field(default=None, repr=False)
+    post: dict | None = field(default=None, repr=False)
+
+    def inputs(self, runs: pd.DataFrame) -> DivergenceInputs:
+        schedules = [Schedule.from_spec(s) for s in runs["schedule"]]
+        return divergence_inputs(schedules, runs["tokens_per_step"], runs["model_params"], self.lr_ref,
+                                 self.log_N_center, self.log_D_center, int(self.config["grid_points"]),
+                                 self.log_B_center, self.sizes)
+
+    def predict(self, runs: pd.DataFrame, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(P(diverge), P(unstable)) draws (samples × rows) for a runs-like table (``schedule``,
+        ``tokens_per_step``, ``model_params``)."""
+        return predict_outcome(self.post, self.inputs(runs), self.log_c_center, self.config["outcome"], rng)
+
+    def settings(self) -> dict:
+        """JSON-ready state (everything but the posterior)."""
+        return {"config": self.config, "lr_ref": self.lr_ref, "log_N_center": self.log_N_center,
+                "log_D_center": self.log_D_center, "log_B_center": self.log_B_center,
+                "log_c_center": self.log_c_center, "sizes": [int(s) for s in self.sizes],
+                "unstable_excess": None if not np.isfinite(self.unstable_excess) else self.unstable_excess,
+                "n_runs": self.n_runs, "counts": self.counts, "diagnostics": self.diagnostics,
+                "prior_check": self.prior_check}
+
+    @classmethod
+    def from_settings(cls, s: dict, idata: xr.DataTree) -> "DivergenceFit":
+        cfg = {**DEFAULT_DIVERGENCE_CONFIG, **s["config"]}
+        excess = float("nan") if s.get("unstable_excess") is None else float(s["unstable_excess"])
+        return cls(cfg, s["lr_ref"], s["log_N_center"], s["log_D_center"], s["log_B_center"], s["log_c_center"],
+                   [int(v) for v in s["sizes"]], excess, int(s["n_runs"]), s["counts"], s.get("diagnostics"),
+                   s.get("prior_check"), idata, posterior_arrays(idata, model_params(cfg)))
+
+
+def legacy_fit(settings: dict, idata: xr.DataTree) -> DivergenceFit:
+    """A model saved before the outcome model (five-parameter ``area_logistic`` boundary, no per-size
+    offsets): its posterior with the law's stored centres."""
+    cfg = {**DEFAULT_DIVERGENCE_CONFIG, "outcome": "area_logistic"}
+    lr_ref = settings["feature_spec"]["lr_ref"]
+    fit = DivergenceFit(cfg, lr_ref, settings["log_N_center"], settings["log_D_center"], 0.0,
+                        settings["div_log_c_center"], [], float("nan"), settings.get("n_train_runs", 0), {},
+                        settings.get("divergence_diagnostics"), None, idata, posterior_arrays(idata, AREA_PARAMS))
+    return fit
+
+
+def _centre_log_c(eta_max: np.ndarray, diverged: np.ndarray) -> float:
+    """Prior centre of log rho: between the largest safe and the smallest diverged normalised peak LR."""
+    safe = eta_max[~diverged].max() if (~diverged).any() else 1.0
+    bad = eta_max[diverged].min() if diverged.any() else 1.0
+    return float(np.log(np.sqrt(safe * bad)))
+
+
+def prior_predictive_check(model: pm.Model, codes: np.ndarray, kind: str, draws: int, random_seed: int) -> dict:
+    """Do the priors allow the observed share of diverged (and unstable) runs without being absurd?
+
+    Returns, per outcome, the observed share and the prior predictive 1–99 % range of that share, and the share
+    of prior (draw, run) pairs with P(diverge) in [0.001, 0.999] (near 0: the prior is all-or-nothing)."""
+    with model:
+        prior = pm.sample_prior_predictive(draws=draws, var_names=["p_diverge"], random_seed=random_seed)
+    p = prior.prior["p_diverge"].values.reshape(draws, -1)
+    sim = np.random.default_rng(random_seed).random(p.shape) < p
+    out = {"warnings": []}
+    share = sim.mean(axis=1)
+    lo, hi = np.quantile(share, [0.01, 0.99])
+    obs = float(np.mean(codes == 2))
+    out["diverged"] = {"observed": obs, "prior_q01": float(lo), "prior_q99": float(hi)}
+    out["share_p_not_extreme"] = float(np.mean((p > 1e-3) & (p < 1 - 1e-3)))
+    if not lo <= obs <= hi:
+        out["warnings"].append(f"divergence prior predictive check: {obs:.0%} of the runs diverged, outside the "
+                               f"prior's 98 % range {lo:.0%}-{hi:.0%}; widen the divergence priors.")
     return out
+
+
+def fit_divergence(runs: pd.DataFrame, lr_ref: float, config: dict | None = None,
+                   sampler_config: dict | None = None, random_seed: int = 0, draws: int | None = None,
+                   say=None) -> DivergenceFit:
+    """Fit the divergence / instability model on a validated runs table (single-stage runs with ``diverged``
+    and ``final_loss``).  Outcomes come from :func:`instability.label_outcomes` with the config's
+    ``unstable_gap``.  Raises ``ValueError`` when no run, or every run, diverged (nothing to learn)."""
+    from . import loss_model as lm
+
+    cfg = {**DEFAULT_DIVERGENCE_CONFIG, **(config or {})}
+    scfg = {**lm.DEFAULT_SAMPLER_CONFIG, **(sampler_config or {})}
+    labels = ins.label_outcomes(runs, cfg["unstable_gap"])
+    codes = ins.outcome_codes(labels)
+    diverged = codes == 2
+    if diverged.all() or not diverged.any():
+        raise ValueError("the divergence model needs both diverged and non-diverged runs")
+    if not (codes == 1).any() and cfg["outcome"] != "binary":
+        cfg = {**cfg, "outcome": "binary"}  # no unstable run to learn from: P(unstable) is unknown (NaN)
+    fit = DivergenceFit(
+        cfg, float(lr_ref), float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean()),
+        float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean()),
+        float(np.log(runs["tokens_per_step"].to_numpy(float)).mean()), 0.0,
+        sorted(int(s) for s in runs["model_params"].unique()), ins.unstable_excess(runs, cfg["unstable_gap"]),
+        len(runs), {o: int(np.sum(labels == o)) for o in ins.OUTCOMES})
+    inp = fit.inputs(runs)
+    fit.log_c_center = _centre_log_c(inp.eta_max, diverged)
+    if say:
+        say(f"sampling the divergence model ({cfg['outcome']}): {len(runs)} runs, {fit.counts['diverged']} "
+            f"diverged, {fit.counts['unstable']} unstable")
+    model = build_divergence_model(inp, codes, fit.log_c_center, cfg, fit.sizes)
+    fit.prior_check = prior_predictive_check(model, codes, cfg["outcome"], int(cfg["prior_draws"]), random_seed)
+    fit.idata = sample_divergence_model(model, scfg, random_seed=random_seed, draws=draws)
+    names = list(model_params(cfg))
+    fit.diagnostics = lm.diagnostics(fit.idata, names, emit=False)
+    fit.post = posterior_arrays(fit.idata, names)
+    for msg in fit.prior_check["warnings"] + fit.diagnostics["warnings"]:
+        warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
+    return fit

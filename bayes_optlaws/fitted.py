@@ -5,7 +5,9 @@ Layout of ``DIR/``::
     settings.json            feature spec (exponents, lr_ref, blocks), standardisation, size groups, priors,
                              sampler settings, diagnostics, noise floor, package version, data hash, model id
     loss_posterior.nc        DataTree of the loss model (posterior, sample_stats, log_likelihood)
-    divergence_posterior.nc  DataTree of the divergence boundary (absent when no run diverged)
+    divergence_posterior.nc  DataTree of the divergence / instability model (absent when no run diverged); its
+                             settings (config, centres, sizes, unstable_excess) are settings.json's
+                             ``divergence_model``
     stage_posterior.nc       DataTree of the continual-training stage model (absent without stage runs)
     stage_runs.csv           the continual-training stages it was fitted on
     train_runs.csv           the runs the model was fitted on (provenance)
@@ -67,6 +69,9 @@ def _settings(law) -> dict:
         "has_divergence_model": law.div_post_ is not None,
         "loss_diagnostics": law.loss_diagnostics_,
         "divergence_diagnostics": law.div_diagnostics_,
+        "divergence_config": law.divergence_config,
+        "divergence_model": law.div_fit_.settings() if getattr(law, "div_fit_", None) is not None else None,
+        "excluded_unstable": list(getattr(law, "excluded_unstable_", [])),
         "data_hash": law.data_hash_,
         "prior_check": getattr(law, "prior_check_", None),
         "posterior_check": getattr(law, "ppc_", None),
@@ -96,7 +101,7 @@ def save_model(law, path, force: bool = False) -> Path:
     _write(_subset(law.loss_idata_, keep, drop=("mu",)), path / LOSS_FILE)
     if law.div_idata_ is not None:
         keep = [g for g in ("posterior", "sample_stats") if g in law.div_idata_.children]
-        _write(_subset(law.div_idata_, keep, drop=("p_diverge",)), path / DIV_FILE)
+        _write(_subset(law.div_idata_, keep, drop=("p_diverge", "p_unstable")), path / DIV_FILE)
     if getattr(law, "stage_fit_", None) is not None:
         keep = [g for g in ("posterior", "sample_stats") if g in law.stage_fit_.idata.children]
         _write(_subset(law.stage_fit_.idata, keep), path / STAGE_FILE)
@@ -166,7 +171,8 @@ def load_model(path):
         raise ModelFormatError(f"{path}: settings.json does not match its recorded model id (edited by hand?); "
                                "refit the model.")
     law = BayesOptLaw(FeatureSpec.from_dict(s["feature_spec"]), model_config=s["model_config"],
-                      sampler_config=s["sampler_config"], random_seed=s["random_seed"])
+                      sampler_config=s["sampler_config"], random_seed=s["random_seed"],
+                      divergence_config=s.get("divergence_config"))
     law.spec_ = FeatureSpec.from_dict(s["feature_spec"])
     law.standardiser_ = Standardiser.from_dict(s["standardiser"])
     law.y_mean_, law.y_sd_ = s["y_mean"], s["y_sd"]
@@ -183,11 +189,8 @@ def load_model(path):
     law.settings_ = s
     law.loss_idata_ = _open(path / LOSS_FILE)
     law.loss_post_ = lm.posterior_arrays(law.loss_idata_)
-    if s["has_divergence_model"]:
-        law.div_idata_ = _open(path / DIV_FILE)
-        law.div_post_ = div.posterior_arrays(law.div_idata_)
-    else:
-        law.div_idata_, law.div_post_ = None, None
+    law._set_divergence(_load_divergence(s, path))
+    law.excluded_unstable_ = list(s.get("excluded_unstable") or [])
     law.stage_fit_ = None
     if s.get("stage_model"):
         law.stage_fit_ = ct.StageFit.from_settings(s["stage_model"], _open(path / STAGE_FILE))
@@ -204,6 +207,17 @@ def load_model(path):
     if data_hash(law.train_runs_) != law.data_hash_:
         raise ModelFormatError(f"{path / RUNS_FILE}: training data does not match the model's data hash; refit.")
     return law
+
+
+def _load_divergence(s: dict, path: Path):
+    """The :class:`divergence.DivergenceFit` of a model directory (``None`` without one); a directory saved
+    before the outcome model loads as the five-parameter ``area_logistic`` boundary it was fitted with."""
+    if not s["has_divergence_model"]:
+        return None
+    idata = _open(path / DIV_FILE)
+    if s.get("divergence_model") is None:
+        return div.legacy_fit(s, idata)
+    return div.DivergenceFit.from_settings(s["divergence_model"], idata)
 
 
 def _major_minor(version: str) -> tuple[str, ...]:

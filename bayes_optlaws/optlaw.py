@@ -24,6 +24,7 @@ import pandas as pd
 from . import __version__
 from . import continual as ct
 from . import divergence as div
+from . import instability as ins
 from . import loss_model as lm
 from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, select_exponents)
 from .runs import RunsError, validate_candidates, validate_runs
@@ -63,7 +64,8 @@ class BayesOptLaw:
 
     def __init__(self, feature_spec: FeatureSpec | None = None, *, blocks=None, model_config: dict | None = None,
                  sampler_config: dict | None = None, divergence_draws: int | None = None, random_seed: int = 0,
-                 fit_divergence: bool = True, fit_stages: bool = True, stage_config: dict | None = None) -> None:
+                 fit_divergence: bool = True, fit_stages: bool = True, stage_config: dict | None = None,
+                 divergence_config: dict | None = None) -> None:
         self.feature_spec = feature_spec
         self.blocks = tuple(blocks) if blocks is not None else None
         self.model_config = {**lm.DEFAULT_MODEL_CONFIG, **(model_config or {})}
@@ -73,6 +75,7 @@ class BayesOptLaw:
         self.fit_divergence = fit_divergence
         self.fit_stages = fit_stages
         self.stage_config = {**ct.DEFAULT_STAGE_CONFIG, **(stage_config or {})}
+        self.divergence_config = {**div.DEFAULT_DIVERGENCE_CONFIG, **(divergence_config or {})}
         self.name = "bayes_optlaw"
 
     # ------------------------------------------------------------------ fitting
@@ -97,7 +100,7 @@ class BayesOptLaw:
                             "pre-training law needs runs trained from scratch")
         self.history_runs_ = full
         self.train_runs_ = runs
-        ok = runs[~runs["diverged"] & np.isfinite(runs["final_loss"])]
+        ok = runs[self._loss_rows(runs)]
         if len(ok) < 5:
             raise RunsError(f"only {len(ok)} non-diverged runs with a final loss; the loss model needs at least 5")
         lr_ref = float(max(Schedule.from_spec(s).peak_lr for s in runs["schedule"]))
@@ -141,7 +144,7 @@ class BayesOptLaw:
             warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
         self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())
         self.log_D_center_ = float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean())
-        self.div_idata_, self.div_post_, self.div_diagnostics_ = None, None, None
+        self._set_divergence(None)
         if self.fit_divergence and runs["diverged"].any() and (~runs["diverged"]).any():
             self._fit_divergence(runs, say)
         elif self.fit_divergence:
@@ -156,24 +159,31 @@ class BayesOptLaw:
         say(f"done in {self.fit_seconds_:.0f} s")
         return self
 
+    def _loss_rows(self, runs: pd.DataFrame) -> np.ndarray:
+        """Rows the loss law is fitted on: not diverged, a finite final loss and, with the divergence config's
+        ``exclude_unstable`` (default), not unstable (:func:`instability.label_outcomes`); the unstable runs left
+        out are recorded in ``excluded_unstable_`` (run ids)."""
+        keep = ~runs["diverged"].to_numpy(bool) & np.isfinite(runs["final_loss"].to_numpy(float))
+        self.excluded_unstable_ = []
+        if self.divergence_config["exclude_unstable"]:
+            unstable = ins.label_outcomes(runs, self.divergence_config["unstable_gap"]) == "unstable"
+            self.excluded_unstable_ = runs.loc[keep & unstable, "run_id"].astype(str).tolist()
+            keep &= ~unstable
+        return keep
+
     def _fit_divergence(self, runs: pd.DataFrame, say) -> None:
-        schedules = [Schedule.from_spec(s) for s in runs["schedule"]]
-        inp = div.divergence_inputs(schedules, runs["tokens_per_step"], runs["model_params"], self.spec_.lr_ref,
-                                    self.log_N_center_, self.log_D_center_)
-        ok = ~runs["diverged"].to_numpy()
-        # centre the prior for log rho between the largest safe and the smallest diverged peak LR
-        safe = inp.eta_max[ok].max() if ok.any() else 1.0
-        bad = inp.eta_max[~ok].min()
-        log_c_center = float(np.log(np.sqrt(safe * bad)))
-        self.div_log_c_center_ = log_c_center
-        say(f"sampling the divergence boundary: {len(runs)} runs, {int((~ok).sum())} diverged")
-        model = div.build_divergence_model(inp, runs["diverged"].to_numpy(), log_c_center)
-        draws = self.divergence_draws or self.sampler_config["draws"]
-        self.div_idata_ = div.sample_divergence_model(
-            model, draws=draws, tune=self.sampler_config["tune"], chains=self.sampler_config["chains"],
-            random_seed=self.random_seed + 1, nuts_sampler=self.sampler_config.get("nuts_sampler"))
-        self.div_diagnostics_ = lm.diagnostics(self.div_idata_, list(div.PARAMS))
-        self.div_post_ = div.posterior_arrays(self.div_idata_)
+        """The divergence / instability model (:func:`divergence.fit_divergence`) on every training run."""
+        fit = div.fit_divergence(runs, self.spec_.lr_ref, self.divergence_config, self.sampler_config,
+                                 random_seed=self.random_seed + 1, draws=self.divergence_draws, say=say)
+        self._set_divergence(fit)
+
+    def _set_divergence(self, fit) -> None:
+        """Attach a fitted :class:`divergence.DivergenceFit` (also used when loading)."""
+        self.div_fit_ = fit
+        self.div_idata_, self.div_post_ = (None, None) if fit is None else (fit.idata, fit.post)
+        self.div_diagnostics_ = None if fit is None else fit.diagnostics
+        self.div_log_c_center_ = None if fit is None else fit.log_c_center
+        self.unstable_excess_ = float("nan") if fit is None else fit.unstable_excess
 
     def fit_continual(self, runs: pd.DataFrame, progress: Callable[[str], None] | None = None) -> "BayesOptLaw":
         """(Re)fit only the stage model on the continual-training rows of ``runs``, with this law's features.
@@ -271,8 +281,9 @@ class BayesOptLaw:
                 m, n = m[idx], n[idx]
             log_mu[:, cols], log_noisy[:, cols] = m, n
         log_mu, log_noisy, extrap = self._bounded(cand, log_mu, log_noisy)
-        p_div = self._p_diverge(cand, S, rng)
+        p_div, p_unst = self._p_outcomes(cand, S, rng)
         draws = PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_)
+        draws.p_unstable, draws.unstable_excess = p_unst, self._unstable_excess_or_zero()
         draws.extrapolation = extrap
         return draws
 
@@ -326,17 +337,26 @@ class BayesOptLaw:
                           UserWarning, stacklevel=3)
         return out
 
+    def _p_outcomes(self, cand: pd.DataFrame, n_samples: int, rng) -> tuple[np.ndarray, np.ndarray | None]:
+        """Draws (n_samples × candidates) of P(diverge) (NaN without a divergence model) and P(unstable)
+        (``None`` when the model has no unstable outcome), paired with the loss draws by one resampling."""
+        fit = getattr(self, "div_fit_", None)
+        if fit is None or getattr(self, "div_post_", None) is None:
+            return np.full((n_samples, len(cand)), np.nan), None
+        p_div, p_unst = fit.predict(cand, rng)
+        if p_div.shape[0] != n_samples:  # pair divergence draws with loss draws (independent posteriors)
+            idx = rng.choice(p_div.shape[0], size=n_samples, replace=p_div.shape[0] < n_samples)
+            p_div, p_unst = p_div[idx], p_unst[idx]
+        return p_div, (None if np.isnan(p_unst).all() else p_unst)
+
     def _p_diverge(self, cand: pd.DataFrame, n_samples: int, rng) -> np.ndarray:
-        if self.div_post_ is None:
-            return np.full((n_samples, len(cand)), np.nan)
-        schedules = [Schedule.from_spec(s) for s in cand["schedule"]]
-        inp = div.divergence_inputs(schedules, cand["tokens_per_step"], cand["model_params"], self.spec_.lr_ref,
-                                    self.log_N_center_, self.log_D_center_)
-        p = div.predict_p_diverge(self.div_post_, inp)
-        if p.shape[0] != n_samples:  # pair divergence draws with loss draws (independent posteriors)
-            idx = rng.choice(p.shape[0], size=n_samples, replace=p.shape[0] < n_samples)
-            p = p[idx]
-        return p
+        """Draws of P(diverge) only (n_samples × candidates)."""
+        return self._p_outcomes(cand, n_samples, rng)[0]
+
+    def _unstable_excess_or_zero(self) -> float:
+        """``unstable_excess_`` (nats) for :class:`PredictionDraws`; 0 when the model has no unstable outcome."""
+        value = getattr(self, "unstable_excess_", float("nan"))
+        return float(value) if np.isfinite(value) else 0.0
 
     def predict(self, runs: pd.DataFrame, **kwargs) -> np.ndarray:
         """Posterior mean of the final loss (nats) for each row (the evaluation's point prediction)."""

@@ -29,7 +29,7 @@ __all__ = [
     "r2_log", "rel_err_pct", "ranking_cells", "spearman_within_blocks", "top2_hit_rate", "regret",
     "coverage", "central_interval", "crps_from_samples", "crps_per_obs", "log_score", "log_score_per_obs", "precision", "recall", "f1",
     "balanced_accuracy", "brier", "divergence_metrics", "pbest_from_draws", "pbest_reliability",
-    "expected_calibration_error",
+    "expected_calibration_error", "RARE_EVENT_BINS", "event_reliability",
 ]
 
 
@@ -280,6 +280,18 @@ def divergence_metrics(labels, p, threshold: float = 0.5) -> dict[str, float]:
         "n": int(len(t)),
         "n_diverged": int(t.sum()),
     }
+
+
+#: bin edges of the reliability table of a rare event's probability (P(diverge), P(unstable)): fine near 0,
+#: where most runs of a grid are
+RARE_EVENT_BINS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def event_reliability(p, happened, bins: int | Iterable[float] = RARE_EVENT_BINS) -> pd.DataFrame:
+    """Reliability table of a predicted event probability, e.g. P(diverge) against ``diverged`` or P(unstable)
+    against the unstable label: per bin of predicted p, the mean prediction ``mean_p``, the observed frequency
+    ``freq`` and the ``count`` (columns as :func:`pbest_reliability`; calibrated when ``mean_p ≈ freq``)."""
+    return pbest_reliability(p, happened, bins)
 
 
 # ---------------------------------------------------------------------------- P(best) calibration

@@ -89,41 +89,43 @@ class BayesOptLawMethod:
 
 
 class BayesBoundary:
-    """The Bayesian critical-LR area boundary: ``predict_proba`` = posterior mean P(diverge)."""
+    """The Bayesian critical-LR boundary inside the outcome model of :mod:`bayes_optlaws.divergence` (the same
+    :func:`~bayes_optlaws.divergence.fit_divergence` the law uses): ``predict_proba`` = posterior mean
+    P(diverge), ``predict_unstable_proba`` = posterior mean P(unstable).  ``config`` overrides entries of
+    ``DEFAULT_DIVERGENCE_CONFIG`` (e.g. ``{"outcome": "binary"}``)."""
 
     name = "bayes_boundary"
 
-    def __init__(self, seed: int = 0, draws: int = 500, tune: int = 500, chains: int = 4):
-        self.seed, self.draws, self.tune, self.chains = seed, draws, tune, chains
-
-    def _inputs(self, df: pd.DataFrame):
-        schedules = [Schedule.from_spec(s) for s in df["schedule"]]
-        return div.divergence_inputs(schedules, df["tokens_per_step"], df["model_params"], self.lr_ref_,
-                                     self.log_N_center_, self.log_D_center_)
+    def __init__(self, seed: int = 0, draws: int = 500, tune: int = 500, chains: int = 4,
+                 config: dict | None = None):
+        self.seed = seed
+        self.sampler_config = {**FAST_SAMPLER, "draws": draws, "tune": tune, "chains": chains}
+        self.config = dict(config or {})
 
     def fit(self, df: pd.DataFrame) -> "BayesBoundary":
         y = df["diverged"].astype(bool).to_numpy()
-        self.lr_ref_ = _lr_ref(df)
-        self.log_N_center_ = float(np.log(df["model_params"].to_numpy(float) / 1e9).mean())
-        self.log_D_center_ = float(np.log(df["tokens"].to_numpy(float) / 1e9).mean())
         self.constant_ = None
         if y.all() or not y.any():
             self.constant_ = float(y.mean())
             return self
-        inp = self._inputs(df)
-        center = float(np.log(np.sqrt(inp.eta_max[~y].max() * inp.eta_max[y].min())))
-        model = div.build_divergence_model(inp, y, center)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            idata = div.sample_divergence_model(model, draws=self.draws, tune=self.tune, chains=self.chains,
-                                                random_seed=self.seed)
-        self.post_ = div.posterior_arrays(idata)
+            self.fit_ = div.fit_divergence(df.reset_index(drop=True), _lr_ref(df), self.config,
+                                           self.sampler_config, random_seed=self.seed)
         return self
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+    def predict_outcome_proba(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means of (P(diverge), P(unstable)) per row."""
         if self.constant_ is not None:
-            return np.full(len(df), self.constant_)
-        return div.predict_p_diverge(self.post_, self._inputs(df)).mean(axis=0)
+            return np.full(len(df), self.constant_), np.full(len(df), np.nan)
+        p_div, p_uns = self.fit_.predict(df, np.random.default_rng(self.seed))
+        return p_div.mean(axis=0), p_uns.mean(axis=0)
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        return self.predict_outcome_proba(df)[0]
+
+    def predict_unstable_proba(self, df: pd.DataFrame) -> np.ndarray:
+        return self.predict_outcome_proba(df)[1]
 
 
 ABLATION_STEPS = {

@@ -149,6 +149,12 @@ def outcomes(draws: PredictionDraws) -> Outcomes:
     return Outcomes(p_div, p_unst, float(draws.diverged_loss), float(draws.unstable_excess), has_div, has_unst)
 
 
+def column_means(x: np.ndarray) -> np.ndarray:
+    """Mean of each column over draws, summed the same way whatever the number of columns (numpy's axis-0 mean
+    rounds differently for one column than for many), so a candidate's figures do not depend on the others."""
+    return np.ascontiguousarray(x.T).mean(axis=1)
+
+
 def outcome_weighted_loss(loss: np.ndarray, out: Outcomes) -> np.ndarray:
     """Per draw and candidate (S × C), the loss averaged over the three outcomes (nats):
     ``(1 - p_div) L + p_unst unstable_excess + p_div diverged_loss``."""
@@ -161,7 +167,7 @@ def outcome_weighted_loss(loss: np.ndarray, out: Outcomes) -> np.ndarray:
 
 def expected_loss(loss: np.ndarray, out: Outcomes) -> np.ndarray:
     """Mean over draws of the outcome-weighted loss per candidate (nats)."""
-    return outcome_weighted_loss(loss, out).mean(axis=0)
+    return column_means(outcome_weighted_loss(loss, out))
 
 
 # ---------------------------------------------------------------------------- the exact sweep
@@ -292,11 +298,11 @@ def candidate_summary(draws: PredictionDraws, out: Outcomes | None = None) -> pd
     nan = np.full(C, np.nan)
     return pd.DataFrame({
         "name": list(draws.names),
-        "loss_mean": draws.loss.mean(axis=0),
+        "loss_mean": column_means(draws.loss),
         "expected_loss": expected_loss(draws.loss, out),
         "loss_q05": q[0], "loss_q50": q[1], "loss_q90": q[2], "loss_q95": q[3],
-        "p_diverge": out.p_diverge.mean(axis=0) if out.has_divergence else nan,
-        "p_unstable": out.p_unstable.mean(axis=0) if out.has_unstable else nan,
+        "p_diverge": column_means(out.p_diverge) if out.has_divergence else nan,
+        "p_unstable": column_means(out.p_unstable) if out.has_unstable else nan,
     })
 
 
@@ -348,7 +354,7 @@ def rank(draws: PredictionDraws, *, delta: float | None = None, max_p_diverge: f
     table["p_best"] = best.p_best
     table["p_best_noisy"] = best_run(draws.loss_noisy, out).p_best
     # regret per draw, then averaged: a candidate that is the best run in every draw has exactly zero
-    table["expected_regret"] = (outcome_weighted_loss(draws.loss, out) - best.min_per_draw[:, None]).mean(axis=0)
+    table["expected_regret"] = column_means(outcome_weighted_loss(draws.loss, out) - best.min_per_draw[:, None])
     order = table_order(table)
     if delta is None or not np.isfinite(delta):
         delta = 0.005

@@ -356,3 +356,29 @@ def test_rank_is_reproducible_and_sampling_free():
     d = draws([2.0, 2.05], p_div=[0.4, 0.3], diverged_loss=3.0)
     pd.testing.assert_frame_equal(rank(d, random_seed=1).table, rank(d, random_seed=1).table)
     pd.testing.assert_frame_equal(rank(d, random_seed=1).table, rank(d, random_seed=2).table)
+
+
+# ---------------------------------------------------------------------------- optimize uses the same quantities
+def test_optimize_short_list_agrees_with_rank_on_the_same_candidates(fitted_law):
+    """The search's short list (fitted on the SYNTHETIC grid of conftest) is ranked as ``rank`` ranks it."""
+    from bayes_optlaws.api import rank_candidates
+    from bayes_optlaws.optimize import optimize
+
+    target = {"model_params": 80_000, "tokens_per_step": 4096}
+    scored, ranking = optimize(fitted_law, tokens=400 * 4096, top_k=3, random_seed=0, **target)
+    short = ranking.table["name"].tolist()
+    assert (np.diff(scored["expected_loss"].to_numpy()) >= 0).all()  # scored by the ranking's expected loss
+    assert set(scored["name"].head(3)) <= set(short)
+    # the per-candidate figures of the search are those of the ranking
+    s, t = scored.set_index("name").loc[short], ranking.table.set_index("name").loc[short]
+    for col in ("expected_loss", "loss_mean", "loss_q90", "p_diverge"):
+        np.testing.assert_allclose(s[col].to_numpy(), t[col].to_numpy(), rtol=1e-12, err_msg=col)
+    # ranking the short list's schedules with rank gives the same order, expected loss and P(best)
+    cands = scored.loc[scored["name"].isin(short), ["name", "schedule"]]
+    again = rank_candidates(fitted_law, cands, random_seed=0, **target)
+    assert again.table["name"].tolist() == short
+    a = again.table.set_index("name").loc[short]
+    for col in ("expected_loss", "p_best", "expected_regret", "p_diverge"):
+        np.testing.assert_allclose(a[col].to_numpy(), t[col].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=col)
+    assert again.picks["by_expected_loss"] == ranking.picks["by_expected_loss"]
+    assert again.picks["by_p_best"] == ranking.picks["by_p_best"]

@@ -357,6 +357,15 @@ def _ppc_section(law, random_seed: int) -> str:
             + "</section>")
 
 
+def _p_best_pick_item(picks: dict) -> str:
+    """List item for the pick by P(best), saying whether it is the pick by expected loss."""
+    by_pb = picks.get("by_p_best")
+    same = by_pb == picks.get("by_expected_loss")
+    return (f"<li>Pick by P(best): <strong>{_e(by_pb)}</strong>"
+            + (" (the same)" if same else " — differs from the pick by expected loss: the most likely best is "
+               "not the lowest expected loss") + "</li>")
+
+
 def _candidates_section(law, candidates, block: dict, random_seed: int) -> str:
     from . import plots
     from .api import rank_candidates
@@ -387,14 +396,15 @@ def _candidates_section(law, candidates, block: dict, random_seed: int) -> str:
                      "p_diverge": r["p_diverge"] if np.isfinite(r["p_diverge"]) else None,
                      "p_best": r["p_best"], "regret": r["expected_regret"]})
     pick_names = {picks.get("by_expected_loss"), picks.get("risk_aware")}
-    out.append(_table(rows, [("rank", "rank"), ("name", "candidate"), ("mean", "mean loss (nats)"),
+    out.append(_table(rows, [("rank", "rank"), ("name", "candidate"), ("mean", "mean loss if it trains (nats)"),
                              ("interval", "90 % predictive interval"),
-                             ("expected_loss", "expected loss incl. divergence risk"),
+                             ("expected_loss", "expected loss incl. divergence risk (sort key)"),
                              ("p_diverge", "P(diverge)"), ("p_best", "P(best)"),
                              ("regret", "expected regret (nats)")], left=("name", "interval"),
                       row_class=lambda r: "pick" if r["name"] in pick_names else "",
                       formats={"p_diverge": _prob, "p_best": lambda v: _fmt(v, 3)}))
-    items = [f"<li>Pick by expected loss: <strong>{_e(picks.get('by_expected_loss'))}</strong></li>",
+    items = [f"<li>Pick by expected loss (the first row): <strong>{_e(picks.get('by_expected_loss'))}</strong>"
+             "</li>", _p_best_pick_item(picks),
              f"<li>Risk-aware pick ({_e(picks.get('risk_aware_rule', ''))}): "
              f"<strong>{_e(picks.get('risk_aware'))}</strong></li>"]
     for nt in ranking.near_ties:
@@ -404,7 +414,7 @@ def _candidates_section(law, candidates, block: dict, random_seed: int) -> str:
                          "the data cannot order these two confidently.</li>")
     if ranking.near_ties and not any(nt.get("near_tie") for nt in ranking.near_ties):
         nt = ranking.near_ties[0]
-        items.append(f"<li>Top two: P({_e(nt['a'])} better than {_e(nt['b'])}) = {nt['p_a_better']:.2f}; "
+        items.append(f"<li>Top two rows: P({_e(nt['a'])} better than {_e(nt['b'])}) = {nt['p_a_better']:.2f}; "
                      f"P(|Δloss| &lt; {nt['delta']:.4f} nats) = {nt['p_within_delta']:.2f}.</li>")
     out.append("<ul>" + "".join(items) + "</ul>")
     out.append(_figure(plots.candidates(ranking), "candidate ranking",

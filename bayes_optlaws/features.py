@@ -17,6 +17,7 @@ ours"); they are hypotheses tested by the ablation in :mod:`bayes_optlaws.evalua
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
@@ -160,13 +161,24 @@ def integrals_table(runs: pd.DataFrame, lr_ref: float, history_escape: str = "no
     rows = []
     for _, r in runs.iterrows():
         parent = r.get("parent_run_id") if "parent_run_id" in runs.columns else None
-        history: list[Stage] = []
         if isinstance(parent, str) and parent:
-            history = _history_from_parent(lookup, parent)
-        seg = segment_integrals(Schedule.from_spec(r["schedule"]), int(r["tokens_per_step"]),
-                                float(r["model_params"]), lr_ref, history, history_escape)
-        rows.append({c: getattr(seg, c) for c in INTEGRAL_COLUMNS})
+            seg = segment_integrals(Schedule.from_spec(r["schedule"]), int(r["tokens_per_step"]),
+                                    float(r["model_params"]), lr_ref, _history_from_parent(lookup, parent),
+                                    history_escape)
+            rows.append(tuple(getattr(seg, c) for c in INTEGRAL_COLUMNS))
+        else:
+            rows.append(_single_stage_integrals(str(r["schedule"]), int(r["tokens_per_step"]),
+                                                float(r["model_params"]), float(lr_ref)))
     return pd.DataFrame(rows, index=runs.index, columns=list(INTEGRAL_COLUMNS))
+
+
+@lru_cache(maxsize=32768)
+def _single_stage_integrals(schedule: str, tokens_per_step: int, model_params: float,
+                            lr_ref: float) -> tuple[float, ...]:
+    """Segment integrals of a run trained from scratch, cached: every method of an evaluation (and every fold)
+    asks for the same runs again, and on a 1,800-run table the schedule grids dominate the cost."""
+    seg = segment_integrals(Schedule.from_spec(schedule), tokens_per_step, model_params, lr_ref)
+    return tuple(getattr(seg, c) for c in INTEGRAL_COLUMNS)
 
 
 def _history_from_parent(runs: pd.DataFrame, parent_id: str) -> list[Stage]:

@@ -10,7 +10,8 @@ Metrics per loss method, over the non-diverged test runs (the loss task; diverge
 
 * ``mae``, ``rmse`` (nats), ``spearman`` over all test runs (the LossCast-Bench leaderboard's final-loss metrics),
   ``rel_err_pct`` and ``bias`` (mean predicted − actual, nats);
-* inside each test block (one ``(group, model_params, tokens)``; replicate seeds of a configuration averaged):
+* inside each test block (one ``(group, model_params, token budget)``, see :func:`budget_blocks`; replicate seeds
+  of a configuration averaged):
   ``regret`` of the pick (actual loss of the lowest prediction − block's best, nats, mean over blocks),
   ``spearman_in_block`` and ``top2`` (as in the cross-validation);
 * for methods with ``predict_draws`` (the Bayesian law): ``coverage_50`` / ``coverage_90`` of the central
@@ -207,6 +208,16 @@ def _block_records(y, pred, blocks, configs, run_ids, draws=None, min_cell: int 
     return out
 
 
+def budget_blocks(df: pd.DataFrame) -> np.ndarray:
+    """Test blocks: ``group``, model size and the token budget rounded to 3 significant digits.
+
+    A user choosing a schedule for a budget compares batch sizes too, but ``tokens = steps × tokens per step``
+    differs by a few steps' worth between batch sizes of one nominal budget (LossCast StepLaw: 3,999,531,008 vs
+    3,999,793,152 tokens); exact tokens would split every batch size into its own block."""
+    rounded = df.assign(tokens=[int(float(f"{t:.3g}")) for t in df["tokens"]])
+    return block_keys(rounded)
+
+
 def _loss_metrics(y, pred, blocks, configs, min_cell: int, predicts_loss: bool) -> dict[str, float]:
     cells = (y, pred, blocks, None, configs, min_cell)
     out = {"regret": M.regret(*cells), "spearman_in_block": M.spearman_within_blocks(*cells),
@@ -254,7 +265,7 @@ def evaluate_transfer(train: pd.DataFrame, test: pd.DataFrame,
     tr_ok = tr_ok.reset_index(drop=True)
     te = test[loss_ok].reset_index(drop=True)
     yt = y[loss_ok]
-    blocks, configs = block_keys(te), config_keys(te)
+    blocks, configs = budget_blocks(te), config_keys(te)
     preds = pd.DataFrame({"run_id": te["run_id"], "block": blocks, "model_params": te["model_params"],
                           "tokens": te["tokens"], "final_loss": yt})
     methods, per_block, errors = {}, {}, {}

@@ -1,0 +1,86 @@
+"""The expensive-run case: fit on the smaller sizes, score the largest (our own held-out splits).
+
+    .venv/bin/python benchmarks/bench_extrapolation.py [--only grid|steplaw|marin] [--no-bayes] [--json PATH]
+
+* embedded grid (group main): fit 25K–200K, score every block of 793K (``bayes-optlaws evaluate --extrapolate``);
+* LossCast-Bench train split, StepLaw: fit 72M–242M, score 372M;
+* LossCast-Bench train split, Marin: fit 130M, score 300M (its train side has two sizes).
+
+The benchmark's own held-out runs (> 430M) are not in ``../shared`` and are never used here; these figures are
+measured on splits of what we have.  The LossCast runs are read from ``../shared/datasets/losscast/train`` and
+skipped with a message when it is absent.  Prints one table per split (every method fitted once on the smaller
+sizes) and the fit time of each method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bayes_optlaws.evaluation.cli import transfer_methods  # noqa: E402
+from bayes_optlaws.evaluation.transfer import evaluate_transfer, split_largest_size  # noqa: E402
+from bayes_optlaws.paths import DEFAULT_RUNS, REPO_ROOT  # noqa: E402
+from bayes_optlaws.runs import read_runs  # noqa: E402
+
+LOSSCAST = REPO_ROOT.parent / "shared" / "datasets" / "losscast" / "train"
+METHODS = ("proxy_best", "optlaw_ls", "bayes_optlaw")
+
+
+def losscast_family(prefix: str):
+    from bayes_optlaws.importers.losscast import import_losscast
+
+    dirs = sorted(str(p) for p in LOSSCAST.iterdir() if p.name.startswith(prefix))
+    return import_losscast(dirs)[0]
+
+
+def splits(only):
+    if only in (None, "grid"):
+        yield "embedded grid: fit 25K-200K, score 793K", split_largest_size(read_runs(DEFAULT_RUNS)[0])
+    if only is not None and only == "grid":
+        return
+    if not LOSSCAST.exists():
+        print(f"skipping LossCast-Bench: {LOSSCAST} not found (the shared datasets are not beside this checkout)")
+        return
+    if only in (None, "steplaw"):
+        yield "LossCast StepLaw: fit 72M-242M, score 372M", split_largest_size(losscast_family("ncpl_steplaw_"),
+                                                                                groups=None)
+    if only in (None, "marin"):
+        yield "LossCast Marin: fit 130M, score 300M", split_largest_size(losscast_family("ncpl_marin_"),
+                                                                          groups=None)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=("grid", "steplaw", "marin"))
+    ap.add_argument("--no-bayes", action="store_true")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated loss methods")
+    ap.add_argument("--json", help="write every split's result as JSON")
+    args = ap.parse_args(argv)
+    lm, _ = transfer_methods(not args.no_bayes)
+    lm = {k: v for k, v in lm.items() if k in args.methods.split(",")}
+    out = {}
+    for title, (train, test) in splits(args.only):
+        t0 = time.perf_counter()
+        fit_s = {}
+
+        def progress(msg, _t=[time.perf_counter()]):
+            name = msg.split(":")[0]
+            fit_s[name] = round(time.perf_counter() - _t[0], 1)
+            _t[0] = time.perf_counter()
+
+        res = evaluate_transfer(train, test, lm, progress=progress)
+        print(f"\n=== {title} ({time.perf_counter() - t0:.0f} s; fit + predict seconds: {fit_s})")
+        print(res.table())
+        out[title] = {**res.to_dict(), "seconds": fit_s}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

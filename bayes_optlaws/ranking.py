@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .draws import PredictionDraws
+from .jsonsafe import json_safe as _py  # the package's one JSON sanitiser
 from .runs import RunsError
 
 SUMMARY_COLUMNS = ["name", "expected_loss", "loss_mean", "loss_q05", "loss_q50", "loss_q95", "p_diverge",
@@ -68,14 +69,6 @@ class Ranking:
             "p_best_noisy", "loss_q90"]].to_dict("records")]
         return {"candidates": cands, "near_ties": self.near_ties, "picks": self.picks, "delta": _py(self.delta),
                 "diverged_loss": _py(self.diverged_loss), "unstable_excess": _py(self.unstable_excess)}
-
-
-def _py(v):
-    if isinstance(v, (np.floating, float)):
-        return None if not np.isfinite(v) else float(v)
-    if isinstance(v, (np.integer, np.bool_)):
-        return v.item()
-    return v
 
 
 # ---------------------------------------------------------------------------- outcome probabilities

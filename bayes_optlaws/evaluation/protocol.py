@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ..jsonsafe import json_safe as _json_safe  # the package's one JSON sanitiser
 from ..runs import validate_runs
 from . import metrics as M
 from .folds import DEFAULT_CV_GROUPS, block_keys, config_keys, cv_mask, fold_summary, make_folds
@@ -34,25 +35,6 @@ LOSS_METRICS = ("r2", "rel_err_pct", "spearman", "top2", "regret", "coverage_50"
                 "crps", "log_score", "pbest_ece")
 #: column order of the divergence table
 DIVERGENCE_METRICS = ("precision", "recall", "f1", "balanced_accuracy", "brier")
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, pd.DataFrame):
-        return _json_safe(obj.to_dict(orient="records"))
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    return obj
 
 
 @dataclass

@@ -60,7 +60,7 @@ GRID_POINTS = 128
 
 #: priors and settings of the divergence / instability model (every entry is used; see the module docstring)
 DEFAULT_DIVERGENCE_CONFIG = {
-    "grid_points": GRID_POINTS,      # midpoints per schedule for the areas A and W
+    "grid_points": 64,               # midpoints per schedule for the areas A and W
     "outcome": "ordered",            # "ordered" | "two_logistic" | "binary"
     "unstable_gap": ins.DEFAULT_UNSTABLE_GAP,  # nats above the block's best from which a run is unstable
     "exclude_unstable": True,        # fit the loss law on the normal runs only (BayesOptLaw.fit)
@@ -70,7 +70,7 @@ DEFAULT_DIVERGENCE_CONFIG = {
     "log_kappa_sd": 1.0,             # log kappa (warmup weight) ~ Normal(0, sd)
     "k_median": 6.0,                 # slope on the area score ~ LogNormal(log median, k_log_sd)
     "k_log_sd": 0.5,
-    "beta_lr_sd": 1.5,               # slope on log(peak LR / rho) ~ Normal(0, sd)
+    "beta_lr_sd": 3.0,               # slope on log(peak LR / rho) ~ HalfNormal(sd) (>= 0: monotone in LR)
     "beta_batch_sd": 1.0,            # slope on centred log tokens per step ~ Normal(0, sd)
     "beta_warmup_sd": 0.0,           # slope on the warmup fraction (0..1) ~ Normal(0, sd)
     "cut_sd": 5.0,                   # lower cut-point ~ Normal(0, sd)
@@ -157,20 +157,31 @@ def _param_names(prefix: str) -> tuple[str, ...]:
                                       "beta_warmup", "sigma_size", "size_offset_raw"))
 
 
-def _slope(name: str, sd: float):
-    """A companion's slope ~ Normal(0, sd); sd 0 leaves the companion out of the model (slope fixed at 0)."""
-    return pm.Normal(name, 0.0, sd) if sd > 0 else 0.0
+def _slope(name: str, sd: float, positive: bool = False):
+    """A companion's slope ~ Normal(0, sd) (``positive``: HalfNormal(sd)); sd 0 leaves the companion out of the
+    model (slope fixed at 0)."""
+    if sd <= 0:
+        return 0.0
+    return pm.HalfNormal(name, sd) if positive else pm.Normal(name, 0.0, sd)
 
 
-def _tensor_predictor(prefix: str, inp: DivergenceInputs, log_c_center: float, cfg: dict, n_sizes: int):
-    """Priors and the linear predictor ``eta`` (runs) of one copy of the boundary, in PyTensor."""
+def _tensor_predictor(prefix: str, inp: DivergenceInputs, centers: tuple[float, float], cfg: dict, n_sizes: int,
+                      area_only: bool = False):
+    """Priors and the linear predictor ``eta`` (runs) of one copy of the boundary, in PyTensor.
+
+    ``centers`` = (prior centre of log rho, training mean of log peak LR).  The companions are centred so that
+    the cut-points are nearly uncorrelated with the slopes: ``k · (score + 1)`` is 0 for a schedule that never
+    exceeds rho, and ``log(peak / rho)`` is taken relative to its value for the mean peak LR at rho = the
+    prior centre (the constants are absorbed by the cut-points; ``area_only``: the old ``k · score``)."""
+    log_c_center, log_lr_center = centers
     log_c = pm.Normal(prefix + "log_c", log_c_center, cfg["log_c_sd"])
     a = pm.Normal(prefix + "a", 0.0, cfg["a_sd"])
     b = pm.Normal(prefix + "b", 0.0, cfg["b_sd"])
     log_kappa = pm.Normal(prefix + "log_kappa", 0.0, cfg["log_kappa_sd"])
     k = pm.LogNormal(prefix + "k", np.log(cfg["k_median"]), cfg["k_log_sd"])
-    beta_lr, beta_batch, beta_warmup = (_slope(prefix + name, cfg[name + "_sd"])
-                                        for name in ("beta_lr", "beta_batch", "beta_warmup"))
+    # a higher peak LR relative to rho never makes a run safer: beta_lr >= 0 (with k > 0, P rises with peak LR)
+    beta_lr = _slope(prefix + "beta_lr", cfg["beta_lr_sd"], positive=True)
+    beta_batch, beta_warmup = (_slope(prefix + name, cfg[name + "_sd"]) for name in ("beta_batch", "beta_warmup"))
     log_rho = log_c + a * inp.log_D - b * inp.log_N
     rho = pt.exp(log_rho)[:, None]
     area_above = (inp.w * pt.maximum(inp.eta - rho, 0.0)).sum(axis=1)
@@ -178,9 +189,10 @@ def _tensor_predictor(prefix: str, inp: DivergenceInputs, log_c_center: float, c
     warm_below = pt.maximum(warm_below, inp.floor_dt * pt.minimum(inp.eta_max, rho[:, 0]))
     kw = pt.exp(log_kappa) * warm_below
     score = (area_above - kw) / (area_above + kw)
-    # log(peak / rho) up to the constant log_c - log_c_center, which the cut-points absorb (decorrelates them)
-    log_ratio = np.log(inp.eta_max) - log_c_center - (a * inp.log_D - b * inp.log_N)
-    eta = k * score + beta_lr * log_ratio + beta_batch * inp.log_B + beta_warmup * inp.warmup_frac
+    if area_only:
+        return k * score
+    log_ratio = np.log(inp.eta_max) - log_lr_center - (log_rho - log_c)
+    eta = k * (score + 1.0) + beta_lr * log_ratio + beta_batch * inp.log_B + beta_warmup * inp.warmup_frac
     if n_sizes >= 2:
         sigma_size = pm.HalfNormal(prefix + "sigma_size", cfg["sigma_size_sd"])
         raw = pm.ZeroSumNormal(prefix + "size_offset_raw", sigma=1.0, dims="size")
@@ -195,7 +207,8 @@ def _cutpoints(prefix: str, cfg: dict):
 
 
 def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_center: float,
-                           config: dict | None = None, sizes: list[int] | None = None) -> pm.Model:
+                           config: dict | None = None, sizes: list[int] | None = None,
+                           log_lr_center: float = 0.0) -> pm.Model:
     """The PyMC graph.  ``outcome``: codes 0/1/2 (normal/unstable/diverged, :func:`instability.outcome_codes`),
     or booleans ``diverged`` (then unstable runs are unknown and count as normal)."""
     cfg = {**DEFAULT_DIVERGENCE_CONFIG, **(config or {})}
@@ -205,28 +218,28 @@ def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_cen
     y = np.asarray(outcome)
     y = np.where(y.astype(bool), 2, 0) if y.dtype == bool else y.astype("int64")
     n_sizes = len(sizes or [])
+    centers = (log_c_center, log_lr_center)
     coords = {"run": np.arange(len(y))}
     if n_sizes >= 2:
         coords["size"] = list(sizes)
     with pm.Model(coords=coords) as model:
         if kind == "area_logistic":
-            area_only = {**cfg, "beta_lr_sd": 0.0, "beta_batch_sd": 0.0, "beta_warmup_sd": 0.0}
-            eta = _tensor_predictor("", inp, log_c_center, area_only, 0)
+            eta = _tensor_predictor("", inp, centers, cfg, 0, area_only=True)
             pm.Deterministic("p_diverge", pm.math.invlogit(eta), dims="run")
             pm.Bernoulli("diverged", logit_p=eta, observed=(y == 2).astype("int64"), dims="run")
         elif kind == "ordered":
-            eta = _tensor_predictor("", inp, log_c_center, cfg, n_sizes)
+            eta = _tensor_predictor("", inp, centers, cfg, n_sizes)
             cut_u, cut_d = _cutpoints("", cfg)
             p_div = pm.Deterministic("p_diverge", pm.math.invlogit(eta - cut_d), dims="run")
             pm.Deterministic("p_unstable", pm.math.invlogit(eta - cut_u) - p_div, dims="run")
             pm.OrderedLogistic("outcome", eta=eta, cutpoints=pt.stack([cut_u, cut_d]), observed=y, dims="run")
         else:
-            eta = _tensor_predictor("", inp, log_c_center, cfg, n_sizes)
+            eta = _tensor_predictor("", inp, centers, cfg, n_sizes)
             cut_d = pm.Normal("cut_diverged", 0.0, cfg["cut_sd"])
             p_div = pm.Deterministic("p_diverge", pm.math.invlogit(eta - cut_d), dims="run")
             pm.Bernoulli("diverged", logit_p=eta - cut_d, observed=(y == 2).astype("int64"), dims="run")
             if kind == "two_logistic":
-                eta_u = _tensor_predictor("u_", inp, log_c_center, cfg, n_sizes)
+                eta_u = _tensor_predictor("u_", inp, centers, cfg, n_sizes)
                 cut_u = pm.Normal("u_cut_unstable", 0.0, cfg["cut_sd"])
                 p_u = pm.math.invlogit(eta_u - cut_u)
                 pm.Deterministic("p_unstable", (1.0 - p_div) * p_u, dims="run")
@@ -343,15 +356,17 @@ def size_offsets(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str
     return sigma * out
 
 
-def linear_predictor(post: dict[str, np.ndarray], inp: DivergenceInputs, log_c_center: float, prefix: str = "",
-                     offsets: np.ndarray | None = None) -> np.ndarray:
+def linear_predictor(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr_center: float, prefix: str = "",
+                     offsets: np.ndarray | None = None, area_only: bool = False) -> np.ndarray:
     """Draws of ``eta`` (S × runs), the numpy twin of :func:`_tensor_predictor`."""
     def col(name):
         return np.asarray(post[prefix + name], float)[:, None] if prefix + name in post else np.zeros((1, 1))
 
     score, log_rho = area_score(post, inp, prefix)
-    log_ratio = np.log(inp.eta_max)[None] - log_c_center - (log_rho - col("log_c"))
-    eta = (col("k") * score + col("beta_lr") * log_ratio + col("beta_batch") * inp.log_B[None]
+    if area_only:
+        return col("k") * score
+    log_ratio = np.log(inp.eta_max)[None] - log_lr_center - (log_rho - col("log_c"))
+    eta = (col("k") * (score + 1.0) + col("beta_lr") * log_ratio + col("beta_batch") * inp.log_B[None]
            + col("beta_warmup") * inp.warmup_frac[None])
     return eta + (offsets if offsets is not None else size_offsets(post, inp, prefix))
 
@@ -360,34 +375,35 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def predict_outcome(post: dict[str, np.ndarray], inp: DivergenceInputs, log_c_center: float,
+def predict_outcome(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr_center: float,
                     outcome: str = "ordered", rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Posterior draws of (P(diverge), P(unstable)), each samples × runs; P(unstable) is NaN for ``"binary"``.
 
     Unseen model sizes: the fresh offsets come from ``rng`` (the same for both copies of ``"two_logistic"``)."""
     rng = rng or np.random.default_rng(0)
+    if outcome == "area_logistic":
+        p_div = _sigmoid(linear_predictor(post, inp, log_lr_center, area_only=True))
+        return p_div, np.full_like(p_div, np.nan)
     offsets = size_offsets(post, inp, "", rng)
-    eta = linear_predictor(post, inp, log_c_center, "", offsets)
+    eta = linear_predictor(post, inp, log_lr_center, "", offsets)
     if outcome == "ordered":
         cut_u = post["cut_unstable"][:, None]
         p_div = _sigmoid(eta - (cut_u + post["cut_gap"][:, None]))
         return p_div, np.clip(_sigmoid(eta - cut_u) - p_div, 0.0, 1.0)
-    if outcome == "area_logistic":
-        return _sigmoid(eta), np.full_like(eta, np.nan)
     p_div = _sigmoid(eta - post["cut_diverged"][:, None])
     if outcome == "binary":
         return p_div, np.full_like(p_div, np.nan)
-    eta_u = linear_predictor(post, inp, log_c_center, "u_", size_offsets(post, inp, "u_", rng))
+    eta_u = linear_predictor(post, inp, log_lr_center, "u_", size_offsets(post, inp, "u_", rng))
     return p_div, (1.0 - p_div) * _sigmoid(eta_u - post["u_cut_unstable"][:, None])
 
 
-def predict_p_diverge(post: dict[str, np.ndarray], inp: DivergenceInputs, log_c_center: float,
+def predict_p_diverge(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr_center: float = 0.0,
                       outcome: str | None = None) -> np.ndarray:
     """Posterior draws of P(diverge) (samples × runs)."""
     if outcome is None:
         outcome = ("ordered" if "cut_gap" in post else "two_logistic" if "u_cut_unstable" in post
                    else "binary" if "cut_diverged" in post else "area_logistic")
-    return predict_outcome(post, inp, log_c_center, outcome)[0]
+    return predict_outcome(post, inp, log_lr_center, outcome)[0]
 
 
 # ============================================================================ fitting
@@ -403,6 +419,7 @@ class DivergenceFit:
     log_D_center: float
     log_B_center: float
     log_c_center: float
+    log_lr_center: float
     sizes: list[int]
     unstable_excess: float
     n_runs: int
@@ -421,13 +438,13 @@ class DivergenceFit:
     def predict(self, runs: pd.DataFrame, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(P(diverge), P(unstable)) draws (samples × rows) for a runs-like table (``schedule``,
         ``tokens_per_step``, ``model_params``)."""
-        return predict_outcome(self.post, self.inputs(runs), self.log_c_center, self.config["outcome"], rng)
+        return predict_outcome(self.post, self.inputs(runs), self.log_lr_center, self.config["outcome"], rng)
 
     def settings(self) -> dict:
         """JSON-ready state (everything but the posterior)."""
         return {"config": self.config, "lr_ref": self.lr_ref, "log_N_center": self.log_N_center,
                 "log_D_center": self.log_D_center, "log_B_center": self.log_B_center,
-                "log_c_center": self.log_c_center, "sizes": [int(s) for s in self.sizes],
+                "log_c_center": self.log_c_center, "log_lr_center": self.log_lr_center, "sizes": [int(s) for s in self.sizes],
                 "unstable_excess": None if not np.isfinite(self.unstable_excess) else self.unstable_excess,
                 "n_runs": self.n_runs, "counts": self.counts, "diagnostics": self.diagnostics,
                 "prior_check": self.prior_check}
@@ -437,6 +454,7 @@ class DivergenceFit:
         cfg = {**DEFAULT_DIVERGENCE_CONFIG, **s["config"]}
         excess = float("nan") if s.get("unstable_excess") is None else float(s["unstable_excess"])
         return cls(cfg, s["lr_ref"], s["log_N_center"], s["log_D_center"], s["log_B_center"], s["log_c_center"],
+                   s["log_lr_center"],
                    [int(v) for v in s["sizes"]], excess, int(s["n_runs"]), s["counts"], s.get("diagnostics"),
                    s.get("prior_check"), idata, posterior_arrays(idata, model_params(cfg)))
 
@@ -444,10 +462,10 @@ class DivergenceFit:
 def legacy_fit(settings: dict, idata: xr.DataTree) -> DivergenceFit:
     """A model saved before the outcome model (five-parameter ``area_logistic`` boundary, no per-size
     offsets): its posterior with the law's stored centres."""
-    cfg = {**DEFAULT_DIVERGENCE_CONFIG, "outcome": "area_logistic"}
+    cfg = {**DEFAULT_DIVERGENCE_CONFIG, "outcome": "area_logistic", "grid_points": GRID_POINTS}
     lr_ref = settings["feature_spec"]["lr_ref"]
     fit = DivergenceFit(cfg, lr_ref, settings["log_N_center"], settings["log_D_center"], 0.0,
-                        settings["div_log_c_center"], [], float("nan"), settings.get("n_train_runs", 0), {},
+                        settings["div_log_c_center"], 0.0, [], float("nan"), settings.get("n_train_runs", 0), {},
                         settings.get("divergence_diagnostics"), None, idata, posterior_arrays(idata, AREA_PARAMS))
     return fit
 
@@ -500,15 +518,16 @@ def fit_divergence(runs: pd.DataFrame, lr_ref: float, config: dict | None = None
     fit = DivergenceFit(
         cfg, float(lr_ref), float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean()),
         float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean()),
-        float(np.log(runs["tokens_per_step"].to_numpy(float)).mean()), 0.0,
+        float(np.log(runs["tokens_per_step"].to_numpy(float)).mean()), 0.0, 0.0,
         sorted(int(s) for s in runs["model_params"].unique()), ins.unstable_excess(runs, cfg["unstable_gap"]),
         len(runs), {o: int(np.sum(labels == o)) for o in ins.OUTCOMES})
     inp = fit.inputs(runs)
     fit.log_c_center = _centre_log_c(inp.eta_max, diverged)
+    fit.log_lr_center = float(np.mean(np.log(inp.eta_max)))
     if say:
         say(f"sampling the divergence model ({cfg['outcome']}): {len(runs)} runs, {fit.counts['diverged']} "
             f"diverged, {fit.counts['unstable']} unstable")
-    model = build_divergence_model(inp, codes, fit.log_c_center, cfg, fit.sizes)
+    model = build_divergence_model(inp, codes, fit.log_c_center, cfg, fit.sizes, fit.log_lr_center)
     fit.prior_check = prior_predictive_check(model, codes, cfg["outcome"], int(cfg["prior_draws"]), random_seed)
     fit.idata = sample_divergence_model(model, scfg, random_seed=random_seed, draws=draws)
     names = list(model_params(cfg))

@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=500, help="draws (and tuning steps) per chain")
     ap.add_argument("--set", action="append", default=[], help="extra config entry KEY=VALUE (float)")
     ap.add_argument("--loss-bias", action="store_true")
+    ap.add_argument("--no-divergence", action="store_true", help="only the loss-bias comparison")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     runs, _ = read_runs(args.runs)
@@ -108,9 +109,8 @@ def main(argv=None) -> int:
     labels = np.full(len(df), "", dtype=object)
     labels[in_cv] = ins.label_outcomes(df[in_cv])
     extra = {k: float(v) for k, v in (s.split("=", 1) for s in args.set)}
-    methods = dict(DIVERGENCE_BASELINES)
-    methods["logistic[unstable]"] = UnstableLogistic
-    for v in args.variants.split(","):
+    methods = {} if args.no_divergence else {**DIVERGENCE_BASELINES, "logistic[unstable]": UnstableLogistic}
+    for v in ([] if args.no_divergence else [v for v in args.variants.split(",") if v]):
         methods[f"bayes_boundary[{v}]"] = (lambda v=v: BayesBoundary(seed=0, draws=args.draws, tune=args.draws,
                                                                      config={"outcome": v, **extra}))
     probs = cross_validated_probabilities(df, methods, folds)

@@ -1,7 +1,15 @@
+"""The divergence / instability model: areas, the vectorised numpy predictor against PyMC, monotonicity, safe
+schedules, unseen sizes, the law's use of it, save/load.  The fitted law is the SYNTHETIC-grid fixture."""
+
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from bayes_optlaws import divergence as div
+from bayes_optlaws import instability as ins
+from bayes_optlaws.optlaw import BayesOptLaw
 from bayes_optlaws.schedules import Schedule
 
 
@@ -15,6 +23,7 @@ def test_grid_areas_match_the_closed_form_for_linear_warmup_and_cooldown():
     # area above ρ: the warmup triangle tip plus the cooldown triangle tip = T(η−ρ)²/(2η) in steps (δ = 1)
     np.testing.assert_allclose(A, T * (eta - rho) ** 2 / (2 * eta), rtol=1e-4)
     np.testing.assert_allclose(W, rho * t1 * (1 - rho / (2 * eta)), rtol=1e-4)
+    assert inp.warmup_frac[0] == pytest.approx(0.1, abs=1e-3)
 
 
 def test_area_above_is_zero_below_the_peak():
@@ -23,38 +32,110 @@ def test_area_above_is_zero_below_the_peak():
     assert div._relu_area(inp.eta[0], inp.w[0], np.array([0.6]))[0] == 0.0
 
 
+def test_vectorised_relu_area_equals_the_dense_sum():
+    rng = np.random.default_rng(0)
+    eta, w = rng.uniform(0, 2, (7, 16)), rng.uniform(0, 1, (7, 16))
+    rho = np.exp(rng.normal(0, 1.5, (50, 7)))  # many thresholds below, inside and above every grid
+    dense = (w[None] * np.maximum(eta[None] - rho[:, :, None], 0.0)).sum(axis=2)
+    np.testing.assert_allclose(div.relu_area(eta, w, rho), dense, rtol=1e-12, atol=1e-12)
+
+
+def test_unseen_sizes_get_one_fresh_offset_each():
+    post = {"log_c": np.zeros(5), "sigma_size": np.ones(5), "size_offset_raw": np.zeros((5, 2))}
+    inp = div.DivergenceInputs(*(np.zeros((4, 2)),) * 4, np.zeros(4), np.ones(4),
+                               log_N=np.array([0.0, 1.0, 1.0, 2.0]), log_D=np.zeros(4),
+                               size=np.array([0, -1, -1, -1]))
+    off = div.size_offsets(post, inp, rng=np.random.default_rng(1))
+    assert np.all(off[:, 0] == 0.0)                     # known size: its (here zero) fitted offset
+    np.testing.assert_array_equal(off[:, 1], off[:, 2])  # same unseen size: one shared draw
+    assert not np.allclose(off[:, 1], off[:, 3])         # another unseen size: another draw
+
+
 def _training_inputs(law):
     runs = law.train_runs_
-    schedules = [Schedule.from_spec(s) for s in runs["schedule"]]
-    return runs, div.divergence_inputs(schedules, runs["tokens_per_step"], runs["model_params"], law.spec_.lr_ref,
-                                       law.log_N_center_, law.log_D_center_)
+    return runs, law.div_fit_.inputs(runs)
 
 
-def test_numpy_p_diverge_matches_pymc(fitted_law):
+def test_numpy_predictor_matches_pymc(fitted_law):
     law = fitted_law
-    runs, inp = _training_inputs(law)
-    p_np = div.predict_p_diverge(law.div_post_, inp)
-    p_pm = law.div_idata_.posterior["p_diverge"].values.reshape(-1, len(runs))
-    np.testing.assert_allclose(p_np, p_pm, rtol=1e-6, atol=1e-9)
+    runs = law.train_runs_
+    p_div, p_uns = law.div_fit_.predict(runs)
+    post = law.div_idata_.posterior
+    np.testing.assert_allclose(p_div, post["p_diverge"].values.reshape(-1, len(runs)), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(p_uns, post["p_unstable"].values.reshape(-1, len(runs)), rtol=1e-6, atol=1e-9)
 
 
-def test_boundary_separates_the_synthetic_divergent_runs(fitted_law):
-    law = fitted_law
-    runs, inp = _training_inputs(law)
-    p = div.predict_p_diverge(law.div_post_, inp).mean(axis=0)
+def test_default_model_is_the_ordered_outcome_with_diagnostics_and_a_prior_check(fitted_law):
+    fit = fitted_law.div_fit_
+    assert fit.config["outcome"] == "ordered"
+    assert set(fit.diagnostics) >= {"max_rhat", "min_ess_bulk", "divergences"}
+    lo, obs, hi = (fit.prior_check["diverged"][k] for k in ("prior_q01", "observed", "prior_q99"))
+    assert lo <= obs <= hi
+    labels = ins.label_outcomes(fitted_law.train_runs_)
+    assert fit.counts == {o: int(np.sum(labels == o)) for o in ins.OUTCOMES}
+    assert fit.counts["unstable"] > 0
+
+
+def test_model_separates_the_synthetic_divergent_runs(fitted_law):
+    runs = fitted_law.train_runs_
+    p = fitted_law.div_fit_.predict(runs)[0].mean(axis=0)
     y = runs["diverged"].to_numpy()
     assert p[y].mean() > 0.7 and p[~y].mean() < 0.2
     assert ((p > 0.5) == y).mean() > 0.9
 
 
+def _candidates(lrs, warmup, size=80_000):
+    specs = [f'{{"family": "linear", "peak_lr": {lr}, "warmup": {warmup}, "total": 1000}}' for lr in lrs]
+    return pd.DataFrame({"name": [f"lr{lr}" for lr in lrs], "schedule": specs, "model_params": size,
+                         "tokens_per_step": 4096})
+
+
 @pytest.mark.parametrize("warmup", [0, 50])
 def test_p_diverge_rises_with_peak_lr(fitted_law, warmup):
-    law = fitted_law
-    lrs = [1e-3, 1e-2, 1e-1, 1.0]
-    schedules = [Schedule.from_spec({"family": "linear", "peak_lr": lr, "warmup": warmup, "total": 1000})
-                 for lr in lrs]
-    inp = div.divergence_inputs(schedules, [4096] * 4, [80_000] * 4, law.spec_.lr_ref, law.log_N_center_,
-                                law.log_D_center_)
-    p = div.predict_p_diverge(law.div_post_, inp).mean(axis=0)
+    p = fitted_law.div_fit_.predict(_candidates([1e-3, 1e-2, 1e-1, 1.0], warmup))[0].mean(axis=0)
     assert np.all(np.diff(p) >= -1e-9)
     assert p[-1] > 0.5 > p[0]
+
+
+def test_a_clearly_safe_schedule_is_confidently_safe(fitted_law):
+    """The old logistic(k · score) could not go below logistic(−k) ≈ 2 %; a tiny LR with warmup now can."""
+    p_div, p_uns = fitted_law.div_fit_.predict(_candidates([1e-3], 50))
+    assert p_div.mean() < 0.01 and p_uns.mean() < 0.05
+
+
+def test_predict_draws_carries_p_unstable_and_the_excess(fitted_law):
+    d = fitted_law.predict_draws(_candidates([1e-3, 3e-2, 3e-1], 50))
+    assert d.p_unstable.shape == d.p_diverge.shape == d.loss.shape
+    assert np.all(d.p_unstable >= 0) and np.all(d.p_unstable + d.p_diverge <= 1 + 1e-12)
+    assert d.unstable_excess == pytest.approx(ins.unstable_excess(fitted_law.train_runs_)) > 0
+
+
+def test_the_loss_law_is_fitted_on_normal_runs_only(fitted_law, synthetic_table):
+    runs = fitted_law.train_runs_
+    unstable = runs.loc[ins.label_outcomes(runs) == "unstable", "run_id"].tolist()
+    assert unstable and fitted_law.excluded_unstable_ == unstable
+    keep_all = BayesOptLaw(divergence_config={"exclude_unstable": False})._loss_rows(runs)
+    assert keep_all.sum() == (~runs["diverged"]).sum()
+
+
+def test_a_loaded_model_gives_identical_probabilities(fitted_law, saved_model):
+    loaded = BayesOptLaw.load(saved_model)
+    cand = _candidates([1e-3, 3e-2, 3e-1], 0, size=1_000_000)  # an unseen size: fresh offsets, same seed
+    a, b = fitted_law.predict_draws(cand), loaded.predict_draws(cand)
+    np.testing.assert_array_equal(a.p_diverge, b.p_diverge)
+    np.testing.assert_array_equal(a.p_unstable, b.p_unstable)
+    assert a.unstable_excess == b.unstable_excess
+    assert loaded.excluded_unstable_ == fitted_law.excluded_unstable_
+
+
+def test_bayes_boundary_uses_the_same_fit(synthetic_table):
+    from bayes_optlaws.evaluation.ours import BayesBoundary
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = BayesBoundary(seed=0, draws=100, tune=200, config={"outcome": "binary"}).fit(synthetic_table)
+    assert isinstance(m.fit_, div.DivergenceFit) and m.fit_.config["outcome"] == "binary"
+    p = m.predict_proba(synthetic_table)
+    y = synthetic_table["diverged"].to_numpy()
+    assert p.shape == (len(y),) and ((p > 0.5) == y).mean() > 0.9
+    assert np.isnan(m.predict_unstable_proba(synthetic_table)).all()

@@ -58,6 +58,7 @@ def _settings(law) -> dict:
         "standardiser": law.standardiser_.to_dict(),
         "y_mean": law.y_mean_, "y_sd": law.y_sd_,
         "sizes": law.sizes_,
+        "levels": law.levels_,
         "group_means": np.asarray(law.group_means_).tolist(),
         "model_config": law.model_config,
         "sampler_config": law.sampler_config,
@@ -177,6 +178,7 @@ def load_model(path):
     law.standardiser_ = Standardiser.from_dict(s["standardiser"])
     law.y_mean_, law.y_sd_ = s["y_mean"], s["y_sd"]
     law.sizes_ = [int(x) for x in s["sizes"]]
+    law.levels_ = list(s.get("levels") or [])
     law.group_means_ = np.asarray(s["group_means"], float)
     law.noise_floor_ = float("nan") if s["noise_floor"] is None else s["noise_floor"]
     law.diverged_loss_ = s["diverged_loss"]

@@ -34,6 +34,8 @@ DEFAULT_MODEL_CONFIG = {
     "prior_sigma_slope": 0.1,
     "prior_sigma": 0.5,
     "nu": 5.0,
+    "size_slopes": True,
+    "new_size_offset": "random_walk",
 }
 DEFAULT_SAMPLER_CONFIG = {"draws": 1000, "tune": 1000, "chains": 4, "nuts_sampler": "nutpie", "target_accept": 0.95}
 
@@ -53,6 +55,8 @@ class LossData:
     sizes: list[int]
     feature_names: list[str]
     size_covariates: np.ndarray | None = None
+    level: np.ndarray | None = None
+    levels: list[str] | None = None
 
     @property
     def group_means(self) -> np.ndarray:
@@ -120,6 +124,9 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
             else:
                 sigma_size = pm.HalfNormal("sigma_size", cfg["prior_sigma_size"])  # prior only: for unseen sizes
                 size_offset = pm.Deterministic("size_offset", pt.zeros(n_sizes), dims="size")
+            if not cfg.get("size_slopes", True):
+                _likelihood(model, intercept + size_offset[g] + pm.math.dot(Z, theta), data, cfg)
+                return model
             sigma_slope = pm.HalfNormal("sigma_slope", cfg["prior_sigma_slope"])
             if cfg.get("slope_parameterisation", "noncentred") == "centred":
                 rot_offset = pm.ZeroSumNormal("slope_offset_raw", sigma=sigma_slope * scale[:, None],
@@ -134,10 +141,27 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
             mu = intercept + size_offset[g] + pm.math.dot(Z, theta) + (Zc * rot_offset[:, g].T).sum(axis=1)
         else:
             mu = intercept + pm.math.dot(Z, theta)
-        mu = pm.Deterministic("mu", mu, dims="obs")
-        sigma = pm.HalfNormal("sigma", cfg["prior_sigma"])
-        pm.StudentT("z", nu=cfg["nu"], mu=mu, sigma=sigma, observed=data.z, dims="obs")
+        _likelihood(model, mu, data, cfg)
     return model
+
+
+def _level_term(model: pm.Model, data: LossData, cfg: dict):
+    """Partially pooled level offsets of the group column (e.g. the optimizer; :mod:`bayes_optlaws.covariates`):
+    ``level_offset[l] = sigma_level · r_l``, ``r_l ~ Normal(0, 1)``, ``sigma_level ~ HalfNormal``; 0 without."""
+    if not data.levels:
+        return 0.0
+    model.add_coord("level", list(data.levels))
+    sigma_level = pm.HalfNormal("sigma_level", cfg.get("prior_sigma_level", 0.5))
+    raw = pm.Normal("level_offset_raw", 0.0, 1.0, dims="level")
+    offset = pm.Deterministic("level_offset", sigma_level * raw, dims="level")
+    return offset[pt.as_tensor(np.asarray(data.level, dtype="int64"))]
+
+
+def _likelihood(model: pm.Model, mu, data: LossData, cfg: dict) -> None:
+    """``z ~ StudentT(nu, mu + level offset, sigma)`` (the observation model shared by every structure)."""
+    mu = pm.Deterministic("mu", mu + _level_term(model, data, cfg), dims="obs")
+    sigma = pm.HalfNormal("sigma", cfg["prior_sigma"])
+    pm.StudentT("z", nu=cfg["nu"], mu=mu, sigma=sigma, observed=data.z, dims="obs")
 
 
 def sample_loss_model(model: pm.Model, sampler_config: dict | None = None, random_seed: int = 0,
@@ -186,11 +210,23 @@ def diagnostics(idata: xr.DataTree, var_names: list[str], rhat_max: float = 1.01
             "draws": n_draws, "warnings": messages}
 
 
+def new_size_position(sizes: list[int], size: float) -> tuple[int, float] | None:
+    """``(nearest fitted size's index, distance in log N / mean log spacing of the fitted sizes)`` of an unseen
+    model size, for the random-walk level offset of :func:`predict_mu`; ``None`` with fewer than two sizes."""
+    if len(sizes) < 2:
+        return None
+    logs = np.log(np.asarray(sizes, float))
+    spacing = float(np.mean(np.diff(np.sort(logs))))
+    g = int(np.argmin(np.abs(logs - np.log(float(size)))))
+    return g, float(abs(np.log(float(size)) - logs[g]) / spacing)
+
+
 def posterior_arrays(idata: xr.DataTree) -> dict[str, np.ndarray]:
     """Flatten (chain, draw) into one sample axis: the arrays the fast numpy scorer needs."""
     post = idata.posterior
     out = {}
-    for name in ("intercept", "beta", "sigma", "sigma_size", "size_offset", "sigma_slope", "slope_offset"):
+    for name in ("intercept", "beta", "sigma", "sigma_size", "size_offset", "sigma_slope", "slope_offset",
+                 "sigma_level", "level_offset"):
         if name in post.data_vars:
             da = post[name]
             out[name] = da.values.reshape((-1,) + da.shape[2:])
@@ -198,11 +234,20 @@ def posterior_arrays(idata: xr.DataTree) -> dict[str, np.ndarray]:
 
 
 def predict_mu(post: dict[str, np.ndarray], X: np.ndarray, group: np.ndarray,
-               rng: np.random.Generator, group_means: np.ndarray | None = None) -> np.ndarray:
+               rng: np.random.Generator, group_means: np.ndarray | None = None,
+               new_size: tuple[int, float] | None = None) -> np.ndarray:
     """Posterior draws of the standardised mean ``mu`` (samples × rows).
 
-    ``group[i] = -1`` marks a model size absent from the training data: each draw gets a fresh intercept offset
-    ``~ Normal(0, sigma_size)`` and slope offsets ``~ Normal(0, sigma_slope)``, shared by all rows of that size.
+    ``group[i] = -1`` marks a model size absent from the training data (all such rows of one call are one size):
+    each draw gets a fresh level offset, shared by all rows of that size, and (when the model has per-size slope
+    offsets) fresh slope offsets ``~ Normal(0, sigma_slope)``.  The level offset is
+
+    * with ``new_size = (g, d)``: a **random walk in log N** from the nearest fitted size ``g``:
+      ``size_offset[g] + sigma_size · sqrt(d) · ε``, with ``d`` the distance in log N from that size in units of
+      the mean spacing of the fitted sizes — so the interval widens with the distance from the fitted sizes (one
+      spacing adds the variance of one exchangeable offset);
+    * without it: exchangeable, ``Normal(0, sigma_size)`` whatever the distance.
+
     Vectorised over draws; ~1 s for 4,000 draws × 10,000 rows.
     """
     S = post["intercept"].shape[0]
@@ -214,18 +259,45 @@ def predict_mu(post: dict[str, np.ndarray], X: np.ndarray, group: np.ndarray,
     known = group >= 0
     if known.any():
         gk = group[known]
-        slope_off = post["slope_offset"]  # (S, feature, size)
         mu[:, known] += post["size_offset"][:, gk]
-        centred = X[known] - (group_means[gk] if group_means is not None else 0.0)
-        cols = np.flatnonzero(known)
-        for g in np.unique(gk):  # one (S × F) @ (F × C_g) product per size: no (S, F, C) temporary
-            sel = gk == g
-            mu[:, cols[sel]] += slope_off[:, :, g] @ centred[sel].T
+        if "slope_offset" in post:
+            slope_off = post["slope_offset"]  # (S, feature, size)
+            centred = X[known] - (group_means[gk] if group_means is not None else 0.0)
+            cols = np.flatnonzero(known)
+            for g in np.unique(gk):  # one (S × F) @ (F × C_g) product per size: no (S, F, C) temporary
+                sel = gk == g
+                mu[:, cols[sel]] += slope_off[:, :, g] @ centred[sel].T
     if (~known).any():
-        new_off = rng.normal(0.0, 1.0, size=S) * post["sigma_size"]
-        new_slopes = rng.normal(0.0, 1.0, size=(S, X.shape[1])) * post["sigma_slope"][:, None]
-        mu[:, ~known] += new_off[:, None] + new_slopes @ X[~known].T
+        if new_size is not None:
+            g_near, dist = new_size
+            new_off = post["size_offset"][:, g_near] + rng.normal(0.0, 1.0, size=S) * post["sigma_size"] * np.sqrt(
+                max(float(dist), 0.0))
+        else:
+            new_off = rng.normal(0.0, 1.0, size=S) * post["sigma_size"]
+        mu[:, ~known] += new_off[:, None]
+        if "sigma_slope" in post:
+            new_slopes = rng.normal(0.0, 1.0, size=(S, X.shape[1])) * post["sigma_slope"][:, None]
+            # fresh slope offsets act on the features relative to the nearest fitted size's mean design (as the
+            # fitted sizes' offsets act on their own centred features): the further the new size's features are
+            # from it, the wider the interval
+            centre = group_means[new_size[0]] if (new_size is not None and group_means is not None) else 0.0
+            mu[:, ~known] += new_slopes @ (X[~known] - centre).T
     return mu
+
+
+def level_offsets(post: dict[str, np.ndarray], level: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draws of the group-column level offset per row (samples × rows); ``level = -1`` (a value not seen in
+    training) gets one fresh ``Normal(0, sigma_level)`` per draw, shared by the rows of that call.  Zero when
+    the law has no group column."""
+    S = post["intercept"].shape[0]
+    level = np.asarray(level, int)
+    if "level_offset" not in post:
+        return np.zeros((S, len(level)))
+    out = post["level_offset"][:, np.clip(level, 0, None)]
+    if (level < 0).any():
+        fresh = rng.normal(0.0, 1.0, size=S) * post["sigma_level"]
+        out[:, level < 0] = fresh[:, None]
+    return out
 
 
 def add_noise(post: dict[str, np.ndarray], mu: np.ndarray, nu: float, rng: np.random.Generator) -> np.ndarray:
@@ -268,6 +340,8 @@ def posterior_check(post: dict[str, np.ndarray], data: LossData, nu: float, rand
     standardised residual spread; a warning when coverage is far from nominal."""
     rng = np.random.default_rng(random_seed)
     mu = predict_mu(post, data.X, data.group, rng, data.group_means)
+    if data.level is not None:
+        mu = mu + level_offsets(post, data.level, rng)
     z_rep = add_noise(post, mu, nu, rng)
     out = {}
     for level in (0.5, 0.9):

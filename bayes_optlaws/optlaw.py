@@ -25,6 +25,7 @@ from . import __version__
 from . import continual as ct
 from . import divergence as div
 from . import instability as ins
+from . import covariates as cov
 from . import loss_model as lm
 from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, select_exponents)
 from .runs import RunsError, validate_candidates, validate_runs
@@ -116,14 +117,16 @@ class BayesOptLaw:
         else:
             spec = self.feature_spec
         self.spec_ = spec
-        X = design_matrix(ok_int, spec)
+        X = self._with_covariates(design_matrix(ok_int, spec), ok, "runs")
         self.standardiser_ = Standardiser.fit(X)
         self.y_mean_, self.y_sd_ = float(y.mean()), float(y.std()) or 1.0
         self.sizes_ = sorted(int(s) for s in ok["model_params"].unique())
         group = np.array([self.sizes_.index(int(s)) for s in ok["model_params"]])
+        level, self.levels_ = cov.group_index(ok, self.model_config.get("group_column"))
         Xs = self.standardiser_.transform(X)
-        data = lm.LossData(Xs, (y - self.y_mean_) / self.y_sd_, group, self.sizes_, spec.feature_names,
-                           size_covariates(Xs, group, len(self.sizes_), spec.feature_names))
+        data = lm.LossData(Xs, (y - self.y_mean_) / self.y_sd_, group, self.sizes_, self.loss_feature_names_,
+                           size_covariates(Xs, group, len(self.sizes_), spec.feature_names), level,
+                           self.levels_)
         self.group_means_ = data.group_means
         self.noise_floor_ = replicate_noise(runs)
         self.diverged_loss_ = (float(runs.loc[runs["diverged"], "final_loss"].mean())
@@ -136,7 +139,7 @@ class BayesOptLaw:
         self.loss_idata_ = lm.sample_loss_model(model, self.sampler_config, random_seed=self.random_seed)
         self.loss_diagnostics_ = lm.diagnostics(
             self.loss_idata_, ["intercept", "theta", "sigma", "sigma_size", "size_offset_raw", "sigma_slope",
-                               "slope_offset_raw"])
+                               "slope_offset_raw", "sigma_level", "level_offset_raw"])
         self.loss_post_ = lm.posterior_arrays(self.loss_idata_)
         self.ppc_ = lm.posterior_check(self.loss_post_, data, self.model_config["nu"], self.random_seed)
         self.loo_ = lm.loo_check(self.loss_idata_)
@@ -158,6 +161,16 @@ class BayesOptLaw:
         self.data_hash_ = data_hash(runs)
         say(f"done in {self.fit_seconds_:.0f} s")
         return self
+
+    @property
+    def loss_feature_names_(self) -> list[str]:
+        """The loss law's terms: the Opt-Laws features of ``spec_`` and then the covariates (if any)."""
+        return list(self.spec_.feature_names) + list(self.model_config.get("covariates") or [])
+
+    def _with_covariates(self, X: np.ndarray, table: pd.DataFrame, where: str) -> np.ndarray:
+        """The Opt-Laws feature matrix with the covariate columns of :mod:`bayes_optlaws.covariates` appended."""
+        names = self.model_config.get("covariates") or []
+        return np.column_stack([X, cov.covariate_matrix(table, names, where)]) if names else X
 
     def _loss_rows(self, runs: pd.DataFrame) -> np.ndarray:
         """Rows the loss law is fitted on: not diverged, a finite final loss and, with the divergence config's
@@ -223,9 +236,12 @@ class BayesOptLaw:
         cand = candidates.copy()
         if "name" not in cand.columns and "run_id" in cand.columns:
             cand["name"] = cand["run_id"]
-        cand = validate_candidates(cand[[c for c in cand.columns if c in ("name", "schedule", "model_params",
-                                                                          "tokens_per_step", "parent_run_id",
-                                                                          "scenario")]])
+        base_cols = ("name", "schedule", "model_params", "tokens_per_step", "parent_run_id", "scenario")
+        extra = [c for c in cand.columns if str(c).startswith("x_")]  # covariates / group column of the law
+        checked = validate_candidates(cand[[c for c in cand.columns if c in base_cols]])
+        for col in extra:
+            checked[col] = cand[col].to_numpy()
+        cand = checked
         for col, value in (("model_params", model_params), ("tokens_per_step", tokens_per_step)):
             if value is not None:
                 cand[col] = int(value)
@@ -306,14 +322,18 @@ class BayesOptLaw:
 
     def _pretraining_log_loss(self, X_raw: np.ndarray, cand: pd.DataFrame, rng) -> tuple[np.ndarray, np.ndarray]:
         """Draws of (mean, new-run) log loss from the pre-training law (samples × rows)."""
-        X = self.standardiser_.transform(X_raw)
+        X = self.standardiser_.transform(self._with_covariates(X_raw, cand, "candidates"))
         group = np.array([self.sizes_.index(int(s)) if int(s) in self.sizes_ else -1 for s in cand["model_params"]])
+        level, _ = cov.group_index(cand, self.model_config.get("group_column"), self.levels_, "candidates")
         # candidates of the same unseen size share one fresh offset per draw
         mu = np.empty((self.loss_post_["intercept"].shape[0], len(cand)))
         sizes = cand["model_params"].to_numpy()
+        walk = self.model_config.get("new_size_offset", "exchangeable") == "random_walk"
         for size in np.unique(sizes):
             cols = np.flatnonzero(sizes == size)
-            mu[:, cols] = lm.predict_mu(self.loss_post_, X[cols], group[cols], rng, self.group_means_)
+            where = lm.new_size_position(self.sizes_, size) if walk and int(size) not in self.sizes_ else None
+            mu[:, cols] = lm.predict_mu(self.loss_post_, X[cols], group[cols], rng, self.group_means_, where)
+        mu += lm.level_offsets(self.loss_post_, level, rng)
         z_noisy = lm.add_noise(self.loss_post_, mu, self.model_config["nu"], rng)
         return mu * self.y_sd_ + self.y_mean_, z_noisy * self.y_sd_ + self.y_mean_
 

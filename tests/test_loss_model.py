@@ -40,7 +40,7 @@ def test_prior_predictive_is_on_a_plausible_scale():
 def test_numpy_scorer_matches_pymc_posterior_predictive(fitted_law):
     """The fast numpy path reproduces PyMC's mu for known sizes, draw for draw."""
     law = fitted_law
-    ok = law.train_runs_[~law.train_runs_["diverged"]]
+    ok = law.train_runs_[law._loss_rows(law.train_runs_)]  # the rows the loss law was fitted on
     from bayes_optlaws.features import design_matrix, integrals_table
 
     X = law.standardiser_.transform(design_matrix(integrals_table(ok, law.spec_.lr_ref), law.spec_))
@@ -97,7 +97,7 @@ def test_numpy_scorer_matches_pymc_on_new_candidates(fitted_law):
     from bayes_optlaws.optlaw import size_covariates
 
     law = fitted_law
-    ok = law.train_runs_[~law.train_runs_["diverged"]]
+    ok = law.train_runs_[law._loss_rows(law.train_runs_)]  # the rows the loss law was fitted on
     X = law.standardiser_.transform(design_matrix(integrals_table(ok, law.spec_.lr_ref), law.spec_))
     group = np.array([law.sizes_.index(int(s)) for s in ok["model_params"]])
     y = (np.log(ok["final_loss"].to_numpy(float)) - law.y_mean_) / law.y_sd_

@@ -78,7 +78,9 @@ class BayesOptLawMethod:
         return self
 
     def _draws(self, df: pd.DataFrame):
-        cand = df.rename(columns={"run_id": "name"})[["name", "schedule", "model_params", "tokens_per_step"]]
+        keep = ["name", "schedule", "model_params", "tokens_per_step"] + [c for c in df.columns
+                                                                          if str(c).startswith("x_")]
+        cand = df.rename(columns={"run_id": "name"})[keep]
         return self.law_.predict_draws(cand)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:

@@ -1,28 +1,35 @@
 """Figures for decisions: loss surface, posterior predictive check, candidates, divergence map, calibration, ablation.
 
+Plots only draw (the arviz-plots convention): every function takes objects that already hold the numbers and
+calls no model.  The numbers come from :mod:`bayes_optlaws.surface` (the maps' grid of predictions and a block's
+observed runs), a law's ``predict_draws`` (:class:`~bayes_optlaws.draws.PredictionDraws`),
+:func:`bayes_optlaws.api.rank_candidates` (:class:`~bayes_optlaws.ranking.Ranking`) and
+:func:`bayes_optlaws.evaluation.cross_validate` (:class:`~bayes_optlaws.evaluation.EvaluationResult`);
+:mod:`bayes_optlaws.report` shows how to compute each and compose the page.
+
 Every function builds its own :class:`matplotlib.figure.Figure` (object-oriented API, no pyplot state, safe
 under the ``Agg`` backend) and returns it; nothing is shown.  :func:`save` writes PNG and SVG.
 
-* :func:`loss_surface` — predicted final loss over peak LR × warmup fraction for one (model size, token budget)
-  block (linear warmup + linear decay to 0), the 90 % credible-interval width, the P(diverge) = 0.5 contour and the
-  observed runs of that block (the paper's Figs. 1 and 5, with uncertainty).
-* :func:`ppc_by_block` — in-sample posterior predictive vs observed final loss, one colour per block.
-* :func:`candidates` — per-candidate 90 % predictive intervals, median and mean, and P(best) bars with P(diverge).
-* :func:`divergence_map` — P(diverge) over peak LR × warmup with the observed diverged / stable runs.
+* :func:`loss_surface` — a :class:`~bayes_optlaws.surface.SurfaceGrid`: predicted final loss over peak LR ×
+  warmup fraction for one (model size, token budget) block (linear warmup + linear decay to 0), the 90 %
+  credible-interval width, the P(diverge) = 0.5 contour and the observed runs of that block (the paper's Figs. 1
+  and 5, with uncertainty).
+* :func:`divergence_map` — the same grid's P(diverge) with the observed diverged / stable runs.
+* :func:`ppc_by_block` — observed training runs and their posterior predictive draws, one colour per block.
+* :func:`candidates` — a ranking's 90 % predictive intervals, median and mean, and P(best) bars with P(diverge).
 * :func:`calibration` — coverage of central intervals and the P(best) reliability diagram of an evaluation.
-* :func:`ablation` — Spearman and Top-2 per feature-block ablation step.
-* :func:`trace` — ArviZ (arviz-plots) trace or forest plot of the loss model's main parameters.
+* :func:`ablation` — Spearman and Top-2 per feature-block ablation step of an evaluation.
+* :func:`trace` — ArviZ (arviz-plots) trace or forest plot of a posterior (the loss model's main parameters).
 
 Units: losses in nats, learning rates raw (as in the runs table), warmup as a fraction of the run's steps.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -30,21 +37,27 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .schedules import Schedule, schedule_family
+if TYPE_CHECKING:  # for the annotations only: drawing needs none of these modules
+    from .draws import PredictionDraws
+    from .evaluation.protocol import EvaluationResult
+    from .ranking import Ranking
+    from .surface import SurfaceGrid
 
 __all__ = ["loss_surface", "ppc_by_block", "candidates", "divergence_map", "calibration", "ablation", "trace",
-           "save", "surface_grid", "block_runs", "human_count"]
+           "save", "to_png_bytes", "human_count"]
 
 #: the P(diverge) level drawn as the boundary on the maps
 BOUNDARY = 0.5
-#: central interval shown on the maps and in the candidate plot
+#: central interval shown in the candidate plot and the posterior predictive check
 INTERVAL = 0.9
 ABLATION_ORDER = ("scale", "+convergence", "+escape", "+mixed")
 #: the paper's Table 9 (its own data), drawn for context on the ablation plot
 PAPER_ABLATION = {"spearman": (0.60, 0.61, 0.77, 0.84), "top2": (0.51, 0.66, 0.89, 0.94)}
+#: columns a block's runs need on the maps (:func:`bayes_optlaws.surface.block_runs` adds the last three)
+BLOCK_RUN_COLUMNS = ("run_id", "model_params", "tokens", "final_loss", "diverged", "peak_lr", "warmup_frac",
+                     "family")
 _BLOCK_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                   "#bcbd22", "#17becf")
-
 
 # ---------------------------------------------------------------------------------------------- helpers
 def human_count(x: float, unit: str = "") -> str:
@@ -69,68 +82,17 @@ def _new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **k
     return fig, axes
 
 
-def _warmup_fraction(schedule: Schedule) -> float:
-    return schedule.phases().t1 / schedule.total
+def _require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str, fix: str) -> None:
+    """ValueError naming the columns ``frame`` lacks (``what`` says which input it is, ``fix`` how to get one)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lacks the column(s) {', '.join(missing)}; {fix}")
 
 
-def block_runs(law, model_params, total_steps: int, tokens_per_step: int, runs: pd.DataFrame | None = None
-               ) -> pd.DataFrame:
-    """Runs of one (model size, token budget) block with their peak LR, warmup fraction and schedule family."""
-    df = law.train_runs_ if runs is None else runs
-    tokens = int(total_steps) * int(tokens_per_step)
-    sel = df[(df["model_params"].astype(float) == float(model_params))
-             & (df["tokens"].astype(float) == float(tokens))].copy()
-    scheds = [Schedule.from_spec(s) for s in sel["schedule"]]
-    sel["peak_lr"] = [s.peak_lr for s in scheds]
-    sel["warmup_frac"] = [_warmup_fraction(s) for s in scheds]
-    sel["family"] = [schedule_family(s) for s in sel["schedule"]]
-    return sel
-
-
-def _default_axes(law, sel: pd.DataFrame, peak_lrs, warmups, n_lr: int = 25, n_w: int = 13):
-    if peak_lrs is None:
-        peaks = np.array([Schedule.from_spec(s).peak_lr for s in law.train_runs_["schedule"]])
-        lo, hi = peaks.min(), peaks.max()
-        if len(sel):
-            lo, hi = min(lo, sel["peak_lr"].min()), max(hi, sel["peak_lr"].max())
-        peak_lrs = np.geomspace(lo / 1.5, hi * 1.5, n_lr)
-    if warmups is None:
-        fr = [_warmup_fraction(Schedule.from_spec(s)) for s in law.train_runs_["schedule"]]
-        top = max(max(fr) if fr else 0.0, float(sel["warmup_frac"].max()) if len(sel) else 0.0)
-        top = 0.1 if top <= 0 else min(1.0, top)
-        warmups = np.linspace(0.0, np.sqrt(top), n_w) ** 2  # even on the square-root axis
-    return np.asarray(sorted(peak_lrs), float), np.asarray(sorted(warmups), float)
-
-
-def surface_grid(law, model_params, total_steps: int, tokens_per_step: int, peak_lrs, warmups,
-                 random_seed: int = 0) -> dict[str, np.ndarray]:
-    """Posterior summaries on a peak LR × warmup grid (linear warmup + linear decay to 0).
-
-    Returns arrays of shape ``(len(warmups), len(peak_lrs))``: ``mean``, ``q05``, ``q50``, ``q95`` of the
-    expected final loss (nats; epistemic), ``width`` (q95 − q05), ``p_diverge`` (posterior mean, NaN without a
-    divergence model) and ``p_diverge_width`` (90 % interval of P(diverge)).
-    """
-    rows = []
-    for wf in warmups:
-        for lr in peak_lrs:
-            warm = int(round(float(wf) * total_steps))
-            warm = min(warm, int(total_steps) - 1)
-            spec = {"family": "linear", "peak_lr": float(lr), "warmup": warm, "total": int(total_steps)}
-            rows.append({"name": f"lr{lr:.4g}-w{wf:.4g}", "schedule": json.dumps(spec)})
-    draws = law.predict_draws(pd.DataFrame(rows), model_params=int(model_params),
-                              tokens_per_step=int(tokens_per_step), random_seed=random_seed)
-    shape = (len(warmups), len(peak_lrs))
-    lo, mid, hi = np.quantile(draws.loss, [(1 - INTERVAL) / 2, 0.5, (1 + INTERVAL) / 2], axis=0)
-    out = {"mean": draws.loss.mean(axis=0).reshape(shape), "q05": lo.reshape(shape), "q50": mid.reshape(shape),
-           "q95": hi.reshape(shape), "width": (hi - lo).reshape(shape)}
-    if np.all(np.isnan(draws.p_diverge)):
-        out["p_diverge"] = np.full(shape, np.nan)
-        out["p_diverge_width"] = np.full(shape, np.nan)
-    else:
-        plo, phi = np.quantile(draws.p_diverge, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2], axis=0)
-        out["p_diverge"] = np.nanmean(draws.p_diverge, axis=0).reshape(shape)
-        out["p_diverge_width"] = (phi - plo).reshape(shape)
-    return out
+def _check_block_runs(runs: pd.DataFrame) -> None:
+    _require_columns(runs, BLOCK_RUN_COLUMNS, "the block's runs",
+                     "make them with bayes_optlaws.surface.block_runs(runs, model_params, total_steps, "
+                     "tokens_per_step)")
 
 
 def _has_crossing(p: np.ndarray, level: float = BOUNDARY) -> bool:
@@ -222,89 +184,92 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(e) if log else e
 
 
-def _title_block(model_params, total_steps, tokens_per_step) -> str:
-    tokens = int(total_steps) * int(tokens_per_step)
-    return (f"N = {human_count(model_params)} params, D = {human_count(tokens)} tokens "
-            f"({int(total_steps):,} steps × {int(tokens_per_step):,} tokens/step)")
+def _title_block(grid: SurfaceGrid) -> str:
+    return (f"N = {human_count(grid.model_params)} params, D = {human_count(grid.tokens)} tokens "
+            f"({grid.total_steps:,} steps × {grid.tokens_per_step:,} tokens/step)")
+
+
+
+def _check_grid_runs(grid: SurfaceGrid, runs: pd.DataFrame) -> None:
+    """The runs must be those of the grid's block (a different block would be drawn on the wrong map)."""
+    _check_block_runs(runs)
+    if not len(runs):
+        return
+    same = ((runs["model_params"].astype(float) == float(grid.model_params))
+            & (runs["tokens"].astype(float) == float(grid.tokens)))
+    if not same.all():
+        first = runs.loc[~same].iloc[0]
+        raise ValueError(f"run {first['run_id']} is not in the grid's block (N = {grid.model_params:,}, "
+                         f"D = {grid.tokens:,} tokens); pass the runs of surface.block_runs for the same block")
 
 
 # ---------------------------------------------------------------------------------------------- loss surface
-def loss_surface(law, model_params, total_steps: int, tokens_per_step: int, peak_lrs=None, warmups=None,
-                 runs: pd.DataFrame | None = None, held_out: Iterable[str] | None = None,
-                 random_seed: int = 0) -> Figure:
+def loss_surface(grid: SurfaceGrid, runs: pd.DataFrame, held_out: Iterable[str] = ()) -> Figure:
     """Predicted final loss over peak LR (log) × warmup fraction for one block, linear warmup + linear decay.
+
+    ``grid``: the block's predictions (:func:`bayes_optlaws.surface.surface_grid`); ``runs``: its observed runs
+    (:func:`bayes_optlaws.surface.block_runs`; may be empty); ``held_out``: run ids drawn as held out.
 
     Left: posterior mean of the expected final loss (nats), with the region where P(diverge) > 0.5 hatched;
     right: width of its 90 % credible interval (nats).  Both panels carry the P(diverge) = 0.5 contour (dashed),
-    the predicted best non-diverging schedule (star) and the observed runs of this block (``runs``, default the
-    training runs): stable runs coloured by their observed loss on the same scale, diverged runs as red crosses,
-    ``held_out`` run ids as magenta squares.
+    the predicted best non-diverging schedule (star) and the observed runs: stable runs coloured by their observed
+    loss on the same scale, diverged runs as red crosses, ``held_out`` run ids as magenta squares.
     """
-    held = set(held_out or ())
-    sel = block_runs(law, model_params, total_steps, tokens_per_step, runs)
-    peak_lrs, warmups = _default_axes(law, sel, peak_lrs, warmups)
-    g = surface_grid(law, model_params, total_steps, tokens_per_step, peak_lrs, warmups, random_seed)
+    _check_grid_runs(grid, runs)
+    held = set(held_out)
+    peak_lrs, warmups, p = grid.peak_lrs, grid.warmups, grid.p_diverge
     X, Y = np.meshgrid(peak_lrs, warmups)
     xe, ye = _edges(peak_lrs, True), _wedges(warmups)
     fig, axes = _new_figure(13.5, 5.4, ncols=2)
     ax_loss, ax_w = axes[0]
-    p = g["p_diverge"]
-    stable = ~(p > BOUNDARY) if np.isfinite(p).any() else np.ones_like(p, bool)
+    stable = grid.stable(BOUNDARY)
     # colour scale from the stable region (diverging corners would swamp it), extended beyond
-    ref = g["mean"][stable] if stable.any() else g["mean"].ravel()
+    ref = grid.mean[stable] if stable.any() else grid.mean.ravel()
     vmin, vmax = float(np.min(ref)), float(np.quantile(ref, 0.98))
-    if sel is not None and len(sel):
-        obs = sel.loc[~sel["diverged"].astype(bool), "final_loss"].astype(float)
-        if len(obs):
-            vmin = min(vmin, float(obs.min()))
+    observed = runs.loc[~runs["diverged"].astype(bool), "final_loss"].astype(float)
+    if len(observed):
+        vmin = min(vmin, float(observed.min()))
     if vmax <= vmin:
         vmax = vmin + 1e-3
-    levels = np.linspace(vmin, vmax, 12)
     cmap = _cmap("viridis")
-    norm = BoundaryNorm(levels, cmap.N, extend="max")
-    mesh = ax_loss.pcolormesh(xe, ye, g["mean"], cmap=cmap, norm=norm, shading="flat", rasterized=True)
+    norm = BoundaryNorm(np.linspace(vmin, vmax, 12), cmap.N, extend="max")
+    mesh = ax_loss.pcolormesh(xe, ye, grid.mean, cmap=cmap, norm=norm, shading="flat", rasterized=True)
     mesh.set_gid("loss_mean")
     fig.colorbar(mesh, ax=ax_loss, label="predicted final loss, posterior mean (nats)", format="%.3f")
-    if np.isfinite(p).any() and (p > BOUNDARY).any():
+    if grid.has_divergence and (p > BOUNDARY).any():
         ax_loss.contourf(X, Y, (p > BOUNDARY).astype(float), levels=[0.5, 1.5], colors="none", hatches=["///"])
-    wref = g["width"][stable] if stable.any() else g["width"].ravel()
-    wmax = float(np.quantile(wref, 0.98))
-    wmin = float(np.min(wref))
+    wref = grid.width[stable] if stable.any() else grid.width.ravel()
+    wmin, wmax = float(np.min(wref)), float(np.quantile(wref, 0.98))
     wlevels = np.linspace(wmin, max(wmax, wmin + 1e-4), 11)
     wcmap = _cmap("magma_r")
-    wmesh = ax_w.pcolormesh(xe, ye, g["width"], cmap=wcmap, norm=BoundaryNorm(wlevels, wcmap.N, extend="max"),
+    wmesh = ax_w.pcolormesh(xe, ye, grid.width, cmap=wcmap, norm=BoundaryNorm(wlevels, wcmap.N, extend="max"),
                             shading="flat", rasterized=True)
     wmesh.set_gid("interval_width")
-    fig.colorbar(wmesh, ax=ax_w, label=f"width of the {INTERVAL:.0%} credible interval (nats)", format="%.3f")
-    best = None
-    if stable.any():
-        masked = np.where(stable, g["mean"], np.inf)
-        i, j = np.unravel_index(np.argmin(masked), masked.shape)
-        best = (peak_lrs[j], warmups[i], g["mean"][i, j], g["q05"][i, j], g["q95"][i, j],
-                i in (0, len(warmups) - 1) and warmups[i] > 0 or j in (0, len(peak_lrs) - 1))
+    fig.colorbar(wmesh, ax=ax_w, label=f"width of the {grid.interval:.0%} credible interval (nats)", format="%.3f")
+    best = grid.best_stable_cell(BOUNDARY)
     for ax in (ax_loss, ax_w):
         _map_axes(ax, peak_lrs, warmups)
         _boundary(ax, X, Y, p, color="k")
-        _overlay_runs(ax, sel, held, norm=norm if ax is ax_loss else None, cmap=cmap,
+        _overlay_runs(ax, runs, held, norm=norm if ax is ax_loss else None, cmap=cmap,
                       colour_by_loss=ax is ax_loss)
         if best is not None:
-            ax.scatter([best[0]], [best[1]], marker="*", s=260, color="#ffd700", edgecolors="k", linewidths=1.0,
-                       zorder=8, label="predicted best (P(div) < 0.5)")
+            ax.scatter([best["peak_lr"]], [best["warmup"]], marker="*", s=260, color="#ffd700", edgecolors="k",
+                       linewidths=1.0, zorder=8, label="predicted best (P(div) < 0.5)")
     ax_loss.set_title("Predicted final loss (hatched: P(diverge) > 0.5)")
-    ax_w.set_title(f"Uncertainty: {INTERVAL:.0%} credible-interval width of the expected loss")
-    handles = _legend_handles(sel, held, best, np.isfinite(p).any() and _has_crossing(p))
+    ax_w.set_title(f"Uncertainty: {grid.interval:.0%} credible-interval width of the expected loss")
+    handles = _legend_handles(runs, held, best, grid.has_divergence and _has_crossing(p))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=9, frameon=False)
-    subtitle = _title_block(model_params, total_steps, tokens_per_step) + "; linear warmup + linear decay to 0"
+    subtitle = _title_block(grid) + "; linear warmup + linear decay to 0"
     if best is not None:
-        subtitle += (f"\npredicted best: peak LR {best[0]:.3g}, warmup {best[1]:.2f}: "
-                     f"{best[2]:.4f} nats [{best[3]:.4f}, {best[4]:.4f}]")
-        if best[5]:
+        subtitle += (f"\npredicted best: peak LR {best['peak_lr']:.3g}, warmup {best['warmup']:.2f}: "
+                     f"{best['mean']:.4f} nats [{best['q05']:.4f}, {best['q95']:.4f}]")
+        if best["on_edge"]:
             subtitle += " — on the edge of the grid: the optimum may lie outside it"
-    others = int((sel["family"] != "linear").sum()) if len(sel) else 0
+    others = int((runs["family"] != "linear").sum())
     if others:
         subtitle += f"; {others} runs of other schedule shapes (triangles) at their peak LR and warmup"
     fig.suptitle("Loss surface — " + subtitle, fontsize=11)
-    fig.bol_data = {"grid": g, "peak_lrs": peak_lrs, "warmups": warmups, "runs": sel, "best": best}
+    fig.bol_data = {"grid": grid, "runs": runs, "best": best}
     return fig
 
 
@@ -314,17 +279,17 @@ def _cmap(name: str):
     return colormaps[name]
 
 
-def _legend_handles(sel, held, best, has_boundary) -> list:
+def _legend_handles(runs: pd.DataFrame, held: set, best: dict | None, has_boundary: bool) -> list:
     h = []
-    if len(sel):
+    if len(runs):
         h.append(Line2D([], [], marker="o", ls="", color="0.5", mec="white", ms=7,
                         label="observed run (colour = its final loss)"))
-        if (sel["family"] != "linear").any():
+        if (runs["family"] != "linear").any():
             h.append(Line2D([], [], marker="^", ls="", color="0.5", mec="white", ms=7,
                             label="run of another schedule shape"))
-        if sel["diverged"].astype(bool).any():
+        if runs["diverged"].astype(bool).any():
             h.append(Line2D([], [], marker="X", ls="", color="#d62728", mec="k", ms=8, label="diverged run"))
-        if held and sel["run_id"].isin(held).any():
+        if held and runs["run_id"].isin(held).any():
             h.append(Line2D([], [], marker="s", ls="", mfc="none", mec="#ff00ff", mew=2, ms=9,
                             label="held-out run"))
     if has_boundary:
@@ -336,84 +301,87 @@ def _legend_handles(sel, held, best, has_boundary) -> list:
 
 
 # ---------------------------------------------------------------------------------------------- divergence map
-def divergence_map(law, model_params, total_steps: int, tokens_per_step: int, peak_lrs=None, warmups=None,
-                   runs: pd.DataFrame | None = None, held_out: Iterable[str] | None = None,
-                   random_seed: int = 0) -> Figure:
+def divergence_map(grid: SurfaceGrid, runs: pd.DataFrame, held_out: Iterable[str] = ()) -> Figure:
     """Posterior mean P(diverge) over peak LR × warmup (linear warmup + decay) with the observed runs of the
-    block: diverged (red crosses) and stable (white circles); right panel: 90 % interval width of P(diverge)."""
-    held = set(held_out or ())
-    sel = block_runs(law, model_params, total_steps, tokens_per_step, runs)
-    peak_lrs, warmups = _default_axes(law, sel, peak_lrs, warmups)
+    block: diverged (red crosses) and stable (white circles); right panel: 90 % interval width of P(diverge).
+
+    ``grid`` and ``runs`` as in :func:`loss_surface`.  A grid without P(diverge) (the model has no divergence
+    boundary) draws the runs and says so instead of a map.
+    """
+    _check_grid_runs(grid, runs)
+    held = set(held_out)
+    peak_lrs, warmups = grid.peak_lrs, grid.warmups
     fig, axes = _new_figure(13.5, 5.2, ncols=2)
     ax, ax_u = axes[0]
-    title = "Divergence map — " + _title_block(model_params, total_steps, tokens_per_step)
-    if getattr(law, "div_post_", None) is None:
+    title = "Divergence map — " + _title_block(grid)
+    if not grid.has_divergence:
         for a in (ax, ax_u):
             _map_axes(a, peak_lrs, warmups)
-            _overlay_runs(a, sel, held, colour_by_loss=False)
+            _overlay_runs(a, runs, held, colour_by_loss=False)
         ax.text(0.5, 0.5, "no divergence model:\nthe training data has no diverged runs\n(P(diverge) unknown)",
                 transform=ax.transAxes, ha="center", va="center", fontsize=11,
                 bbox=dict(facecolor="white", edgecolor="0.6"))
         ax.set_title("P(diverge): unavailable")
         ax_u.set_title("Uncertainty of P(diverge): unavailable")
         fig.suptitle(title, fontsize=11)
-        fig.bol_data = {"grid": None, "runs": sel}
+        fig.bol_data = {"grid": None, "runs": runs}
         return fig
-    g = surface_grid(law, model_params, total_steps, tokens_per_step, peak_lrs, warmups, random_seed)
     X, Y = np.meshgrid(peak_lrs, warmups)
     xe, ye = _edges(peak_lrs, True), _wedges(warmups)
-    levels = np.linspace(0, 1, 11)
     cmap = _cmap("RdYlBu_r")
-    mesh = ax.pcolormesh(xe, ye, g["p_diverge"], cmap=cmap, norm=BoundaryNorm(levels, cmap.N), shading="flat",
-                         rasterized=True)
+    mesh = ax.pcolormesh(xe, ye, grid.p_diverge, cmap=cmap, norm=BoundaryNorm(np.linspace(0, 1, 11), cmap.N),
+                         shading="flat", rasterized=True)
     mesh.set_gid("p_diverge")
     fig.colorbar(mesh, ax=ax, label="P(diverge), posterior mean (probability)")
-    umesh = ax_u.pcolormesh(xe, ye, g["p_diverge_width"], cmap=_cmap("Greys"), vmin=0, vmax=1, shading="flat",
+    umesh = ax_u.pcolormesh(xe, ye, grid.p_diverge_width, cmap=_cmap("Greys"), vmin=0, vmax=1, shading="flat",
                             rasterized=True)
-    fig.colorbar(umesh, ax=ax_u, label=f"{INTERVAL:.0%} credible-interval width of P(diverge)")
+    umesh.set_gid("p_diverge_width")
+    fig.colorbar(umesh, ax=ax_u, label=f"{grid.interval:.0%} credible-interval width of P(diverge)")
     for a in (ax, ax_u):
         _map_axes(a, peak_lrs, warmups)
-        _boundary(a, X, Y, g["p_diverge"], color="k")
-        _overlay_runs(a, sel, held, colour_by_loss=False)
+        _boundary(a, X, Y, grid.p_diverge, color="k")
+        _overlay_runs(a, runs, held, colour_by_loss=False)
     ax.set_title("P(diverge) (dashed: 0.5)")
     ax_u.set_title("Uncertainty of P(diverge)")
     h = [Line2D([], [], marker="o", ls="", mfc="white", mec="k", ms=7, label="stable run")]
-    if len(sel) and (sel["family"] != "linear").any():
+    if (runs["family"] != "linear").any():
         h.append(Line2D([], [], marker="^", ls="", mfc="white", mec="k", ms=7, label="stable run, other shape"))
-    h += [
-          Line2D([], [], marker="X", ls="", color="#d62728", mec="k", ms=8, label="diverged run"),
+    h += [Line2D([], [], marker="X", ls="", color="#d62728", mec="k", ms=8, label="diverged run"),
           Line2D([], [], ls="--", color="k", lw=2, label="P(diverge) = 0.5")]
-    if held and len(sel) and sel["run_id"].isin(held).any():
+    if held and runs["run_id"].isin(held).any():
         h.append(Line2D([], [], marker="s", ls="", mfc="none", mec="#ff00ff", mew=2, ms=9, label="held-out run"))
     fig.legend(handles=h, loc="outside lower center", ncols=len(h), fontsize=9, frameon=False)
-    n_div = int(sel["diverged"].astype(bool).sum()) if len(sel) else 0
-    fig.suptitle(f"{title}; linear warmup + linear decay to 0; {len(sel)} runs observed here, {n_div} diverged",
+    n_div = int(runs["diverged"].astype(bool).sum())
+    fig.suptitle(f"{title}; linear warmup + linear decay to 0; {len(runs)} runs observed here, {n_div} diverged",
                  fontsize=11)
-    fig.bol_data = {"grid": g, "peak_lrs": peak_lrs, "warmups": warmups, "runs": sel}
+    fig.bol_data = {"grid": grid, "runs": runs}
     return fig
 
 
 # ---------------------------------------------------------------------------------------------- PPC by block
-def _train_draws(law, random_seed: int = 0):
-    runs = law.train_runs_
-    ok = runs[~runs["diverged"].astype(bool) & np.isfinite(runs["final_loss"].astype(float))]
-    cand = ok.rename(columns={"run_id": "name"})[["name", "schedule", "model_params", "tokens_per_step"]]
-    return ok, law.predict_draws(cand.reset_index(drop=True), random_seed=random_seed)
+PPC_RUN_COLUMNS = ("final_loss", "model_params", "tokens")
 
 
-def ppc_by_block(law, random_seed: int = 0) -> Figure:
+def ppc_by_block(observed: pd.DataFrame, draws: PredictionDraws) -> Figure:
     """In-sample posterior predictive check of the final loss per (model size, token budget) block.
+
+    ``observed``: the non-diverged training runs (``final_loss`` in nats, ``model_params``, ``tokens``), one row
+    per column of ``draws`` (their posterior predictive draws, same order; ``loss_noisy`` is used: a new run,
+    run-to-run noise included).  :func:`bayes_optlaws.report.training_draws` makes both.
 
     Left: observed final loss (x) vs posterior predictive median of a new run (y) with its 90 % interval, one
     colour per block, and the y = x line.  Right: the same as residuals (observed − predicted median, nats) per
     block, so misfit far smaller than the loss range stays visible.  Diverged runs are not part of the loss model.
     """
-    ok, draws = _train_draws(law, random_seed)
-    y = ok["final_loss"].to_numpy(float)
+    _require_columns(observed, PPC_RUN_COLUMNS, "the observed runs",
+                     "pass the runs table rows the draws were predicted for")
+    if draws.loss_noisy.shape[1] != len(observed):
+        raise ValueError(f"{len(observed)} observed runs but draws for {draws.loss_noisy.shape[1]} candidates; "
+                         "predict exactly the observed runs, in their order")
+    y = observed["final_loss"].to_numpy(float)
     lo, med, hi = np.quantile(draws.loss_noisy, [(1 - INTERVAL) / 2, 0.5, (1 + INTERVAL) / 2], axis=0)
-    blocks = list(dict.fromkeys(zip(ok["model_params"].astype(int), ok["tokens"].astype(int))))
-    blocks.sort()
-    key = list(zip(ok["model_params"].astype(int), ok["tokens"].astype(int)))
+    key = list(zip(observed["model_params"].astype(int), observed["tokens"].astype(int)))
+    blocks = sorted(set(key))
     fig, axes = _new_figure(13.5, 5.6, ncols=2, width_ratios=[1.0, 1.25])
     ax, ax_r = axes[0]
     inside = (lo <= y) & (y <= hi)
@@ -453,20 +421,21 @@ def ppc_by_block(law, random_seed: int = 0) -> Figure:
     return fig
 
 
+
 # ---------------------------------------------------------------------------------------------- candidates
-def candidates(ranking, max_candidates: int = 30, max_p_diverge: float = 0.05) -> Figure:
+def candidates(ranking: Ranking, max_candidates: int = 30, max_p_diverge: float = 0.05) -> Figure:
     """Per-candidate 90 % predictive interval (q05–q95), median and mean of the final loss, and P(best) bars.
 
     Candidates in rank order (best at the top; at most ``max_candidates``).  The P(diverge) of each candidate is
     written next to its bar, in red above ``max_p_diverge``; the picks by expected loss and the risk-aware pick
-    are marked.
+    are marked.  ``ranking``: :func:`bayes_optlaws.api.rank_candidates` (or :func:`bayes_optlaws.ranking.rank`).
     """
     t = ranking.table.head(max_candidates).reset_index(drop=True)
     n = len(t)
     fig, axes = _new_figure(13.0, max(2.6, 0.42 * n + 1.8), ncols=2, sharey=True, width_ratios=[1.5, 1.0])
     ax, ax_p = axes[0]
     ypos = np.arange(n)
-    picks = getattr(ranking, "picks", {}) or {}
+    picks = ranking.picks
     for i, row in t.iterrows():
         ax.plot([row["loss_q05"], row["loss_q95"]], [i, i], color="#1f77b4", lw=3, solid_capstyle="butt",
                 alpha=0.6)
@@ -519,56 +488,32 @@ def candidates(ranking, max_candidates: int = 30, max_p_diverge: float = 0.05) -
     return fig
 
 
+
 # ---------------------------------------------------------------------------------------------- evaluation plots
-def _as_eval_dict(result) -> tuple[dict, pd.DataFrame | None, dict]:
-    """(methods dict, predictions frame or None, reliability tables) from an EvaluationResult, dict or JSON path."""
-    if isinstance(result, (str, Path)):
-        result = json.loads(Path(result).read_text())
-    if isinstance(result, Mapping):
-        methods = dict(result.get("methods", {}))
-        rel = {k: pd.DataFrame(v["pbest_reliability"]) for k, v in methods.items()
-               if isinstance(v, Mapping) and v.get("pbest_reliability")}
-        return methods, None, rel
-    return dict(result.methods), getattr(result, "predictions", None), dict(getattr(result, "reliability", {}) or {})
+def _coverage_points(vals: Mapping) -> tuple[list[float], list[float], int]:
+    """(nominal levels, observed coverages, number of runs) of one method from its ``coverage_<pct>`` metrics;
+    missing (None or NaN) values are left out."""
+    points = []
+    for key, value in vals.items():
+        m = re.fullmatch(r"coverage_(\d+(?:\.\d+)?)", str(key))
+        if m and value is not None and np.isfinite(float(value)):
+            points.append((float(m.group(1)) / 100, float(value)))
+    points.sort()
+    return [lv for lv, _ in points], [ob for _, ob in points], int(vals.get("n") or 0)
 
 
-def _coverage_points(name: str, vals: Mapping, preds: pd.DataFrame | None) -> tuple[list, list, int]:
-    """Nominal and observed coverage of one method: from lo/hi columns when present, else the metrics."""
-    levels, observed, n = [], [], int(vals.get("n") or 0)
-    if preds is not None:
-        cols = [c for c in preds.columns if c.startswith("lo") and c.endswith(f":{name}")]
-        for c in cols:
-            tag = c[2:-len(name) - 1]
-            hi = f"hi{tag}:{name}"
-            if hi not in preds.columns:
-                continue
-            sub = preds[np.isfinite(preds[c].astype(float)) & np.isfinite(preds["final_loss"].astype(float))]
-            if not len(sub):
-                continue
-            y = sub["final_loss"].to_numpy(float)
-            levels.append(float(tag) / 100)
-            observed.append(float(np.mean((sub[c].to_numpy(float) <= y) & (y <= sub[hi].to_numpy(float)))))
-            n = len(sub)
-    if not levels:
-        for k, v in vals.items():
-            m = re.fullmatch(r"coverage_(\d+(?:\.\d+)?)", str(k))
-            if m and v is not None and np.isfinite(float(v)):
-                levels.append(float(m.group(1)) / 100)
-                observed.append(float(v))
-    order = np.argsort(levels)
-    return [levels[i] for i in order], [observed[i] for i in order], n
+def calibration(result: EvaluationResult, methods: Iterable[str] | None = None) -> Figure:
+    """Calibration of an evaluation (:func:`bayes_optlaws.evaluation.cross_validate`; from its JSON, see
+    :func:`bayes_optlaws.report.evaluation_from_json`).
 
-
-def calibration(result, methods: Iterable[str] | None = None) -> Figure:
-    """Calibration of an evaluation (``EvaluationResult``, its ``to_dict()`` or a JSON path).
-
-    Left: nominal vs observed coverage of the central predictive intervals (50/80/90 %), per method with draws,
-    with ±2 binomial standard errors; right: P(best) reliability diagram (mean predicted P(best) vs observed
-    frequency of being best, marker area ∝ number of configurations, ECE in the legend).
+    Left: nominal vs observed coverage of the central predictive intervals (the methods' ``coverage_50/80/90``),
+    per method with draws, with ±2 binomial standard errors; right: P(best) reliability diagram (the
+    ``reliability`` tables: mean predicted P(best) vs observed frequency of being best, marker area ∝ number of
+    configurations, ECE in the legend).
     """
-    all_methods, preds, rel = _as_eval_dict(result)
+    all_methods, rel = result.methods, result.reliability
     names = [m for m in (methods or all_methods) if m in all_methods]
-    cov = {m: _coverage_points(m, all_methods[m], preds) for m in names}
+    cov = {m: _coverage_points(all_methods[m]) for m in names}
     cov = {m: c for m, c in cov.items() if c[0]}
     if not cov and not any(m in rel for m in names):
         raise ValueError("the evaluation has no method with predictive draws (no coverage or P(best) "
@@ -601,12 +546,13 @@ def calibration(result, methods: Iterable[str] | None = None) -> Figure:
         cnt = t["count"].to_numpy(float)
         freq = t["freq"].to_numpy(float)
         mean_p = t["mean_p"].to_numpy(float)
-        ece = float(np.sum(cnt * np.abs(mean_p - freq)) / cnt.sum())
+        ece = all_methods[m].get("pbest_ece")  # the evaluation's expected calibration error of this table
+        ece_text = f"ECE {float(ece):.3f}" if ece is not None and np.isfinite(float(ece)) else "ECE n/a"
         lo, hi = _wilson(freq, cnt)
         ax_r.errorbar(mean_p, freq, yerr=[freq - lo, hi - freq], fmt="none", ecolor=colours[m], alpha=0.6,
                       capsize=2)
         ax_r.scatter(mean_p, freq, s=20 + 300 * cnt / cnt.max(), color=colours[m], alpha=0.8, edgecolors="k",
-                     linewidths=0.5, zorder=4, label=f"{m} (ECE {ece:.3f}, {int(cnt.sum())} configurations)")
+                     linewidths=0.5, zorder=4, label=f"{m} ({ece_text}, {int(cnt.sum())} configurations)")
         for x_, y_, c_ in zip(mean_p, freq, cnt):
             ax_r.annotate(f"{int(c_)}", (x_, y_), textcoords="offset points", xytext=(7, 3), fontsize=7,
                           color="0.25")
@@ -637,12 +583,12 @@ def _parse_ablation(methods: Mapping) -> dict[str, dict[str, Mapping]]:
     return out
 
 
-def ablation(result, paper_reference: bool = True) -> Figure:
-    """Spearman and Top-2 hit rate per feature-block ablation step (methods named ``family[step]``, e.g.
-    ``optlaw_ls[scale]``, ``optlaw_ls[+convergence]``, ``bayes_optlaw[+mixed]``), one line per family; the
-    paper's Table 9 (its own data) in grey for context."""
-    methods, _, _ = _as_eval_dict(result)
-    fams = _parse_ablation(methods)
+
+def ablation(result: EvaluationResult, paper_reference: bool = True) -> Figure:
+    """Spearman and Top-2 hit rate per feature-block ablation step of an evaluation (methods named
+    ``family[step]``, e.g. ``optlaw_ls[scale]``, ``optlaw_ls[+convergence]``, ``bayes_optlaw[+mixed]``), one line
+    per family; the paper's Table 9 (its own data) in grey for context."""
+    fams = _parse_ablation(result.methods)
     if not fams:
         raise ValueError("the evaluation has no ablation methods (named like 'optlaw_ls[+escape]'); run "
                          "`bayes-optlaws evaluate --ablation --json EVAL.json`")
@@ -687,29 +633,38 @@ def ablation(result, paper_reference: bool = True) -> Figure:
     return fig
 
 
+
 # ---------------------------------------------------------------------------------------------- diagnostics
 TRACE_VARS = ("intercept", "beta", "sigma", "sigma_size")
 
 
-def trace(law, kind: str = "forest", var_names: Iterable[str] = TRACE_VARS) -> Figure:
-    """ArviZ (arviz-plots) plot of the loss model's main parameters, on the standardised scale.
+def _diagnostics_line(diagnostics: Mapping) -> str:
+    nan = float("nan")
+    return (f"all sampled parameters: max R-hat {diagnostics.get('max_rhat', nan):.3f}, "
+            f"min bulk ESS {diagnostics.get('min_ess_bulk', nan):.0f}"
+            f", {diagnostics.get('divergences', 0)} divergent transitions, {diagnostics.get('draws', 0)} draws")
 
-    ``kind="forest"`` (default): per-chain 94 % intervals of intercept, each slope ``beta`` and the scales
-    ``sigma``/``sigma_size`` (chains that disagree show as shifted rows).  ``kind="trace"``: marginal densities
-    and traces per chain (``beta`` overlaid in one panel).
+
+def trace(idata, diagnostics: Mapping, kind: str = "forest", var_names: Iterable[str] = TRACE_VARS) -> Figure:
+    """ArviZ (arviz-plots) plot of a posterior's main parameters (the loss model's: standardised scale).
+
+    ``idata``: a DataTree with a ``posterior`` group (e.g. ``law.loss_idata_``); ``diagnostics``: its sampler
+    summary for the title (``max_rhat``, ``min_ess_bulk``, ``divergences``, ``draws``; e.g.
+    ``law.loss_diagnostics_``).  ``kind="forest"`` (default): per-chain 94 % intervals of intercept, each slope
+    ``beta`` and the scales ``sigma``/``sigma_size`` (chains that disagree show as shifted rows).
+    ``kind="trace"``: marginal densities and traces per chain (``beta`` overlaid in one panel).
     """
     import arviz_plots as azp
 
-    idata = law.loss_idata_
+    if kind not in ("forest", "trace"):
+        raise ValueError(f"kind must be 'forest' or 'trace', got {kind!r}")
     names = [v for v in var_names if v in idata.posterior.data_vars]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if kind == "forest":
             pc = azp.plot_forest(idata, var_names=names, backend="matplotlib")
-        elif kind == "trace":
-            pc = azp.plot_trace_dist(idata, var_names=names, compact=True, backend="matplotlib")
         else:
-            raise ValueError(f"kind must be 'forest' or 'trace', got {kind!r}")
+            pc = azp.plot_trace_dist(idata, var_names=names, compact=True, backend="matplotlib")
     fig = pc.get_viz("figure")
     if kind == "forest":
         for ax in fig.axes:
@@ -720,13 +675,8 @@ def trace(law, kind: str = "forest", var_names: Iterable[str] = TRACE_VARS) -> F
         for ax in fig.axes:
             if ax.get_xlabel() == "Draw":
                 ax.set_xlabel("draw (per chain)")
-    d = law.loss_diagnostics_ or {}
-    nan = float("nan")
-    diag = (f"all sampled parameters: max R-hat {d.get('max_rhat', nan):.3f}, "
-            f"min bulk ESS {d.get('min_ess_bulk', nan):.0f}"
-            f", {d.get('divergences', 0)} divergent transitions, {d.get('draws', 0)} draws")
-    fig.suptitle(f"Loss model parameters ({'forest, one row per chain' if kind == 'forest' else 'trace'})\n{diag}",
-                 fontsize=11)
+    what = "forest, one row per chain" if kind == "forest" else "trace"
+    fig.suptitle(f"Loss model parameters ({what})\n{_diagnostics_line(diagnostics or {})}", fontsize=11)
     fig.bol_data = {"var_names": names, "kind": kind}
     fig.bol_plot_collection = pc
     return fig

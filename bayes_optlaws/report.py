@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .jsonsafe import json_safe
 from .runs import RunsError, atomic_write_text
 from .schedules import Schedule, schedule_family
 
@@ -54,30 +55,33 @@ def _e(x: Any) -> str:
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
+    """A table cell: "–" for a missing number (None, NaN, inf), yes/no, integers with thousands separators."""
+    v = json_safe(v)  # numpy -> Python, NaN/inf -> None
     if v is None:
         return "–"
-    if isinstance(v, (bool, np.bool_)):
+    if isinstance(v, bool):
         return "yes" if v else "no"
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    if isinstance(v, (float, np.floating)):
-        if not np.isfinite(v):
-            return "–"
-        a = abs(float(v))
-        if a != 0 and (a < 1e-3 or a >= 1e6):
-            return f"{float(v):.3g}"
-        return f"{float(v):.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
+            return f"{v:.3g}"
+        return f"{v:.{digits}f}"
     return str(v)
 
 
 def _prob(v: Any) -> str:
-    if v is None or not np.isfinite(v):
+    """A probability cell: "n/a" when missing (the model has no such outcome), "< 0.001" when tiny."""
+    v = json_safe(v)
+    if v is None:
         return "n/a"
     return "< 0.001" if v < 0.001 else f"{v:.3f}"
 
 
 def _int(v: Any) -> str:
-    return "–" if v is None or not np.isfinite(v) else f"{float(v):,.0f}"
+    """A count cell (ESS, draws) rounded to a whole number; "–" when missing."""
+    v = json_safe(v)
+    return "–" if v is None else f"{float(v):,.0f}"
 
 
 def _table(rows: Iterable[Mapping[str, Any]], columns: list[tuple[str, str]], left: Iterable[str] = (),
@@ -195,44 +199,65 @@ def _fill_target(cands: pd.DataFrame, block: dict) -> tuple[pd.DataFrame, bool]:
     return cands, filled
 
 
+def evaluation_from_json(data: Mapping, source: str = "the evaluation"):
+    """An :class:`~bayes_optlaws.evaluation.EvaluationResult` from its JSON form (``EvaluationResult.to_dict()``,
+    the output of ``bayes-optlaws evaluate --json``, or a transfer evaluation's ``to_dict()``).
+
+    The JSON holds no per-run predictions (``predictions`` is empty) and carries each method's P(best)
+    reliability table inside the method (``methods[NAME]["pbest_reliability"]``): it moves to ``reliability``.
+    ``source`` names the input in the :class:`~bayes_optlaws.runs.RunsError` raised for a dict that is not one.
+    """
+    from .evaluation.protocol import EvaluationResult
+
+    methods = data.get("methods") if isinstance(data, Mapping) else None
+    if not isinstance(methods, Mapping) or not all(isinstance(v, Mapping) for v in methods.values()):
+        raise RunsError(f"{source}: not an evaluation result (no 'methods' table of metrics per method); "
+                        "write one with `bayes-optlaws evaluate --json EVAL.json`")
+    metrics = {name: {k: v for k, v in vals.items() if k != "pbest_reliability"} for name, vals in methods.items()}
+    reliability = {name: pd.DataFrame(vals["pbest_reliability"]) for name, vals in methods.items()
+                   if vals.get("pbest_reliability")}
+    return EvaluationResult(methods=metrics, divergence=dict(data.get("divergence") or {}),
+                            folds=dict(data.get("folds") or {}), data=dict(data.get("data") or {}),
+                            predictions=pd.DataFrame(), reliability=reliability,
+                            errors=dict(data.get("errors") or {}))
+
+
+def _read_evaluation_file(path: Path) -> Any:
+    """The parsed JSON of an evaluation file (RunsError when it is missing or not JSON)."""
+    if not path.is_file():
+        raise RunsError(f"evaluation file {path} does not exist (or is not a file); write one with "
+                        "`bayes-optlaws evaluate --json EVAL.json`")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunsError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _as_evaluation(item) -> tuple[str, Any]:
+    """``(label, EvaluationResult)`` of one evaluation given as a JSON path, its dict, a result object with
+    ``to_dict()`` (e.g. a transfer evaluation) or an ``EvaluationResult``."""
+    from .evaluation.protocol import EvaluationResult
+
+    if isinstance(item, EvaluationResult):
+        return "evaluation", item
+    if isinstance(item, (str, Path)):
+        path = Path(item)
+        return path.name, evaluation_from_json(_read_evaluation_file(path), str(path))
+    if isinstance(item, Mapping):
+        return "evaluation", evaluation_from_json(item)
+    if hasattr(item, "to_dict"):
+        return "evaluation", evaluation_from_json(item.to_dict())
+    raise RunsError(f"cannot read an evaluation from an object of type {type(item).__name__!r}; pass an "
+                    "evaluation JSON path, its dict or an EvaluationResult")
+
+
 def _load_evaluations(evaluation) -> list[tuple[str, Any]]:
     """Normalise ``evaluation`` (None, a path, a dict, an EvaluationResult, or a list of those) to
-    ``[(label, result-or-dict)]``."""
+    ``[(label, EvaluationResult)]``: the one form the evaluation plots accept."""
     if evaluation is None:
         return []
     items = evaluation if isinstance(evaluation, (list, tuple)) else [evaluation]
-    out = []
-    for item in items:
-        if isinstance(item, (str, Path)):
-            path = Path(item)
-            if not path.exists():
-                raise RunsError(f"evaluation file {path} does not exist; write one with "
-                                "`bayes-optlaws evaluate --json EVAL.json`")
-            try:
-                data = json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise RunsError(f"{path}: not valid JSON ({exc})") from None
-            if not isinstance(data, Mapping) or "methods" not in data:
-                raise RunsError(f"{path}: not an evaluation result (no 'methods'); write one with "
-                                "`bayes-optlaws evaluate --json EVAL.json`")
-            out.append((path.name, data))
-        elif isinstance(item, Mapping):
-            out.append(("evaluation", item))
-        else:
-            out.append(("evaluation", item))
-    return out
-
-
-def _methods_of(result) -> dict:
-    return dict(result.get("methods", {})) if isinstance(result, Mapping) else dict(result.methods)
-
-
-def _divergence_of(result) -> dict:
-    return dict(result.get("divergence", {}) or {}) if isinstance(result, Mapping) else dict(result.divergence)
-
-
-def _data_of(result) -> dict:
-    return dict(result.get("data", {}) or {}) if isinstance(result, Mapping) else dict(result.data)
+    return [_as_evaluation(item) for item in items]
 
 
 # ---------------------------------------------------------------------------------------------- sections
@@ -322,8 +347,11 @@ def _summary_section(law, model_label: str | None) -> str:
 
 def _maps_section(law, block: dict, random_seed: int) -> str:
     from . import plots
+    from .surface import block_runs, surface_grid
 
-    args = (law, block["model_params"], block["total_steps"], block["tokens_per_step"])
+    where_args = (block["model_params"], block["total_steps"], block["tokens_per_step"])
+    grid = surface_grid(law, *where_args, random_seed=random_seed)  # one grid of predictions for both maps
+    runs = block_runs(law.train_runs_, *where_args)
     where = (f"the block N = {block['model_params']:,} parameters, D = {block['tokens']:,} tokens "
              f"({block['total_steps']:,} steps × {block['tokens_per_step']:,} tokens per step), "
              + ("the block chosen for this report" if block.get("chosen") else
@@ -331,25 +359,36 @@ def _maps_section(law, block: dict, random_seed: int) -> str:
     out = ['<section id="surface"><h2>2. Loss surface</h2>',
            f"<p>Predicted final loss of linear-warmup + linear-decay schedules over peak LR × warmup for {where}. "
            "The dashed line is P(diverge) = 0.5; markers are the observed runs of this block.</p>"]
-    out.append(_figure(plots.loss_surface(*args, random_seed=random_seed), "loss surface",
+    out.append(_figure(plots.loss_surface(grid, runs), "loss surface",
                        "Left: posterior mean of the expected final loss (nats), hatched where P(diverge) > 0.5; "
                        "observed runs coloured by their measured loss on the same scale. Right: width of the 90 % "
                        "credible interval of the expected loss (nats) — large away from the data. Star: the "
                        "predicted best schedule on this grid with P(diverge) &lt; 0.5."))
     out.append("</section>")
     out.append('<section id="divergence"><h2>3. Divergence map</h2>')
-    out.append(_figure(plots.divergence_map(*args, random_seed=random_seed), "divergence map",
+    out.append(_figure(plots.divergence_map(grid, runs), "divergence map",
                        "Posterior mean P(diverge) (left) and the width of its 90 % credible interval (right) over "
                        "the same grid; red crosses: runs that diverged, open circles: runs that trained normally."))
     out.append("</section>")
     return "".join(out)
 
 
+def training_draws(law, random_seed: int = 0):
+    """The non-diverged training runs with a finite final loss and their posterior predictive draws
+    (``(runs, PredictionDraws)``, one draws column per run, same order): the input of
+    :func:`bayes_optlaws.plots.ppc_by_block`."""
+    runs = law.train_runs_
+    ok = runs[~runs["diverged"].astype(bool) & np.isfinite(runs["final_loss"].astype(float))]
+    cands = ok.rename(columns={"run_id": "name"})[["name", "schedule", "model_params", "tokens_per_step"]]
+    return ok, law.predict_draws(cands.reset_index(drop=True), random_seed=random_seed)
+
+
 def _ppc_section(law, random_seed: int) -> str:
     from . import plots
 
+    observed, draws = training_draws(law, random_seed)
     return ('<section id="ppc"><h2>4. Posterior predictive check by block</h2>'
-            + _figure(plots.ppc_by_block(law, random_seed=random_seed), "posterior predictive check by block",
+            + _figure(plots.ppc_by_block(observed, draws), "posterior predictive check by block",
                       "Every non-diverged training run: observed final loss against the posterior predictive "
                       "median of a new run with its 90 % interval (left), and the residuals per block (right). "
                       "In-sample: this checks the fit, not predictive accuracy on unseen runs — see the "
@@ -393,7 +432,7 @@ def _candidates_section(law, candidates, block: dict, random_seed: int) -> str:
         rows.append({"rank": int(r["rank"]), "name": r["name"], "mean": r["loss_mean"],
                      "interval": f"[{_fmt(r['loss_q05'])}, {_fmt(r['loss_q95'])}]",
                      "expected_loss": r["expected_loss"],
-                     "p_diverge": r["p_diverge"] if np.isfinite(r["p_diverge"]) else None,
+                     "p_diverge": r["p_diverge"],
                      "p_best": r["p_best"], "regret": r["expected_regret"]})
     pick_names = {picks.get("by_expected_loss"), picks.get("risk_aware")}
     out.append(_table(rows, [("rank", "rank"), ("name", "candidate"), ("mean", "mean loss if it trains (nats)"),
@@ -431,8 +470,7 @@ def _evaluation_section(evaluations: list[tuple[str, Any]]) -> str:
     out = ['<section id="evaluation"><h2>6. Evaluation (held-out, block-wise cross-validation)</h2>']
     have_cal = have_abl = False
     for label, res in evaluations:
-        methods = _methods_of(res)
-        data = _data_of(res)
+        methods, data = res.methods, res.data
         out.append(f"<h3>{_e(label)}</h3>")
         if data:
             out.append(f"<p>{_e(data.get('n_cv_runs', '?'))} runs in {_e(data.get('n_blocks', '?'))} blocks; "
@@ -443,7 +481,7 @@ def _evaluation_section(evaluations: list[tuple[str, Any]]) -> str:
                 ("coverage_90", "90 % coverage"), ("crps", "CRPS"), ("pbest_ece", "P(best) ECE"), ("n", "n")]
         rows = [{"name": k, **{c: v.get(c) for c, _ in cols[1:]}} for k, v in methods.items()]
         out.append(_table(rows, cols, left=("name",)))
-        dv = _divergence_of(res)
+        dv = res.divergence
         if dv:
             dcols = [("name", "divergence method"), ("precision", "precision"), ("recall", "recall"),
                      ("f1", "F1"), ("balanced_accuracy", "balanced accuracy"), ("brier", "Brier"), ("n", "n")]
@@ -482,7 +520,7 @@ def _diagnostics_section(law) -> str:
     from . import plots
 
     try:
-        fig = plots.trace(law, kind="forest")
+        fig = plots.trace(law.loss_idata_, law.loss_diagnostics_ or {}, kind="forest")
     except Exception as exc:  # noqa: BLE001 - the diagnostics picture is optional, the table above is not
         return (f'<section id="diagnostics"><h2>7. Sampler diagnostics (plots)</h2>'
                 f'{_box("note", "Parameter plot unavailable: " + _e(exc))}</section>')
@@ -535,6 +573,10 @@ def render_report(law, candidates=None, evaluation=None, *, model_label: str | N
 def write_report(law, out_dir, candidates=None, evaluation=None, force: bool = False, *,
                  block: Mapping | None = None, random_seed: int = 0) -> Path:
     """Write ONE self-contained ``out_dir/report.html`` and return its path.
+
+    The report composes: it computes every number through the API (:mod:`bayes_optlaws.surface` for the maps,
+    :func:`training_draws` for the posterior predictive check, :func:`~bayes_optlaws.api.rank_candidates` for the
+    ranking), hands them to :mod:`bayes_optlaws.plots` (which only draws) and writes the HTML.
 
     ``law``: a fitted :class:`~bayes_optlaws.optlaw.BayesOptLaw` or a model directory.  ``candidates``: a
     candidate file or DataFrame (default: the shipped examples if present, else a small grid around the data's

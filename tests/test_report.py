@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bayes_optlaws import paths, report
@@ -119,8 +121,41 @@ def test_bad_evaluation_file_is_a_clear_error(tmp_path):
         report._load_evaluations(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
     bad.write_text('{"rows": []}')
+    with pytest.raises(RunsError, match="bad.json: not an evaluation result"):
+        report._load_evaluations([bad])
+    bad.write_text('{"methods": [1, 2]}')
     with pytest.raises(RunsError, match="not an evaluation result"):
         report._load_evaluations([bad])
+    bad.write_text("{not json")
+    with pytest.raises(RunsError, match="not valid JSON"):
+        report._load_evaluations([bad])
+    with pytest.raises(RunsError, match="cannot read an evaluation from an object of type 'int'"):
+        report._load_evaluations([3])
+
+
+def test_evaluation_json_gives_the_same_calibration_and_ablation(evaluation, tmp_path):
+    """The report converts an evaluation's JSON back into an EvaluationResult: the plots see the same numbers."""
+    from bayes_optlaws import plots
+
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(evaluation.to_dict(include_assignment=False)))
+    [(label, from_json)] = report._load_evaluations(path)
+    assert label == "eval.json"
+    assert set(from_json.methods) == set(evaluation.methods)
+    assert "pbest_reliability" not in from_json.methods["bayes_optlaw"]
+    pd.testing.assert_frame_equal(from_json.reliability["bayes_optlaw"], evaluation.reliability["bayes_optlaw"],
+                                  check_dtype=False)
+    direct, again = plots.calibration(evaluation), plots.calibration(from_json)
+    levels, observed, n = direct.bol_data["coverage"]["bayes_optlaw"]
+    assert levels == [0.5, 0.8, 0.9] and n == evaluation.methods["bayes_optlaw"]["n"] > 0
+    assert again.bol_data["coverage"]["bayes_optlaw"] == (levels, observed, n)
+    # the coverage drawn is the share of held-out runs inside their intervals, from the per-run predictions
+    p = evaluation.predictions.dropna(subset=["lo90:bayes_optlaw"])
+    inside = (p["lo90:bayes_optlaw"] <= p["final_loss"]) & (p["final_loss"] <= p["hi90:bayes_optlaw"])
+    assert observed[-1] == pytest.approx(inside.mean()) and len(p) == n
+    assert (plots.ablation(from_json).bol_data["steps"] == plots.ablation(evaluation).bol_data["steps"])
+    [(_, same)] = report._load_evaluations([evaluation])
+    assert same is evaluation
 
 
 def test_cli_report(saved_model, tmp_path, monkeypatch, capsys):
@@ -149,6 +184,27 @@ def test_cli_report(saved_model, tmp_path, monkeypatch, capsys):
     assert seen["block"] == {"model_params": 80000, "tokens": 4096000, "tokens_per_step": 4096}
     assert main(["report", "--model", str(saved_model), "--out", str(tmp_path / "x"), "--params", "80000"]) == 2
     assert "--params and --tokens" in capsys.readouterr().err
+
+
+def test_maps_section_computes_one_grid_and_hands_it_to_both_maps(fitted_law, monkeypatch):
+    """The report composes: it computes the grid once (surface.surface_grid), the plots only draw it."""
+    from bayes_optlaws import plots, surface
+
+    calls, seen = [], {}
+    real_grid = surface.surface_grid
+    monkeypatch.setattr(surface, "surface_grid", lambda *a, **k: calls.append(a) or real_grid(*a, **k))
+    for name in ("loss_surface", "divergence_map"):
+        real = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda grid, runs, _real=real, _name=name: seen.setdefault(
+            _name, (grid, runs)) and _real(grid, runs))
+    block = report.focus_block(fitted_law)
+    html_text = report._maps_section(fitted_law, block, random_seed=0)
+    assert len(calls) == 1 and html_text.count("<img") == 2
+    grid, runs = seen["loss_surface"]
+    assert isinstance(grid, surface.SurfaceGrid) and seen["divergence_map"][0] is grid
+    assert (grid.model_params, grid.total_steps, grid.tokens_per_step) == (
+        block["model_params"], block["total_steps"], block["tokens_per_step"])
+    assert block["run_id"] in set(runs["run_id"]) and {"peak_lr", "warmup_frac", "family"} <= set(runs.columns)
 
 
 def test_chosen_block_is_named_in_the_maps_section(fitted_law):

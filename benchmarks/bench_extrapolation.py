@@ -18,11 +18,13 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bayes_optlaws.evaluation.cli import transfer_methods  # noqa: E402
+from bayes_optlaws.evaluation.ours import BayesOptLawMethod  # noqa: E402
 from bayes_optlaws.evaluation.transfer import evaluate_transfer, split_largest_size  # noqa: E402
 from bayes_optlaws.paths import DEFAULT_RUNS, REPO_ROOT  # noqa: E402
 from bayes_optlaws.runs import read_runs  # noqa: E402
@@ -60,9 +62,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-bayes", action="store_true")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated loss methods")
     ap.add_argument("--json", help="write every split's result as JSON")
+    ap.add_argument("--model-config", action="append", default=[], metavar="NAME=JSON",
+                    help='an extra Bayesian variant, e.g. bayes_tps=\'{"covariates": ["log_tokens_per_step"]}\'')
     args = ap.parse_args(argv)
     lm, _ = transfer_methods(not args.no_bayes)
     lm = {k: v for k, v in lm.items() if k in args.methods.split(",")}
+    for item in args.model_config:
+        name, cfg = item.split("=", 1)
+        lm[name] = partial(BayesOptLawMethod, model_config=json.loads(cfg))
     out = {}
     for title, (train, test) in splits(args.only):
         t0 = time.perf_counter()

@@ -58,22 +58,32 @@ class OptLawLS:
 
 
 class BayesOptLawMethod:
-    """The hierarchical Bayesian Opt-Law (loss part only; the boundary is evaluated separately)."""
+    """The hierarchical Bayesian Opt-Law in the protocol's ``fit`` / ``predict`` / ``predict_draws`` contract.
+
+    ``outcomes=False`` (the cross-validation's loss task): the loss law alone, fitted on the rows it is given.
+    ``outcomes=True`` (the transfer modes: the product as a user runs it): fitted on every training run
+    (``uses_all_runs``: diverged ones included) with the outcome model, and a test run that did not diverge is
+    predicted as what it is — a mixture of training normally and training unstably: per draw, with
+    ``q = P(unstable) / (1 − P(diverge))`` the run ends ``unstable_excess`` nats higher.  ``predict`` is the
+    posterior mean of that mixture, ``predict_draws`` new-run draws from it.
+    """
 
     name = "bayes_optlaw"
 
     def __init__(self, blocks=BLOCKS, seed: int = 0, sampler_config: dict | None = None,
-                 model_config: dict | None = None):
+                 model_config: dict | None = None, outcomes: bool = False):
         self.blocks = tuple(blocks)
         self.seed = seed
         self.sampler_config = sampler_config or FAST_SAMPLER
         self.model_config = model_config
+        self.outcomes = outcomes
+        self.uses_all_runs = outcomes
 
     def fit(self, df: pd.DataFrame) -> "BayesOptLawMethod":
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self.law_ = BayesOptLaw(blocks=self.blocks, sampler_config=self.sampler_config, random_seed=self.seed,
-                                    model_config=self.model_config, fit_divergence=False).fit(df)
+                                    model_config=self.model_config, fit_divergence=self.outcomes).fit(df)
         self.warnings_ = [str(w.message) for w in caught]
         return self
 
@@ -81,13 +91,28 @@ class BayesOptLawMethod:
         keep = ["name", "schedule", "model_params", "tokens_per_step"] + [c for c in df.columns
                                                                           if str(c).startswith("x_")]
         cand = df.rename(columns={"run_id": "name"})[keep]
-        return self.law_.predict_draws(cand)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # extrapolation warnings: the evaluation reports the distance itself
+            return self.law_.predict_draws(cand)
+
+    def _unstable_share(self, draws) -> np.ndarray:
+        """P(unstable | not diverged) per draw and row (zeros without an unstable outcome)."""
+        if not self.outcomes or draws.p_unstable is None:
+            return np.zeros_like(draws.loss)
+        p_div = np.nan_to_num(draws.p_diverge, nan=0.0)
+        return np.clip(draws.p_unstable / np.maximum(1.0 - p_div, 1e-12), 0.0, 1.0)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
-        return self._draws(df).loss.mean(axis=0)
+        d = self._draws(df)
+        return (d.loss + self._unstable_share(d) * d.unstable_excess).mean(axis=0)
 
     def predict_draws(self, df: pd.DataFrame) -> np.ndarray:
-        return self._draws(df).loss_noisy
+        d = self._draws(df)
+        q = self._unstable_share(d)
+        if not q.any():
+            return d.loss_noisy
+        rng = np.random.default_rng(self.seed + 11)
+        return d.loss_noisy + d.unstable_excess * (rng.random(q.shape) < q)
 
 
 class BayesBoundary:

@@ -273,7 +273,7 @@ def evaluate_transfer(train: pd.DataFrame, test: pd.DataFrame,
         errors[name] = []
         try:
             model = factory()
-            model.fit(tr_ok)
+            model.fit(train if getattr(model, "uses_all_runs", False) else tr_ok)
             draws = _check_draws(model.predict_draws(te), len(te), name) if hasattr(model, "predict_draws") \
                 else None
             p = np.asarray(model.predict(te), dtype=float).reshape(-1)

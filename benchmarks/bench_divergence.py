@@ -58,7 +58,7 @@ class OptLawLSNormalOnly(OptLawLS):
 def _reliability_lines(p, happened) -> str:
     t = M.event_reliability(p, happened)
     t = t[t["count"] > 0]
-    return "\n".join(f"    [{r.lo:.2f}, {r.hi:.2f}): n={r['count']:3d}  mean p={r.mean_p:.3f}  observed={r.freq:.3f}"
+    return "\n".join(f"    [{r.lo:.2f}, {r.hi:.2f}): n={int(r['count']):3d}  mean p={r.mean_p:.3f}  observed={r.freq:.3f}"
                      for _, r in t.iterrows())
 
 
@@ -114,6 +114,9 @@ def main(argv=None) -> int:
         methods[f"bayes_boundary[{v}]"] = (lambda v=v: BayesBoundary(seed=0, draws=args.draws, tune=args.draws,
                                                                      config={"outcome": v, **extra}))
     probs = cross_validated_probabilities(df, methods, folds)
+    if args.json:  # the slow part is done: keep the held-out probabilities whatever happens next
+        np.savez(Path(args.json).with_suffix(".npz"), **{f"{n}|{k}": v for n, p in probs.items()
+                                                        for k, v in p.items() if k != "seconds"})
     diverged = df["diverged"].astype(bool).to_numpy()
     unstable = labels == "unstable"
     report = {"n": int(in_cv.sum()), "n_diverged": int(diverged[in_cv].sum()),

@@ -14,6 +14,11 @@ decay, β2, ... and compare optimizers.  A fitted law may add
   column with partial pooling (``Normal(0, sigma_level)``, ``sigma_level ~ HalfNormal``); a value not seen in
   training gets a fresh draw from the population, so its intervals are wider.
 
+The default, ``"auto"``, uses ``log_tokens_per_step`` when the training runs have more than one tokens per step
+and nothing else (measured on LossCast StepLaw, fit 72M–242M, score 372M: final-loss MAE 0.0316 → 0.0269 and
+in-block regret 0.018 → 0.012 nats; the embedded grid has one batch size, so there it adds nothing).  ``[]`` is
+the paper's 15-feature law unchanged.  A fitted law stores the resolved list.
+
 Candidates must then carry the same columns; a missing or non-numeric value is a clear error naming the
 candidate and the column.  Which terms a fitted law uses is recorded in its ``model_config``.
 """
@@ -38,6 +43,17 @@ def _source(name: str) -> tuple[str, bool]:
         return name, False
     raise RunsError(f"unknown covariate {name!r}: use 'log_tokens_per_step', an 'x_' column of the runs table "
                     "(e.g. 'x_beta2') or 'log:' + an 'x_' column (e.g. 'log:x_weight_decay')")
+
+
+def resolve(covariates, runs: pd.DataFrame) -> list[str]:
+    """The covariate list a law is fitted with: ``"auto"`` (or ``None``) -> ``["log_tokens_per_step"]`` when
+    ``runs`` has more than one tokens per step, else ``[]``; a list is checked and returned as it is."""
+    if covariates is None or covariates == "auto":
+        return ["log_tokens_per_step"] if runs["tokens_per_step"].nunique() > 1 else []
+    names = list(covariates)
+    for name in names:
+        _source(name)
+    return names
 
 
 def covariate_matrix(table: pd.DataFrame, names, where: str = "runs") -> np.ndarray:

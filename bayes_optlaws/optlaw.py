@@ -117,6 +117,7 @@ class BayesOptLaw:
         else:
             spec = self.feature_spec
         self.spec_ = spec
+        self.model_config["covariates"] = cov.resolve(self.model_config.get("covariates"), ok)
         X = self._with_covariates(design_matrix(ok_int, spec), ok, "runs")
         self.standardiser_ = Standardiser.fit(X)
         self.y_mean_, self.y_sd_ = float(y.mean()), float(y.std()) or 1.0
@@ -163,13 +164,19 @@ class BayesOptLaw:
         return self
 
     @property
+    def covariates_(self) -> list[str]:
+        """The covariates the fitted law uses (resolved at fit time; a model saved before covariates has none)."""
+        names = self.model_config.get("covariates")
+        return list(names) if isinstance(names, (list, tuple)) else []
+
+    @property
     def loss_feature_names_(self) -> list[str]:
         """The loss law's terms: the Opt-Laws features of ``spec_`` and then the covariates (if any)."""
-        return list(self.spec_.feature_names) + list(self.model_config.get("covariates") or [])
+        return list(self.spec_.feature_names) + self.covariates_
 
     def _with_covariates(self, X: np.ndarray, table: pd.DataFrame, where: str) -> np.ndarray:
         """The Opt-Laws feature matrix with the covariate columns of :mod:`bayes_optlaws.covariates` appended."""
-        names = self.model_config.get("covariates") or []
+        names = self.covariates_
         return np.column_stack([X, cov.covariate_matrix(table, names, where)]) if names else X
 
     def _loss_rows(self, runs: pd.DataFrame) -> np.ndarray:

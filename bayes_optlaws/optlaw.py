@@ -134,7 +134,7 @@ class BayesOptLaw:
                                if runs["diverged"].any() and runs.loc[runs["diverged"], "final_loss"].notna().any()
                                else float(ok["final_loss"].max()))
         say(f"sampling the loss model: {len(ok)} runs, {len(self.sizes_)} model sizes, "
-            f"{len(spec.feature_names)} features (4 chains, nutpie)")
+            f"{len(self.loss_feature_names_)} terms (4 chains, nutpie)")
         self.prior_check_ = lm.prior_check(data, self.model_config, random_seed=self.random_seed)
         model = lm.build_loss_model(data, self.model_config)
         self.loss_idata_ = lm.sample_loss_model(model, self.sampler_config, random_seed=self.random_seed)

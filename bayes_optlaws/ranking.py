@@ -44,6 +44,8 @@ from .draws import PredictionDraws
 from .jsonsafe import json_safe as _py  # the package's one JSON sanitiser
 from .runs import RunsError
 
+#: how far each candidate's target lies outside the fitted range (factors >= 1; see extrapolation.py)
+EXTRAPOLATION_COLUMNS = ("extrap_N", "extrap_D", "extrap_lr", "extrap_tps", "extrap_max")
 SUMMARY_COLUMNS = ["name", "expected_loss", "loss_mean", "loss_q05", "loss_q50", "loss_q95", "p_diverge",
                    "p_unstable", "p_best", "expected_regret"]
 SWEEP_CHUNK_DRAWS = 256  # draws per block of the exact sweep (fixed, so results do not depend on the set size)
@@ -65,8 +67,9 @@ class Ranking:
     unstable_excess: float = 0.0
 
     def to_dict(self) -> dict:
+        extrap = [c for c in EXTRAPOLATION_COLUMNS if c in self.table.columns]
         cands = [{k: _py(v) for k, v in row.items()} for row in self.table[SUMMARY_COLUMNS + [
-            "p_best_noisy", "loss_q90"]].to_dict("records")]
+            "p_best_noisy", "loss_q90"] + extrap].to_dict("records")]
         return {"candidates": cands, "near_ties": self.near_ties, "picks": self.picks, "delta": _py(self.delta),
                 "diverged_loss": _py(self.diverged_loss), "unstable_excess": _py(self.unstable_excess)}
 
@@ -296,6 +299,8 @@ def candidate_summary(draws: PredictionDraws, out: Outcomes | None = None) -> pd
         "loss_q05": q[0], "loss_q50": q[1], "loss_q90": q[2], "loss_q95": q[3],
         "p_diverge": column_means(out.p_diverge) if out.has_divergence else nan,
         "p_unstable": column_means(out.p_unstable) if out.has_unstable else nan,
+        **{col: np.asarray(draws.extrapolation[col], float) for col in EXTRAPOLATION_COLUMNS
+           if draws.extrapolation is not None and col in draws.extrapolation},
     })
 
 
@@ -384,9 +389,20 @@ def format_table(r: Ranking) -> str:
                      f"[{row.loss_q05:7.4f}, {row.loss_q95:7.4f}] {_prob(row.p_diverge)} {_prob(row.p_unstable)} "
                      f"{row.p_best:8.3f} {row.expected_regret:8.4f}")
     lines.append("")
+    lines += _extrapolation_lines(t)
     lines += _pick_lines(r)
     lines += _tie_lines(r)
     return "\n".join(lines)
+
+
+def _extrapolation_lines(t: pd.DataFrame) -> list[str]:
+    """One line saying how far the candidates lie outside the fitted range (nothing when all are inside)."""
+    if "extrap_max" not in t.columns or not (t["extrap_max"] > 1.0 + 1e-9).any():
+        return []
+    what = {"extrap_N": "model size", "extrap_D": "tokens", "extrap_lr": "peak LR", "extrap_tps": "tokens/step"}
+    parts = [f"{label} up to {t[col].max():.3g}x" for col, label in what.items()
+             if col in t.columns and t[col].max() > 1.0 + 1e-9]
+    return [f"extrapolation beyond the fitted runs: {', '.join(parts)} (per candidate: extrap_* in --json)"]
 
 
 def _pick_lines(r: Ranking) -> list[str]:

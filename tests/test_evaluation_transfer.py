@@ -136,3 +136,18 @@ def test_cli_train_test_needs_both(tmp_path, capsys):
 
     assert main(["evaluate", "--train", str(tmp_path / "a.csv")]) == 2
     assert "give both --train A and --test B" in capsys.readouterr().err
+
+
+def test_cli_train_test_scores_one_table_with_another(tiny, tmp_path, capsys):
+    from bayes_optlaws.cli import main
+
+    train, test = tiny
+    a, b, out = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "res.json"
+    train.to_csv(a, index=False)
+    test.to_csv(b, index=False)
+    assert main(["evaluate", "--train", str(a), "--test", str(b), "--methods", "proxy_best", "--json",
+                 str(out)]) == 0
+    assert "fit on" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert res["methods"]["proxy_best"]["regret"] == pytest.approx(0.0)
+    assert res["data"]["n_train"] == 6 and res["data"]["n_test"] == 5

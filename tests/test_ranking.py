@@ -382,3 +382,18 @@ def test_optimize_short_list_agrees_with_rank_on_the_same_candidates(fitted_law)
         np.testing.assert_allclose(a[col].to_numpy(), t[col].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=col)
     assert again.picks["by_expected_loss"] == ranking.picks["by_expected_loss"]
     assert again.picks["by_p_best"] == ranking.picks["by_p_best"]
+
+
+def test_extrapolation_factors_reach_the_table_the_json_and_the_printout():
+    """SYNTHETIC draws with extrapolation factors attached (as BayesOptLaw.predict_draws does)."""
+    from bayes_optlaws.draws import PredictionDraws
+    from bayes_optlaws.ranking import format_table, rank
+
+    rng = np.random.default_rng(0)
+    loss = 2.0 + rng.normal(0, 0.01, (200, 2)) + np.array([0.0, 0.1])
+    extrap = {"extrap_N": np.array([1.0, 8.0]), "extrap_D": np.ones(2), "extrap_lr": np.ones(2),
+              "extrap_tps": np.ones(2), "extrap_max": np.array([1.0, 8.0])}
+    r = rank(PredictionDraws(["near", "far"], loss, loss, np.zeros((200, 2)), 3.0, extrapolation=extrap))
+    assert r.table.set_index("name").loc["far", "extrap_N"] == 8.0
+    assert {c["name"]: c["extrap_max"] for c in r.to_dict()["candidates"]} == {"near": 1.0, "far": 8.0}
+    assert "model size up to 8x" in format_table(r)

@@ -56,7 +56,7 @@ DEFAULT_MODEL_CONFIG = {
     "size_slopes": True,
     "new_size_offset": "random_walk",
     "covariates": "auto",
-    "group_column": None,
+    "group_column": "auto",
 }
 DEFAULT_SAMPLER_CONFIG = {"draws": 1000, "tune": 1000, "chains": 4, "nuts_sampler": "nutpie", "target_accept": 0.95}
 

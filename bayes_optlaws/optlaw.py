@@ -30,7 +30,7 @@ from . import loss_model as lm
 from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, select_exponents)
 from .runs import RunsError, validate_candidates, validate_runs
 from .schedules import Schedule
-from .extrapolation import FittedRange
+from .extrapolation import ExtrapolationWarning, FittedRange
 from .draws import PredictionDraws  # noqa: F401  (re-exported: moved to draws.py)
 
 
@@ -118,12 +118,13 @@ class BayesOptLaw:
             spec = self.feature_spec
         self.spec_ = spec
         self.model_config["covariates"] = cov.resolve(self.model_config.get("covariates"), ok)
+        self.model_config["group_column"] = cov.resolve_group_column(self.model_config.get("group_column"), ok)
         X = self._with_covariates(design_matrix(ok_int, spec), ok, "runs")
         self.standardiser_ = Standardiser.fit(X)
         self.y_mean_, self.y_sd_ = float(y.mean()), float(y.std()) or 1.0
         self.sizes_ = sorted(int(s) for s in ok["model_params"].unique())
         group = np.array([self.sizes_.index(int(s)) for s in ok["model_params"]])
-        level, self.levels_ = cov.group_index(ok, self.model_config.get("group_column"))
+        level, self.levels_ = cov.group_index(ok, self._group_column)
         Xs = self.standardiser_.transform(X)
         data = lm.LossData(Xs, (y - self.y_mean_) / self.y_sd_, group, self.sizes_, self.loss_feature_names_,
                            size_covariates(Xs, group, len(self.sizes_), spec.feature_names), level,
@@ -168,6 +169,12 @@ class BayesOptLaw:
         """The covariates the fitted law uses (resolved at fit time; a model saved before covariates has none)."""
         names = self.model_config.get("covariates")
         return list(names) if isinstance(names, (list, tuple)) else []
+
+    @property
+    def _group_column(self) -> str | None:
+        """The pooled group column (resolved at fit time; ``"auto"`` left by an older saved model means none)."""
+        col = self.model_config.get("group_column")
+        return None if col in (None, "auto") else col
 
     @property
     def loss_feature_names_(self) -> list[str]:
@@ -331,7 +338,12 @@ class BayesOptLaw:
         """Draws of (mean, new-run) log loss from the pre-training law (samples × rows)."""
         X = self.standardiser_.transform(self._with_covariates(X_raw, cand, "candidates"))
         group = np.array([self.sizes_.index(int(s)) if int(s) in self.sizes_ else -1 for s in cand["model_params"]])
-        level, _ = cov.group_index(cand, self.model_config.get("group_column"), self.levels_, "candidates")
+        level, _ = cov.group_index(cand, self._group_column, self.levels_, "candidates")
+        if len(self.sizes_) < 2 and (cand["model_params"] != self.sizes_[0]).any():
+            warnings.warn(f"the law was fitted on one model size ({self.sizes_[0]:,} parameters): how the loss "
+                          "changes with size is not learned from these data, so predictions at another size rest "
+                          "on the feature form alone and their intervals do not include that uncertainty; fit on "
+                          "at least two sizes", ExtrapolationWarning, stacklevel=3)
         # candidates of the same unseen size share one fresh offset per draw
         mu = np.empty((self.loss_post_["intercept"].shape[0], len(cand)))
         sizes = cand["model_params"].to_numpy()

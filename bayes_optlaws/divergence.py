@@ -79,6 +79,10 @@ DEFAULT_DIVERGENCE_CONFIG = {
     "k_median": 6.0,                 # slope on the area score ~ LogNormal(log median, k_log_sd)
     "k_log_sd": 0.5,
     "beta_lr_sd": 3.0,               # slope on log(peak LR / rho) ~ HalfNormal(sd) (>= 0: monotone in LR)
+    "beta_features_sd": 0.0,         # slopes on the standardised FEATURES (the logistic baseline's inputs):
+                                     #   log peak LR ~ HalfNormal(sd), the others ~ Normal(0, sd); 0: left out
+    "diverged_slopes_sd": 0.0,       # diverged-only extra slopes on the FEATURES ~ Normal(0, sd) (partial
+                                     #   proportional odds, sequential form); 0: proportional odds
     "beta_batch_sd": 1.0,            # slope on centred log tokens per step ~ Normal(0, sd)
     "beta_warmup_sd": 0.0,           # slope on the warmup fraction (0..1) ~ Normal(0, sd)
     "cut_sd": 5.0,                   # lower cut-point ~ Normal(0, sd)
@@ -88,6 +92,10 @@ DEFAULT_DIVERGENCE_CONFIG = {
 }
 
 OUTCOME_MODELS = ("ordered", "two_logistic", "binary", "area_logistic")
+#: the logistic baseline's inputs as direct linear terms, each standardised with its training mean and sd
+FEATURES = ("log_peak_lr", "warmup_frac", "log_N", "log_D")
+#: config entries added after models were first saved, with the values that reproduce those models
+LATER_CONFIG_OFF = {"beta_features_sd": 0.0, "diverged_slopes_sd": 0.0}
 AREA_PARAMS = ("log_c", "a", "b", "log_kappa", "k")
 
 
@@ -99,7 +107,8 @@ class DivergenceInputs:
     ``eta``/``w``: whole-stage LR samples and their token weights (runs × K); ``eta_wu``/``w_wu``: the warmup
     ``[0, t1]``; ``floor_dt``: half a step in B tokens; ``eta_max``; centred ``log_N``, ``log_D``, ``log_B``
     (tokens per step); ``warmup_frac`` = t1 / T; ``size``: index of the run's model size in the fit's sizes
-    (−1 for a size the model has not seen).
+    (−1 for a size the model has not seen); ``z``: the :data:`FEATURES` standardised with the training
+    statistics (runs × 4, dimensionless; zeros until :func:`standardise_features` fills them).
     """
 
     eta: np.ndarray
@@ -113,9 +122,11 @@ class DivergenceInputs:
     log_B: np.ndarray = None
     warmup_frac: np.ndarray = None
     size: np.ndarray = None
+    z: np.ndarray = None
 
     def __post_init__(self) -> None:
         R = self.eta.shape[0]
+        self.z = np.zeros((R, len(FEATURES))) if self.z is None else self.z
         self.log_B = np.zeros(R) if self.log_B is None else self.log_B
         self.warmup_frac = np.zeros(R) if self.warmup_frac is None else self.warmup_frac
         self.size = np.full(R, -1, dtype=int) if self.size is None else self.size
@@ -159,10 +170,33 @@ def divergence_inputs(schedules: list[Schedule], tokens_per_step, model_params, 
                             np.log(D) - log_D_center, np.log(B) - log_B_center, frac, size)
 
 
+def raw_features(inp: DivergenceInputs) -> np.ndarray:
+    """The :data:`FEATURES` per run (runs × 4): log normalised peak LR, warmup fraction t1 / T, centred log N
+    (N in billions of parameters) and centred log D (D in billions of tokens)."""
+    return np.column_stack([np.log(inp.eta_max), inp.warmup_frac, inp.log_N, inp.log_D])
+
+
+def feature_stats(inp: DivergenceInputs) -> dict[str, list[float]]:
+    """Training mean and sd of every feature (``{name: [mean, sd]}``; an sd of 0, a constant feature, is
+    stored as 1 so the feature standardises to 0)."""
+    x = raw_features(inp)
+    sd = x.std(axis=0)
+    return {name: [float(m), float(v) if v > 1e-12 else 1.0] for name, m, v in zip(FEATURES, x.mean(axis=0), sd)}
+
+
+def standardise_features(inp: DivergenceInputs, stats: dict[str, list[float]]) -> DivergenceInputs:
+    """Fill ``inp.z`` with the features standardised by the training ``stats`` (returns ``inp``)."""
+    mean = np.array([stats[name][0] for name in FEATURES])
+    sd = np.array([stats[name][1] for name in FEATURES])
+    inp.z = (raw_features(inp) - mean) / sd
+    return inp
+
+
 # ============================================================================ the PyMC model
 def _param_names(prefix: str) -> tuple[str, ...]:
     return tuple(prefix + p for p in ("log_c", "a", "b", "log_kappa", "k", "beta_lr", "beta_batch",
-                                      "beta_warmup", "sigma_size", "size_offset_raw"))
+                                      "beta_warmup", "beta_log_lr", "beta_features", "sigma_size",
+                                      "size_offset_raw"))
 
 
 def _slope(name: str, sd: float, positive: bool = False):
@@ -201,11 +235,21 @@ def _tensor_predictor(prefix: str, inp: DivergenceInputs, centers: tuple[float, 
         return k * score
     log_ratio = np.log(inp.eta_max) - log_lr_center - (log_rho - log_c)
     eta = k * (score + 1.0) + beta_lr * log_ratio + beta_batch * inp.log_B + beta_warmup * inp.warmup_frac
+    if cfg["beta_features_sd"] > 0:
+        eta = eta + _feature_terms(prefix, inp, cfg["beta_features_sd"])
     if n_sizes >= 2:
         sigma_size = pm.HalfNormal(prefix + "sigma_size", cfg["sigma_size_sd"])
         raw = pm.ZeroSumNormal(prefix + "size_offset_raw", sigma=1.0, dims="size")
         eta = eta + sigma_size * raw[inp.size]
     return eta
+
+
+def _feature_terms(prefix: str, inp: DivergenceInputs, sd: float):
+    """``beta_log_lr · z_lr + beta_features · (z_warmup, z_N, z_D)`` on the standardised features: the log
+    peak LR's slope is >= 0 (a higher LR never makes a run safer), the others have either sign."""
+    beta_log_lr = pm.HalfNormal(prefix + "beta_log_lr", sd)
+    beta_features = pm.Normal(prefix + "beta_features", 0.0, sd, shape=len(FEATURES) - 1)
+    return beta_log_lr * inp.z[:, 0] + pt.dot(inp.z[:, 1:], beta_features)
 
 
 def _cutpoints(prefix: str, cfg: dict):
@@ -235,6 +279,8 @@ def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_cen
             eta = _tensor_predictor("", inp, centers, cfg, 0, area_only=True)
             pm.Deterministic("p_diverge", pm.math.invlogit(eta), dims="run")
             pm.Bernoulli("diverged", logit_p=eta, observed=(y == 2).astype("int64"), dims="run")
+        elif kind == "ordered" and cfg["diverged_slopes_sd"] > 0:
+            _sequential_ordered(inp, y, _tensor_predictor("", inp, centers, cfg, n_sizes), cfg)
         elif kind == "ordered":
             eta = _tensor_predictor("", inp, centers, cfg, n_sizes)
             cut_u, cut_d = _cutpoints("", cfg)
@@ -256,6 +302,21 @@ def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_cen
     return model
 
 
+def _sequential_ordered(inp: DivergenceInputs, y: np.ndarray, eta, cfg: dict) -> None:
+    """The ordered outcome with diverged-only slopes (partial proportional odds), in the sequential form that
+    keeps every probability valid: ``P(diverged) = σ(eta + gamma · z − cut_diverged)`` and
+    ``P(unstable | not diverged) = σ(eta − cut_unstable)``, ``gamma ~ Normal(0, diverged_slopes_sd)`` (shrunk
+    towards the shared predictor)."""
+    cut_u, cut_d = _cutpoints("", cfg)
+    gamma = pm.Normal("diverged_slopes", 0.0, cfg["diverged_slopes_sd"], shape=len(FEATURES))
+    logit_div = eta + pt.dot(inp.z, gamma) - cut_d
+    p_div = pm.Deterministic("p_diverge", pm.math.invlogit(logit_div), dims="run")
+    pm.Deterministic("p_unstable", (1.0 - p_div) * pm.math.invlogit(eta - cut_u), dims="run")
+    pm.Bernoulli("diverged", logit_p=logit_div, observed=(y == 2).astype("int64"), dims="run")
+    keep = np.flatnonzero(y < 2)
+    pm.Bernoulli("unstable", logit_p=(eta - cut_u)[keep], observed=(y[keep] == 1).astype("int64"))
+
+
 def model_params(config: dict) -> tuple[str, ...]:
     """Free parameters (posterior variables the numpy predictor needs) of the configured outcome model."""
     kind = config["outcome"]
@@ -263,7 +324,7 @@ def model_params(config: dict) -> tuple[str, ...]:
         return AREA_PARAMS
     names = _param_names("")
     if kind == "ordered":
-        return names + ("cut_unstable", "cut_gap")
+        return names + ("cut_unstable", "cut_gap", "diverged_slopes")
     names = names + ("cut_diverged",)
     if kind == "two_logistic":
         names = names + _param_names("u_") + ("u_cut_unstable",)
@@ -390,6 +451,8 @@ def linear_predictor(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr_
     log_ratio = np.log(inp.eta_max)[None] - log_lr_center - (log_rho - col("log_c"))
     eta = (col("k") * (score + 1.0) + col("beta_lr") * log_ratio + col("beta_batch") * inp.log_B[None]
            + col("beta_warmup") * inp.warmup_frac[None])
+    if prefix + "beta_features" in post:
+        eta = eta + col("beta_log_lr") * inp.z[None, :, 0] + post[prefix + "beta_features"] @ inp.z[:, 1:].T
     return eta + (offsets if offsets is not None else size_offsets(post, inp, prefix))
 
 
@@ -408,6 +471,10 @@ def predict_outcome(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr_c
         return p_div, np.full_like(p_div, np.nan)
     offsets = size_offsets(post, inp, "", rng)
     eta = linear_predictor(post, inp, log_lr_center, "", offsets)
+    if outcome == "ordered" and "diverged_slopes" in post:  # sequential form (:func:`_sequential_ordered`)
+        cut_u = post["cut_unstable"][:, None]
+        p_div = _sigmoid(eta + post["diverged_slopes"] @ inp.z.T - (cut_u + post["cut_gap"][:, None]))
+        return p_div, (1.0 - p_div) * _sigmoid(eta - cut_u)
     if outcome == "ordered":
         cut_u = post["cut_unstable"][:, None]
         p_div = _sigmoid(eta - (cut_u + post["cut_gap"][:, None]))
@@ -450,12 +517,15 @@ class DivergenceFit:
     prior_check: dict | None = None
     idata: xr.DataTree | None = field(default=None, repr=False)
     post: dict | None = field(default=None, repr=False)
+    feature_stats: dict | None = None
 
     def inputs(self, runs: pd.DataFrame) -> DivergenceInputs:
+        """Schedule grids and (when the fit has feature statistics) standardised features of ``runs``."""
         schedules = [Schedule.from_spec(s) for s in runs["schedule"]]
-        return divergence_inputs(schedules, runs["tokens_per_step"], runs["model_params"], self.lr_ref,
-                                 self.log_N_center, self.log_D_center, int(self.config["grid_points"]),
-                                 self.log_B_center, self.sizes)
+        inp = divergence_inputs(schedules, runs["tokens_per_step"], runs["model_params"], self.lr_ref,
+                                self.log_N_center, self.log_D_center, int(self.config["grid_points"]),
+                                self.log_B_center, self.sizes)
+        return standardise_features(inp, self.feature_stats) if self.feature_stats else inp
 
     def predict(self, runs: pd.DataFrame, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(P(diverge), P(unstable)) draws (samples × rows) for a runs-like table (``schedule``,
@@ -469,22 +539,25 @@ class DivergenceFit:
                 "log_c_center": self.log_c_center, "log_lr_center": self.log_lr_center, "sizes": [int(s) for s in self.sizes],
                 "unstable_excess": None if not np.isfinite(self.unstable_excess) else self.unstable_excess,
                 "n_runs": self.n_runs, "counts": self.counts, "diagnostics": self.diagnostics,
-                "prior_check": self.prior_check}
+                "prior_check": self.prior_check, "feature_stats": self.feature_stats}
 
     @classmethod
     def from_settings(cls, s: dict, idata: xr.DataTree) -> "DivergenceFit":
-        cfg = {**DEFAULT_DIVERGENCE_CONFIG, **s["config"]}
+        """Inverse of :meth:`settings`; a config saved before an entry of :data:`LATER_CONFIG_OFF` existed
+        gets that entry's "off" value (the model it was fitted with)."""
+        cfg = {**DEFAULT_DIVERGENCE_CONFIG, **LATER_CONFIG_OFF, **s["config"]}
         excess = float("nan") if s.get("unstable_excess") is None else float(s["unstable_excess"])
         return cls(cfg, s["lr_ref"], s["log_N_center"], s["log_D_center"], s["log_B_center"], s["log_c_center"],
                    s["log_lr_center"],
                    [int(v) for v in s["sizes"]], excess, int(s["n_runs"]), s["counts"], s.get("diagnostics"),
-                   s.get("prior_check"), idata, posterior_arrays(idata, model_params(cfg)))
+                   s.get("prior_check"), idata, posterior_arrays(idata, model_params(cfg)),
+                   s.get("feature_stats"))
 
 
 def legacy_fit(settings: dict, idata: xr.DataTree) -> DivergenceFit:
     """A model saved before the outcome model (five-parameter ``area_logistic`` boundary, no per-size
     offsets): its posterior with the law's stored centres."""
-    cfg = {**DEFAULT_DIVERGENCE_CONFIG, "outcome": "area_logistic", "grid_points": GRID_POINTS}
+    cfg = {**DEFAULT_DIVERGENCE_CONFIG, **LATER_CONFIG_OFF, "outcome": "area_logistic", "grid_points": GRID_POINTS}
     lr_ref = settings["feature_spec"]["lr_ref"]
     fit = DivergenceFit(cfg, lr_ref, settings["log_N_center"], settings["log_D_center"], 0.0,
                         settings["div_log_c_center"], 0.0, [], float("nan"), settings.get("n_train_runs", 0), {},
@@ -544,6 +617,8 @@ def fit_divergence(runs: pd.DataFrame, lr_ref: float, config: dict | None = None
         sorted(int(s) for s in runs["model_params"].unique()), ins.unstable_excess(runs, cfg["unstable_gap"]),
         len(runs), {o: int(np.sum(labels == o)) for o in ins.OUTCOMES})
     inp = fit.inputs(runs)
+    fit.feature_stats = feature_stats(inp)
+    standardise_features(inp, fit.feature_stats)
     fit.log_c_center = _centre_log_c(inp.eta_max, diverged)
     fit.log_lr_center = float(np.mean(np.log(inp.eta_max)))
     if say:

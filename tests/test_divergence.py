@@ -140,3 +140,70 @@ def test_bayes_boundary_uses_the_same_fit(synthetic_table):
     y = synthetic_table["diverged"].to_numpy()
     assert p.shape == (len(y),) and ((p > 0.5) == y).mean() > 0.9
     assert np.isnan(m.predict_unstable_proba(synthetic_table)).all()
+
+
+def test_features_are_standardised_with_the_training_statistics():
+    schedules = [Schedule.from_spec({"family": "linear", "peak_lr": lr, "warmup": wu, "total": 1000})
+                 for lr, wu in [(1e-3, 0), (1e-2, 100), (1e-1, 300)]]
+    train = div.divergence_inputs(schedules, [4096] * 3, [1e6, 2e6, 4e6], 0.3, 0.0, 0.0)
+    stats = div.feature_stats(train)
+    z = div.standardise_features(train, stats).z
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(z.std(axis=0), [1, 1, 1, 0])  # D is the same for all three: sd stored as 1
+    assert stats["log_D"][1] == 1.0
+    new = div.divergence_inputs(schedules[:1], [4096], [1e6], 0.3, 0.0, 0.0)
+    np.testing.assert_allclose(div.standardise_features(new, stats).z, z[:1])  # training stats, not its own
+
+
+def _toy_inputs(z):
+    R = len(z)
+    """Runs whose area score is −1 (nothing above rho = 1, a half-step warmup floor): eta is the linear terms."""
+    return div.DivergenceInputs(*(np.zeros((R, 2)),) * 4, np.ones(R), np.ones(R), log_N=np.zeros(R),
+                                log_D=np.zeros(R), z=np.asarray(z, float))
+
+
+def test_diverged_slopes_give_the_sequential_ordered_probabilities():
+    """P(diverged) = σ(eta + gamma·z − cut_d), P(unstable) = (1 − P(diverged)) σ(eta − cut_u); valid even
+    where the diverged slopes would make the cumulative form's probabilities cross."""
+    z = np.array([[-2.0, 0, 0, 0], [0.0, 0, 0, 0], [3.0, 1, 0, 0]])
+    post = {"log_c": np.zeros(1), "a": np.zeros(1), "b": np.zeros(1), "log_kappa": np.zeros(1),
+            "k": np.zeros(1), "beta_log_lr": np.array([2.0]), "beta_features": np.zeros((1, 3)),
+            "cut_unstable": np.array([1.0]), "cut_gap": np.array([2.0]),
+            "diverged_slopes": np.array([[3.0, -1.0, 0.0, 0.0]])}
+    p_div, p_uns = div.predict_outcome(post, _toy_inputs(z), 0.0, "ordered")
+    eta = 2.0 * z[:, 0]
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    expected_div = sig(eta + z @ post["diverged_slopes"][0] - 3.0)
+    np.testing.assert_allclose(p_div[0], expected_div)
+    np.testing.assert_allclose(p_uns[0], (1 - expected_div) * sig(eta - 1.0))
+    assert np.all(p_div + p_uns <= 1) and np.all(p_uns >= 0)
+
+
+def test_a_posterior_without_diverged_slopes_keeps_the_proportional_odds_form():
+    """A model saved before the feature terms (no beta_features / diverged_slopes) predicts as it did."""
+    z = np.zeros((2, 4))
+    post = {"log_c": np.zeros(1), "a": np.zeros(1), "b": np.zeros(1), "log_kappa": np.zeros(1),
+            "k": np.zeros(1), "beta_lr": np.array([1.0]), "cut_unstable": np.array([-1.0]),
+            "cut_gap": np.array([2.0])}
+    inp = _toy_inputs(z)
+    inp.eta_max = np.array([1.0, np.e])  # log(peak / rho) = 0 and 1 (centres 0, rho = 1)
+    p_div, p_uns = div.predict_outcome(post, inp, 0.0, "ordered")
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    eta = np.array([0.0, 1.0])
+    np.testing.assert_allclose(p_div[0], sig(eta - 1.0))
+    np.testing.assert_allclose(p_uns[0], sig(eta + 1.0) - sig(eta - 1.0))
+
+
+def test_a_config_saved_before_the_feature_terms_loads_with_them_off():
+    import xarray as xr
+
+    post = xr.Dataset({name: (("chain", "draw"), np.zeros((1, 2))) for name in
+                       ("log_c", "a", "b", "log_kappa", "k", "beta_lr", "cut_unstable", "cut_gap")})
+    idata = xr.DataTree.from_dict({"posterior": post})
+    old_config = {k: v for k, v in div.DEFAULT_DIVERGENCE_CONFIG.items() if k not in div.LATER_CONFIG_OFF}
+    settings = {"config": {**old_config, "outcome": "ordered", "beta_lr_sd": 3.0}, "lr_ref": 0.3,
+                "log_N_center": 0.0, "log_D_center": 0.0, "log_B_center": 0.0, "log_c_center": 0.0,
+                "log_lr_center": 0.0, "sizes": [], "unstable_excess": None, "n_runs": 2, "counts": {}}
+    fit = div.DivergenceFit.from_settings(settings, idata)
+    assert fit.config["beta_features_sd"] == 0.0 and fit.config["diverged_slopes_sd"] == 0.0
+    assert fit.feature_stats is None and "diverged_slopes" not in fit.post

@@ -35,7 +35,8 @@ from ..runs import RunsError, validate_runs
 from ..schedules import Schedule, schedule_family
 from . import metrics as M
 from .folds import DEFAULT_CV_GROUPS, block_keys, config_keys, cv_mask
-from .protocol import _check_draws, _format_table, _json_safe
+from ..jsonsafe import json_safe
+from .protocol import _check_draws, _format_table
 
 #: column order of the transfer table
 TRANSFER_METRICS = ("mae", "rmse", "spearman", "bias", "regret", "spearman_in_block", "top2", "coverage_50",
@@ -149,7 +150,7 @@ class TransferResult:
         out = {"methods": self.methods, "divergence": self.divergence, "blocks": self.blocks, "data": self.data}
         if any(self.errors.values()):
             out["errors"] = {k: v for k, v in self.errors.items() if v}
-        return _json_safe(out)
+        return json_safe(out)
 
     def table(self) -> str:
         """Readable fixed-width tables: the loss metrics, the divergence metrics, the pick of every block."""
@@ -230,11 +231,9 @@ def _loss_metrics(y, pred, blocks, configs, min_cell: int, predicts_loss: bool) 
     return out
 
 
-def _draw_metrics(y, draws, blocks, configs, min_cell: int) -> dict[str, float]:
-    out = {}
-    for level in (0.5, 0.9):
-        lo, hi = M.central_interval(draws, level)
-        out[f"coverage_{int(level * 100)}"] = M.coverage(y, lo, hi)
+def _draw_metrics(y, draws, intervals: dict, blocks, configs, min_cell: int) -> dict[str, float]:
+    """Coverage of the central ``intervals`` (``{level: (lo, hi)}``), CRPS and P(best) metrics from the draws."""
+    out = {f"coverage_{int(level * 100)}": M.coverage(y, lo, hi) for level, (lo, hi) in intervals.items()}
     out["crps"] = M.crps_from_samples(y, draws)
     pb = M.pbest_from_draws(draws, blocks, None, configs, y, min_size=min_cell)
     if len(pb):
@@ -288,9 +287,9 @@ def evaluate_transfer(train: pd.DataFrame, test: pd.DataFrame,
         predicts_loss = getattr(model, "predicts_loss", True)
         vals = _loss_metrics(yt, p, blocks, configs, min_cell, predicts_loss)
         if draws is not None:
-            vals.update(_draw_metrics(yt, draws, blocks, configs, min_cell))
-            for level in (0.5, 0.9):
-                lo, hi = M.central_interval(draws, level)
+            intervals = {level: M.central_interval(draws, level) for level in (0.5, 0.9)}
+            vals.update(_draw_metrics(yt, draws, intervals, blocks, configs, min_cell))
+            for level, (lo, hi) in intervals.items():
                 preds[f"lo{int(level * 100)}:{name}"], preds[f"hi{int(level * 100)}:{name}"] = lo, hi
         preds[f"pred:{name}"] = p
         methods[name] = vals

@@ -196,18 +196,37 @@ def _unstable_outcomes(loss: np.ndarray, p_div: np.ndarray, p_unst: np.ndarray, 
     return value, prob, before, factor
 
 
+def _gather(a: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``a[i, order[i, j]]`` for every row ``i`` (a flat ``take``: faster than ``take_along_axis``)."""
+    a = np.ascontiguousarray(a)
+    return np.take(a.ravel(), order + (np.arange(a.shape[0]) * a.shape[1])[:, None])
+
+
 def _sort_outcomes(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(flat indices into ``value`` that sort each row, the sorted values); exactly equal values stay in column
-    order (candidate listed first, a candidate's normal outcome before its unstable one)."""
+    """(column indices that sort each row, the sorted values); exactly equal values stay in column order
+    (candidate listed first, a candidate's normal outcome before its unstable one)."""
     order = np.argsort(value, axis=1)
-    order += np.arange(0, value.size, value.shape[1])[:, None]
-    v = np.take(value, order)
+    v = _gather(value, order)
     tied = (v[:, 1:] == v[:, :-1]).any(axis=1)
     if tied.any():  # quicksort is faster, but only a stable sort orders ties by column
         rows = np.flatnonzero(tied)
-        order[rows] = np.argsort(value[rows], axis=1, kind="stable") + (rows * value.shape[1])[:, None]
-        v[rows] = np.take(value, order[rows])
+        order[rows] = np.argsort(value[rows], axis=1, kind="stable")
+        v[rows] = _gather(value[rows], order[rows])
     return order, v
+
+
+def _sort_lowest(value: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` lowest values of each row, sorted as :func:`_sort_outcomes` would put them first: (column
+    indices, values, rows where that is certain).  A row is uncertain when its ``k``-th and ``k + 1``-th lowest
+    values are equal (a partial sort does not order ties by column)."""
+    part = np.argpartition(value, (k - 1, k), axis=1)
+    first = np.sort(part[:, :k], axis=1)  # column order, so a stable sort keeps ties in it
+    vals = _gather(value, first)
+    srt = np.argsort(vals, axis=1, kind="stable")
+    order = _gather(first, srt)
+    v = _gather(vals, srt)
+    boundary = _gather(value, part[:, k:k + 1])[:, 0]
+    return order, v, boundary > v[:, -1]
 
 
 def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
@@ -217,39 +236,82 @@ def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
 
 
 LOG_UNDERFLOW = -700.0  # exp below this is < 1e-304: set to exactly 0 (avoids slow subnormal arithmetic)
+PARTIAL_SORT = (256, 768)  # outcome counts tried before a full sort (see :func:`_sweep_block`)
 
 
-def _sweep_block(loss, p_div, p_unst, excess, diverged_loss, with_unstable):
-    """Exact sweep for a block of draws: (Σ over draws of P(best) per outcome column, Σ E[min], Σ P(all div))."""
+def _outcome_columns(loss, p_div, p_unst, excess, with_unstable):
+    """Per outcome column (S × C, or S × 2C with unstable outcomes; see :func:`_unstable_outcomes`): value,
+    probability, the candidate's own survival before it (``None``: 1) and the survival factor of passing it."""
     if with_unstable:
-        value, prob, before, factor = _unstable_outcomes(loss, p_div, p_unst, excess)
-        order, v = _sort_outcomes(value)  # flat indices, sorted values
-        p, f, b = np.take(prob, order), np.take(factor, order), np.take(before, order)
-    else:  # one non-diverged outcome per candidate: survival 1 before it, p_div after it
-        order, v = _sort_outcomes(loss)
-        f = np.take(p_div, order)
-        p, b = 1.0 - f, None
+        return _unstable_outcomes(loss, p_div, p_unst, excess)
+    return loss, 1.0 - p_div, None, p_div  # one non-diverged outcome: survival 1 before it, p_div after it
+
+
+def _sweep_sorted(order, v, prob, before, factor, diverged_loss):
+    """The sweep over outcomes sorted per row (``order``: column indices, ``v``: values; possibly only each
+    row's lowest ones): (P(best) of each sorted outcome, E[min] per row, P(all diverge) per row,
+    the log survival of every candidate after the last outcome of ``order``, or 0 after a zero factor)."""
+    f = _gather(factor, order)
+    p = _gather(prob, order)
     # running product of every candidate's survival, kept as a sum of logs of the non-zero factors plus, when a
     # factor is exactly 0 (a candidate that never diverges has been passed), a count of zero factors
     is_zero = f == 0.0
     any_zero = bool(is_zero.any())
     log_f = np.log(np.where(is_zero, 1.0, f) if any_zero else f)
     log_before = _exclusive_cumsum(log_f)
-    if b is not None:  # divide out the candidate's own survival: the product over the *other* candidates
+    if before is not None:  # divide out the candidate's own survival: the product over the *other* candidates
+        b = _gather(before, order)
         log_before -= np.log(np.where(b > 0.0, b, 1.0))  # b = 0 only where p = 0
     log_before[log_before < LOG_UNDERFLOW] = -np.inf
     # P(this outcome is realised and every other candidate realises later or diverges)
     w = np.exp(log_before)
     w *= p
+    log_all = log_f.sum(axis=1)
     if any_zero:
         w *= _exclusive_cumsum(is_zero.astype(np.int32)) == 0
-        all_div = np.where(is_zero.any(axis=1), 0.0, np.exp(log_f.sum(axis=1)))
-    else:
-        all_div = np.exp(log_f.sum(axis=1))
+        log_all[is_zero.any(axis=1)] = -np.inf
+    # the rest of a row: the log survival after these outcomes, less the largest one of them a later outcome of
+    # the same candidate divides out (an upper bound on any later outcome's log weight)
+    rest = log_all - (log_f.min(axis=1) if before is not None else 0.0)
+    all_div = np.where(log_all < LOG_UNDERFLOW, 0.0, np.exp(log_all))
     e_min = np.einsum("ij,ij->i", w, v) + all_div * diverged_loss
-    # Σ over draws per column; bincount adds each column's draws in draw order, whatever the number of columns
-    cols = order.shape[1]
-    w_cols = np.bincount((order % cols).ravel(), weights=w.ravel(), minlength=cols)
+    return w, e_min, all_div, rest
+
+
+def _column_sums(order: np.ndarray, w: np.ndarray, cols: int) -> np.ndarray:
+    """Σ over rows of ``w`` per outcome column; bincount adds each column's rows in row order, whatever the
+    number of columns."""
+    return np.bincount(order.ravel(), weights=w.ravel(), minlength=cols)
+
+
+def _sweep_block(loss, p_div, p_unst, excess, diverged_loss, with_unstable):
+    """Exact sweep for a block of draws: (Σ over draws of P(best) per outcome column, E[min] per draw,
+    Σ P(all diverge)).
+
+    Most draws are decided by their lowest few outcomes: once the survival product of the candidates passed is
+    below ``exp(LOG_UNDERFLOW)`` every later outcome has weight exactly 0 (the rule the full sweep applies), so
+    the rows are first swept over their ``PARTIAL_SORT`` lowest outcomes (a partial sort) and only the rows where
+    that is not yet decided are swept again with more, finally with all outcomes."""
+    value, prob, before, factor = _outcome_columns(loss, p_div, p_unst, excess, with_unstable)
+    S, cols = value.shape
+    w_cols, e_min, all_div = np.zeros(cols), np.empty(S), np.zeros(S)
+    rows = np.arange(S)
+    for k in PARTIAL_SORT:
+        if k + 1 >= cols or rows.size == 0:
+            break
+        sub = lambda a: a if a is None or rows.size == S else a[rows]  # noqa: E731
+        order, v, certain = _sort_lowest(value if rows.size == S else value[rows], k)
+        w, em, ad, rest = _sweep_sorted(order, v, sub(prob), sub(before), sub(factor), diverged_loss)
+        done = certain & (rest < LOG_UNDERFLOW)
+        w_cols += _column_sums(order[done], w[done], cols)
+        e_min[rows[done]], all_div[rows[done]] = em[done], ad[done]
+        rows = rows[~done]
+    if rows.size:
+        sub = lambda a: None if a is None else a[rows]  # noqa: E731
+        order, v = _sort_outcomes(value[rows])
+        w, e_min[rows], all_div[rows], _ = _sweep_sorted(order, v, sub(prob), sub(before), sub(factor),
+                                                         diverged_loss)
+        w_cols += _column_sums(order, w, cols)
     return w_cols, e_min, float(all_div.sum())
 
 

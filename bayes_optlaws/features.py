@@ -131,7 +131,7 @@ def segment_integrals(schedule: Schedule, tokens_per_step: int, model_params: fl
     I = schedule.integral() / lr_ref * delta
     # a stage that starts at a non-zero LR jumps to it from 0 (the optimizer was not running): count that jump,
     # so a zero-warmup run has the escape integral of a one-step warmup, consistent with the I_w floor
-    start_jump = float(schedule.lr_at(0.0)) ** 2
+    start_jump = schedule.initial_lr ** 2
     E_w = (schedule.escape_integral(0, ph.t2) + start_jump) / lr_ref**2 / delta
     E_c = schedule.escape_integral(ph.t3, ph.total) / lr_ref**2 / delta
     D = schedule.total * delta
@@ -159,16 +159,15 @@ def integrals_table(runs: pd.DataFrame, lr_ref: float, history_escape: str = "no
     """
     lookup = runs if history_runs is None else history_runs
     rows = []
-    for _, r in runs.iterrows():
-        parent = r.get("parent_run_id") if "parent_run_id" in runs.columns else None
+    parents = runs["parent_run_id"] if "parent_run_id" in runs.columns else [None] * len(runs)
+    for schedule, tps, params, parent in zip(runs["schedule"], runs["tokens_per_step"], runs["model_params"],
+                                             parents):
         if isinstance(parent, str) and parent:
-            seg = segment_integrals(Schedule.from_spec(r["schedule"]), int(r["tokens_per_step"]),
-                                    float(r["model_params"]), lr_ref, _history_from_parent(lookup, parent),
-                                    history_escape)
+            seg = segment_integrals(Schedule.from_spec(schedule), int(tps), float(params), lr_ref,
+                                    _history_from_parent(lookup, parent), history_escape)
             rows.append(tuple(getattr(seg, c) for c in INTEGRAL_COLUMNS))
         else:
-            rows.append(_single_stage_integrals(str(r["schedule"]), int(r["tokens_per_step"]),
-                                                float(r["model_params"]), float(lr_ref)))
+            rows.append(_single_stage_integrals(str(schedule), int(tps), float(params), float(lr_ref)))
     return pd.DataFrame(rows, index=runs.index, columns=list(INTEGRAL_COLUMNS))
 
 

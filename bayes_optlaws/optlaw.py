@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -282,12 +283,26 @@ class BayesOptLaw:
         self._check_fitted()
         cand = self._candidate_table(candidates, model_params, tokens_per_step, parent_run_id)
         hist = self.history_runs_ if history_runs is None else history_runs
+        seed = self.random_seed + 7 if random_seed is None else random_seed
+        S = self.loss_post_["intercept"].shape[0]
+        # the divergence / instability model is independent of the loss law given the candidates: it runs in a
+        # second thread (numpy releases the GIL) with its own seeded generator, so the draws do not depend on
+        # which thread finishes first
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            outcomes = pool.submit(self._p_outcomes, cand, S, np.random.default_rng([seed, 1]))
+            draws = self._loss_draws(cand, hist, scenario, np.random.default_rng(seed), S)
+            draws.p_diverge, draws.p_unstable = outcomes.result()
+        draws.unstable_excess = self._unstable_excess_or_zero()
+        return draws
+
+    def _loss_draws(self, cand: pd.DataFrame, hist: pd.DataFrame, scenario: str | None, rng,
+                    S: int) -> PredictionDraws:
+        """Loss draws (S × candidates) from the pre-training law or the stage model, bounded, with the
+        extrapolation factors; the outcome probabilities are filled in by :meth:`predict_draws`."""
         # integrals_table looks each candidate's parent chain up in ``hist`` (RunsError if a parent is missing)
         integrals = integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
                                     self.spec_.lr_ref, self.spec_.history_escape, history_runs=hist)
         X_raw = design_matrix(integrals, self.spec_)
-        rng = np.random.default_rng(self.random_seed + 7 if random_seed is None else random_seed)
-        S = self.loss_post_["intercept"].shape[0]
         log_mu, log_noisy = np.empty((S, len(cand))), np.empty((S, len(cand)))
         staged = ct.is_stage(cand).to_numpy() & (getattr(self, "stage_fit_", None) is not None)
         pre = np.flatnonzero(~staged)
@@ -303,7 +318,7 @@ class BayesOptLaw:
                               f"{', ...' if len(names) > 4 else ''}) lie outside the range of the "
                               f"{self.stage_fit_.n_runs} stage runs the stage model was fitted on (e.g. a peak LR "
                               "or length it has not seen): its predictions there are extrapolations; add stage "
-                              "runs near them", UserWarning, stacklevel=2)
+                              "runs near them", UserWarning, stacklevel=3)
             m, n = self.stage_fit_.predict_log_loss(X_raw[cols], cand["parent_run_id"].iloc[cols].astype(str),
                                                     scen, rng)
             if m.shape[0] != S:  # pair stage-model draws with loss-model draws
@@ -311,11 +326,8 @@ class BayesOptLaw:
                 m, n = m[idx], n[idx]
             log_mu[:, cols], log_noisy[:, cols] = m, n
         log_mu, log_noisy, extrap = self._bounded(cand, log_mu, log_noisy)
-        p_div, p_unst = self._p_outcomes(cand, S, rng)
-        draws = PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_)
-        draws.p_unstable, draws.unstable_excess = p_unst, self._unstable_excess_or_zero()
-        draws.extrapolation = extrap
-        return draws
+        return PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), np.full_like(log_mu, np.nan),
+                               self.diverged_loss_, extrapolation=extrap)
 
     @property
     def fitted_range_(self) -> FittedRange:

@@ -35,6 +35,7 @@ Conventions (all losses in nats; ``s`` a posterior draw, ``c`` a candidate; see 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -410,9 +411,11 @@ def rank(draws: PredictionDraws, *, delta: float | None = None, max_p_diverge: f
     """
     out = outcomes(draws)
     table = candidate_summary(draws, out)
-    best = best_run(draws.loss, out)
-    table["p_best"] = best.p_best
-    table["p_best_noisy"] = best_run(draws.loss_noisy, out).p_best
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the two sweeps are independent (numpy releases the GIL)
+        noisy = pool.submit(best_run, draws.loss_noisy, out)
+        best = best_run(draws.loss, out)
+        table["p_best"] = best.p_best
+        table["p_best_noisy"] = noisy.result().p_best
     # regret per draw, then averaged: a candidate that is the best run in every draw has exactly zero
     table["expected_regret"] = column_means(outcome_weighted_loss(draws.loss, out) - best.min_per_draw[:, None])
     order = table_order(table)

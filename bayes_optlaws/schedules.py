@@ -21,7 +21,9 @@ form ``∫ eta'(t)^2 dt`` for linear pieces whose lengths are whole steps.
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping
@@ -193,6 +195,11 @@ class Schedule:
         return float(max(self._left.max(), self._right.max()))
 
     @property
+    def initial_lr(self) -> float:
+        """LR at step 0 (raw units): the first piece's left end, whatever its shape."""
+        return float(self._left[0])
+
+    @property
     def final_lr(self) -> float:
         """LR at the last step (raw units)."""
         return float(self._right[-1])
@@ -248,8 +255,30 @@ class Schedule:
     def integral(self, start: float = 0.0, end: float | None = None) -> float:
         """Exact ``∫_start^end eta dt`` in raw LR × steps (defaults: the whole stage)."""
         end = self.total if end is None else end
-        lo, hi = self.cumulative_integral(np.array([start, end], dtype=float))
-        return float(hi - lo)
+        return self._integral_to(float(end)) - self._integral_to(float(start))
+
+    def _integral_to(self, t: float) -> float:
+        """``cumulative_integral`` at one step ``t`` in plain Python floats (the same formulas; a schedule's
+        integrals are asked for a few points at a time, where numpy's per-call cost dominates)."""
+        if getattr(self, "_pieces_cache", None) is None:
+            steps, full = self._steps.tolist(), []
+            for a, b, c, ell in zip(self._left.tolist(), self._right.tolist(), self._codes.tolist(),
+                                    np.diff(self._steps).tolist()):
+                full.append(b * ell + (a - b) * ell / 3.0 if c == 2 else 0.5 * (a + b) * ell)
+            before = [0.0, *np.cumsum(full).tolist()]
+            self._pieces_cache = (steps, self._left.tolist(), self._right.tolist(), self._codes.tolist(), before)
+        steps, left, right, codes, before = self._pieces_cache
+        i = min(max(bisect.bisect_right(steps, t) - 1, 0), len(codes) - 1)
+        ell = steps[i + 1] - steps[i]
+        u = min(max((t - steps[i]) / ell, 0.0), 1.0)
+        a, b = left[i], right[i]
+        if codes[i] == 0:
+            part = ell * (a * u + 0.5 * (b - a) * u**2)
+        elif codes[i] == 1:
+            part = ell * (b * u + (a - b) * 0.5 * (u + math.sin(math.pi * u) / math.pi))
+        else:
+            part = ell * (b * u + (a - b) * (u - (2.0 / 3.0) * u**1.5))
+        return before[i] + part
 
     def escape_integral(self, start: int = 0, end: int | None = None) -> float:
         """``Σ_{k=start+1}^{end} (eta(k) - eta(k-1))^2`` in raw LR² per step: ``∫ eta'^2 dt`` on the step grid."""

@@ -1,13 +1,16 @@
 """Benchmark of ranking 1,000 candidate schedules with the shipped model: ``predict`` and ``rank`` timed apart.
 
     .venv/bin/python benchmarks/bench_ranking.py [--candidates 1000] [--seed 0] [--repeat 3] [--write-csv PATH]
-                                                 [--profile]
+                                                 [--profile] [--cli]
 
 The candidates are the issue's case: linear / cosine / WSD (linear cooldown, 10-40 % of the run), peak LR
 log-uniform in [0.001, 0.512], warmup uniform in [1 %, 20 %] of the run, at ``--params 84912 --tokens 8192000
 --tokens-per-step 4096`` (2,000 steps).  ``--write-csv`` also writes them as a candidates CSV, so that the same
 case can be timed through the CLI (``bayes-optlaws rank PATH --params 84912 --tokens 8192000
---tokens-per-step 4096``).  ``--profile`` prints the top functions (cumulative time) of one predict + rank.
+--tokens-per-step 4096``).  ``--profile`` prints the top functions (cumulative time) of one predict + rank.  ``--cli`` also times
+the CLI itself: ``bayes-optlaws rank`` on the 1,000 candidates minus the same command on the first candidate
+alone (start-up: interpreter, imports and loading the model), median of ``--repeat`` runs each — the issue's
+"beyond start-up" figure.
 Figures are wall-clock seconds on this machine (best of ``--repeat``).
 """
 
@@ -18,7 +21,9 @@ import cProfile
 import io
 import json
 import pstats
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -64,6 +69,28 @@ def best_of(repeat: int, fn):
     return min(wall), min(cpu), out
 
 
+def cli_seconds(csv: Path, repeat: int) -> float:
+    """Median wall-clock seconds of ``bayes-optlaws rank CSV`` at the issue's target (a fresh process each)."""
+    cmd = [sys.executable, "-m", "bayes_optlaws.cli", "rank", str(csv), "--params", str(MODEL_PARAMS), "--tokens",
+           str(TOKENS), "--tokens-per-step", str(TOKENS_PER_STEP)]
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def time_cli(cands: pd.DataFrame, repeat: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        one, full = Path(tmp) / "one.csv", Path(tmp) / "all.csv"
+        cands.iloc[:1].to_csv(one, index=False)
+        cands.to_csv(full, index=False)
+        start, total = cli_seconds(one, repeat), cli_seconds(full, repeat)
+    print(f"CLI: rank {len(cands)} candidates {total:.2f} s, 1 candidate (start-up) {start:.2f} s, beyond start-up "
+          f"{total - start:.2f} s (median of {repeat} runs each)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--candidates", type=int, default=1000)
@@ -71,6 +98,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--write-csv", help="also write the candidates to this CSV (for timing the CLI)")
     ap.add_argument("--profile", action="store_true", help="print a cProfile summary of one predict + rank")
+    ap.add_argument("--cli", action="store_true", help="also time the CLI (beyond start-up)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     cands = issue_candidates(args.candidates, args.seed)
@@ -98,6 +126,8 @@ def main() -> None:
     print(f"first row: {top['name']} expected loss {top.expected_loss:.4f}, P(best) {top.p_best:.3f}; "
           f"pick by P(best): {ranking.picks['by_p_best']}; max loss draw {float(draws.loss.max()):.3f} nats, "
           f"diverged_loss {draws.diverged_loss:.3f} nats")
+    if args.cli:
+        time_cli(cands, args.repeat)
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()

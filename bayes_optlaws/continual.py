@@ -35,6 +35,7 @@ import pytensor.tensor as pt
 
 from .features import Standardiser
 from .loss_model import rotation
+from .posterior import interval_coverage, posterior_arrays
 
 DEFAULT_STAGE_CONFIG = {
     "prior_intercept_sd": 1.0,
@@ -136,13 +137,6 @@ def build_stage_model(data: StageData, config: dict | None = None) -> tuple[pm.M
     return model, T, scale
 
 
-def posterior_arrays(idata) -> dict[str, np.ndarray]:
-    """Flatten (chain, draw) into one sample axis."""
-    post = idata.posterior
-    return {name: post[name].values.reshape((-1,) + post[name].shape[2:]) for name in POSTERIOR_VARS
-            if name in post.data_vars}
-
-
 def predict_stage_mu(post: dict[str, np.ndarray], X: np.ndarray, scenario: np.ndarray, context: np.ndarray,
                      rng: np.random.Generator, T: np.ndarray, scale: np.ndarray,
                      config: dict | None = None) -> np.ndarray:
@@ -182,10 +176,7 @@ def coverage_check(post: dict[str, np.ndarray], data: StageData, T: np.ndarray, 
     rng = np.random.default_rng(random_seed)
     mu = predict_stage_mu(post, data.X, data.scenario, data.context, rng, T, scale)
     z_rep = mu + post["sigma"][:, None] * rng.standard_t(nu, size=mu.shape)
-    out = {}
-    for level in (0.5, 0.9):
-        lo, hi = np.quantile(z_rep, [(1 - level) / 2, (1 + level) / 2], axis=0)
-        out[f"coverage_{int(level * 100)}"] = float(np.mean((data.z >= lo) & (data.z <= hi)))
+    out = interval_coverage(z_rep, data.z)
     out["warnings"] = ([f"stage model: 90 % intervals cover {out['coverage_90']:.0%} of the stage runs it was "
                         "fitted on; the noise model may be mis-specified."]
                        if abs(out["coverage_90"] - 0.9) > 0.1 else [])
@@ -245,7 +236,7 @@ class StageFit:
     def from_settings(cls, s: dict, idata) -> "StageFit":
         return cls(Standardiser.from_dict(s["standardiser"]), s["y_mean"], s["y_sd"], list(s["scenarios"]),
                    list(s["contexts"]), np.asarray(s["rotation"], float), np.asarray(s["rotation_scale"], float),
-                   s["config"], idata, posterior_arrays(idata), s["diagnostics"], s["posterior_check"],
+                   s["config"], idata, posterior_arrays(idata, POSTERIOR_VARS), s["diagnostics"], s["posterior_check"],
                    int(s["n_runs"]), np.asarray(s["x_range"], float))
 
 
@@ -268,7 +259,7 @@ def fit_stage_model(X_raw: np.ndarray, log_loss: np.ndarray, parent_ids, scenari
     idata = lm.sample_loss_model(model, sampler_config, random_seed=random_seed)
     diag = lm.diagnostics(idata, ["intercept", "theta", "sigma_scenario", "scenario_raw", "sigma_context",
                                   "context_raw", "sigma_scenario_slope", "scenario_slope_raw", "sigma"])
-    post = posterior_arrays(idata)
+    post = posterior_arrays(idata, POSTERIOR_VARS)
     ppc = coverage_check(post, data, T, scale, cfg["nu"], random_seed)
     return StageFit(st, y_mean, y_sd, scen_list, ctx_list, T, scale, cfg, idata, post, diag, ppc, len(log_loss),
                     np.array([X.min(axis=0), X.max(axis=0)]))

@@ -76,6 +76,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from . import instability as ins
+from .posterior import posterior_arrays
 from .schedules import Schedule
 
 GRID_POINTS = 128
@@ -359,13 +360,6 @@ def sample_divergence_model(model: pm.Model, sampler_config: dict, random_seed: 
         return pm.sample(**kwargs)
 
 
-def posterior_arrays(idata: xr.DataTree, names=None) -> dict[str, np.ndarray]:
-    """Flatten (chain, draw) into one sample axis for every free parameter present."""
-    post = idata.posterior
-    names = names or [v for v in post.data_vars if v not in ("p_diverge", "p_unstable")]
-    return {p: post[p].values.reshape((-1,) + post[p].shape[2:]) for p in names if p in post.data_vars}
-
-
 # ============================================================================ numpy prediction
 def _sorted_tails(eta: np.ndarray, w: np.ndarray):
     """Per run (rows): sorted LRs and tail sums ``Σ_{j>=i} w_j`` and ``Σ_{j>=i} w_j eta_j`` (K + 1 columns)."""
@@ -644,7 +638,7 @@ def fit_divergence(runs: pd.DataFrame, lr_ref: float, config: dict | None = None
     fit.idata = sample_divergence_model(model, scfg, random_seed=random_seed, draws=draws)
     names = list(model_params(cfg))
     fit.diagnostics = lm.diagnostics(fit.idata, names, emit=False)
-    fit.post = posterior_arrays(fit.idata, names)
+    fit.post = posterior_arrays(fit.idata, names or None, exclude=("p_diverge", "p_unstable"))
     for msg in fit.prior_check["warnings"] + fit.diagnostics["warnings"]:
         warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
     return fit

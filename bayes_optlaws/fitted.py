@@ -31,6 +31,7 @@ from . import continual as ct
 from . import divergence as div
 from . import loss_model as lm
 from .features import FeatureSpec, Standardiser
+from .posterior import posterior_arrays
 from .runs import RunsError, atomic_write_text, validate_runs
 
 FORMAT_VERSION = 1
@@ -190,7 +191,7 @@ def load_model(path):
     law.prior_check_, law.ppc_, law.loo_ = s.get("prior_check"), s.get("posterior_check"), s.get("loo")
     law.settings_ = s
     law.loss_idata_ = _open(path / LOSS_FILE)
-    law.loss_post_ = lm.posterior_arrays(law.loss_idata_)
+    law.loss_post_ = posterior_arrays(law.loss_idata_, lm.POSTERIOR_VARS)
     law._set_divergence(_load_divergence(s, path))
     law.excluded_unstable_ = list(s.get("excluded_unstable") or [])
     law.stage_fit_ = None

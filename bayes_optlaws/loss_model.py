@@ -46,6 +46,8 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from .posterior import interval_coverage
+
 DEFAULT_MODEL_CONFIG = {
     "prior_intercept_sd": 1.0,
     "prior_slope_sd": 1.0,
@@ -242,16 +244,9 @@ def new_size_position(sizes: list[int], size: float) -> tuple[int, float] | None
     return g, float(abs(np.log(float(size)) - logs[g]) / spacing)
 
 
-def posterior_arrays(idata: xr.DataTree) -> dict[str, np.ndarray]:
-    """Flatten (chain, draw) into one sample axis: the arrays the fast numpy scorer needs."""
-    post = idata.posterior
-    out = {}
-    for name in ("intercept", "beta", "sigma", "sigma_size", "size_offset", "sigma_slope", "slope_offset",
-                 "sigma_level", "level_offset"):
-        if name in post.data_vars:
-            da = post[name]
-            out[name] = da.values.reshape((-1,) + da.shape[2:])
-    return out
+#: the loss law's variables the numpy predictor needs (:func:`bayes_optlaws.posterior.posterior_arrays`)
+POSTERIOR_VARS = ("intercept", "beta", "sigma", "sigma_size", "size_offset", "sigma_slope", "slope_offset",
+                  "sigma_level", "level_offset")
 
 
 def predict_mu(post: dict[str, np.ndarray], X: np.ndarray, group: np.ndarray,
@@ -370,11 +365,7 @@ def posterior_check(post: dict[str, np.ndarray], data: LossData, nu: float, rand
     mu = predict_mu(post, data.X, data.group, rng, data.group_means)
     if data.level is not None:
         mu = mu + level_offsets(post, data.level, rng)
-    z_rep = add_noise(post, mu, nu, rng)
-    out = {}
-    for level in (0.5, 0.9):
-        lo, hi = np.quantile(z_rep, [(1 - level) / 2, (1 + level) / 2], axis=0)
-        out[f"coverage_{int(level * 100)}"] = float(np.mean((data.z >= lo) & (data.z <= hi)))
+    out = interval_coverage(add_noise(post, mu, nu, rng), data.z)
     msg = []
     if abs(out["coverage_90"] - 0.9) > 0.1:
         msg.append(f"posterior predictive check: 90 % intervals cover {out['coverage_90']:.0%} of the training "

@@ -32,6 +32,7 @@ from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table
 from .runs import RunsError, validate_candidates, validate_runs
 from .schedules import Schedule
 from .extrapolation import ExtrapolationWarning, FittedRange
+from .posterior import posterior_arrays
 from .draws import PredictionDraws  # noqa: F401  (re-exported: moved to draws.py)
 
 
@@ -143,7 +144,7 @@ class BayesOptLaw:
         self.loss_diagnostics_ = lm.diagnostics(
             self.loss_idata_, ["intercept", "theta", "sigma", "sigma_size", "size_offset_raw", "sigma_slope",
                                "slope_offset_raw", "sigma_level", "level_offset_raw"])
-        self.loss_post_ = lm.posterior_arrays(self.loss_idata_)
+        self.loss_post_ = posterior_arrays(self.loss_idata_, lm.POSTERIOR_VARS)
         self.ppc_ = lm.posterior_check(self.loss_post_, data, self.model_config["nu"], self.random_seed)
         self.loo_ = lm.loo_check(self.loss_idata_)
         for msg in self.prior_check_["warnings"] + self.ppc_["warnings"] + self.loo_["warnings"]:

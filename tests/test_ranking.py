@@ -397,3 +397,51 @@ def test_extrapolation_factors_reach_the_table_the_json_and_the_printout():
     assert r.table.set_index("name").loc["far", "extrap_N"] == 8.0
     assert {c["name"]: c["extrap_max"] for c in r.to_dict()["candidates"]} == {"near": 1.0, "far": 8.0}
     assert "model size up to 8x" in format_table(r)
+
+
+# ---------------------------------------------------------------------------- the partial sort of the sweep
+def _full_sort_best_run(loss, out, monkeypatch):
+    """best_run with the partial sort switched off (every draw swept over all its outcomes)."""
+    import bayes_optlaws.ranking as ranking_module
+
+    with monkeypatch.context() as m:
+        m.setattr(ranking_module, "PARTIAL_SORT", ())
+        return best_run(loss, out)
+
+
+@pytest.mark.parametrize("case", ["binary", "unstable", "never_diverges", "ties_at_the_cut"])
+def test_partial_sort_sweep_equals_the_full_sweep(case, monkeypatch):
+    """Synthetic draws with enough candidates (600) that the partial sort decides most draws: P(best), E[min]
+    and P(all diverge) equal the full sweep's, including a candidate that never diverges (a zero factor) and
+    rows whose 256th and 257th lowest losses tie (sent to the full sort)."""
+    rng = np.random.default_rng(3)
+    n_draws, n_cands = 300, 600
+    loss = rng.normal(2.0, 0.2, (n_draws, n_cands))
+    p_div = rng.uniform(0.0, 1.0, (n_draws, n_cands)) ** 3  # most factors small: draws decided early
+    p_unst = None
+    if case == "unstable":
+        p_unst = rng.uniform(0.0, 1.0, (n_draws, n_cands)) * (1.0 - p_div) * 0.5
+    if case == "never_diverges":
+        p_div[:, 17] = 0.0
+    if case == "ties_at_the_cut":
+        loss = np.round(loss, 2)  # many equal values, some at the cut
+    d = PredictionDraws([f"c{i}" for i in range(n_cands)], loss, loss.copy(), p_div, 3.2, p_unst,
+                        0.4 if p_unst is not None else 0.0)
+    out = outcomes(d)
+    fast, full = best_run(loss, out), _full_sort_best_run(loss, out, monkeypatch)
+    np.testing.assert_allclose(fast.p_best, full.p_best, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(fast.min_per_draw, full.min_per_draw, rtol=0, atol=1e-13)
+    assert fast.p_all_diverge == pytest.approx(full.p_all_diverge, abs=1e-15)
+    assert fast.p_best.sum() == pytest.approx(1.0 - full.p_all_diverge)
+
+
+def test_partial_sort_falls_back_when_survival_stays_high(monkeypatch):
+    """Synthetic draws where every candidate almost surely diverges (survival factor 0.999): no draw is decided
+    by its lowest outcomes, so the result is the full sweep's exactly."""
+    rng = np.random.default_rng(4)
+    loss = rng.normal(2.0, 0.2, (50, 700))
+    d = PredictionDraws([f"c{i}" for i in range(700)], loss, loss.copy(), np.full_like(loss, 0.999), 3.2)
+    out = outcomes(d)
+    fast, full = best_run(loss, out), _full_sort_best_run(loss, out, monkeypatch)
+    np.testing.assert_array_equal(fast.p_best, full.p_best)
+    np.testing.assert_array_equal(fast.min_per_draw, full.min_per_draw)

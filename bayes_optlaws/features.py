@@ -146,6 +146,12 @@ def segment_integrals(schedule: Schedule, tokens_per_step: int, model_params: fl
                             warnings=warnings)
 
 
+def reference_lr(runs: pd.DataFrame) -> float:
+    """The default ``lr_ref`` of a fit: the largest peak LR (raw units) of the runs' schedules — the LR the
+    features call 1.0 (one rule for the law, its least-squares twin and the divergence model)."""
+    return float(max(Schedule.from_spec(s).peak_lr for s in runs["schedule"]))
+
+
 def stages_from_runs(runs: pd.DataFrame, run_id: str) -> list[Stage]:
     """Earlier stages of ``run_id`` (oldest first) as :class:`Stage` objects."""
     return [Stage(Schedule.from_spec(r["schedule"]), int(r["tokens_per_step"])) for r in history_of(runs, run_id)]

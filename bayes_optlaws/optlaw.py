@@ -28,7 +28,8 @@ from . import divergence as div
 from . import instability as ins
 from . import covariates as cov
 from . import loss_model as lm
-from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, select_exponents)
+from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, reference_lr,
+                       select_exponents)
 from .runs import RunsError, validate_candidates, validate_runs
 from .schedules import Schedule
 from .extrapolation import ExtrapolationWarning, FittedRange
@@ -106,8 +107,7 @@ class BayesOptLaw:
         ok = runs[self._loss_rows(runs)]
         if len(ok) < 5:
             raise RunsError(f"only {len(ok)} non-diverged runs with a final loss; the loss model needs at least 5")
-        lr_ref = float(max(Schedule.from_spec(s).peak_lr for s in runs["schedule"]))
-        base = self.feature_spec or FeatureSpec(lr_ref=lr_ref, blocks=self.blocks or FeatureSpec(1.0).blocks)
+        base = self.feature_spec or FeatureSpec(lr_ref=reference_lr(runs), blocks=self.blocks or FeatureSpec(1.0).blocks)
         say(f"computing segment integrals for {len(runs)} runs")
         integrals = integrals_table(runs, base.lr_ref, base.history_escape)
         ok_int = integrals.loc[ok.index]

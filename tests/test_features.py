@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from bayes_optlaws.features import (BLOCKS, EXPONENT_CANDIDATES, FEATURE_NAMES, INTEGRAL_COLUMNS, FeatureSpec,
                                     Stage, Standardiser, design_matrix, integrals_table, ridge_fit, ridge_predict,
-                                    segment_integrals, select_exponents, stages_from_runs)
+                                    reference_lr, segment_integrals, select_exponents, stages_from_runs)
 from bayes_optlaws.runs import validate_runs
 from bayes_optlaws.schedules import Schedule
 
@@ -402,3 +402,12 @@ def test_prop_feature_monotonicity(peak, w1, w2, rest, family, tps_k):
     for s in (a, b, longer, higher):
         assert all(np.isfinite(getattr(s, c)) and getattr(s, c) >= 0 for c in INTEGRAL_COLUMNS)
         assert s.I_w > 0 and s.I_c > 0 and s.I >= max(s.I_w, s.I_c)
+
+
+def test_reference_lr_is_the_largest_peak_lr_of_any_schedule_form():
+    """Synthetic schedules in two spec forms (family and knots): lr_ref is the largest peak, in raw units."""
+    runs = pd.DataFrame({"schedule": [
+        json.dumps({"family": "cosine", "peak_lr": 0.002, "warmup": 10, "total": 100}),
+        json.dumps({"knots": [[0, 0.0], [10, 0.008], [100, 0.0]]}),
+    ]})
+    assert reference_lr(runs) == pytest.approx(0.008)

@@ -15,16 +15,11 @@ import numpy as np
 import pandas as pd
 
 from .. import divergence as div
-from ..features import (BLOCKS, FeatureSpec, design_matrix, integrals_table, ridge_fit, ridge_predict,
-                        select_exponents)
+from ..features import (BLOCKS, FeatureSpec, design_matrix, integrals_table, reference_lr, ridge_fit,
+                        ridge_predict, select_exponents)
 from ..optlaw import BayesOptLaw, block_key
-from ..schedules import Schedule
 
 FAST_SAMPLER = {"draws": 500, "tune": 500, "chains": 4}
-
-
-def _lr_ref(df: pd.DataFrame) -> float:
-    return float(max(Schedule.from_spec(s).peak_lr for s in df["schedule"]))
 
 
 class OptLawLS:
@@ -39,7 +34,7 @@ class OptLawLS:
         self.fixed = dict(fixed or {})  # e.g. {"p_s": 0.5}: that group held fixed, the others searched
 
     def fit(self, df: pd.DataFrame) -> "OptLawLS":
-        base = FeatureSpec(lr_ref=_lr_ref(df), blocks=self.blocks)
+        base = FeatureSpec(lr_ref=reference_lr(df), blocks=self.blocks)
         integ = integrals_table(df, base.lr_ref)
         y = np.log(df["final_loss"].to_numpy(float))
         self.spec_, table = select_exponents(integ, y, block_key(df), base, seed=self.seed, alpha=self.alpha)
@@ -137,7 +132,7 @@ class BayesBoundary:
             return self
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.fit_ = div.fit_divergence(df.reset_index(drop=True), _lr_ref(df), self.config,
+            self.fit_ = div.fit_divergence(df.reset_index(drop=True), reference_lr(df), self.config,
                                            self.sampler_config, random_seed=self.seed)
         return self
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..jsonsafe import json_safe
 from ..runs import RunsError, validate_runs
 
 IMPORTER_VERSION = "1.0"
@@ -131,24 +131,6 @@ def extend_to_total(steps: np.ndarray, lrs: np.ndarray, total: int) -> tuple[np.
     return np.append(s, float(total)), np.append(y, end)
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Metadata-safe copy: numpy scalars/arrays -> Python, NaN -> None."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [to_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    return obj
-
-
 # ---------------------------------------------------------------------------- entry point
 def _importer(fmt: str) -> Callable[..., tuple[pd.DataFrame, dict]]:
     if fmt == "lr-scheduling":
@@ -195,4 +177,4 @@ def import_runs(fmt: str, paths: Sequence[str] | str, **options) -> tuple[pd.Dat
     meta.setdefault("importer_version", IMPORTER_VERSION)
     meta["n_runs"] = int(len(table))
     meta["n_diverged"] = int(table["diverged"].sum())
-    return table, to_jsonable(meta)
+    return table, json_safe(meta)  # the package's one JSON sanitiser

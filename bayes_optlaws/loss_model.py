@@ -275,21 +275,17 @@ def predict_mu(post: dict[str, np.ndarray], X: np.ndarray, group: np.ndarray,
     known = group >= 0
     if known.any():
         gk = group[known]
-        one_size = known.all() and (gk == gk[0]).all()  # the usual target: one fitted size, no masked writes
-        if one_size:
-            mu += post["size_offset"][:, gk[0]][:, None]
-        else:
-            mu[:, known] += post["size_offset"][:, gk]
+        cols = np.flatnonzero(known)
+        every = cols.size == len(group)  # all rows of fitted sizes: write whole columns, not masked ones
+        mu[:, slice(None) if every else cols] += post["size_offset"][:, gk]
         if "slope_offset" in post:
             slope_off = post["slope_offset"]  # (S, feature, size)
             centred = X[known] - (group_means[gk] if group_means is not None else 0.0)
-            cols = np.flatnonzero(known)
             for g in np.unique(gk):  # one (S × F) @ (F × C_g) product per size: no (S, F, C) temporary
-                if one_size:
-                    mu += slope_off[:, :, g] @ centred.T
-                    continue
                 sel = gk == g
-                mu[:, cols[sel]] += slope_off[:, :, g] @ centred[sel].T
+                whole = every and bool(sel.all())
+                mu[:, slice(None) if whole else cols[sel]] += slope_off[:, :, g] @ (centred if whole
+                                                                                   else centred[sel]).T
     if (~known).any():
         if new_size is not None:
             g_near, dist = new_size

@@ -107,7 +107,8 @@ class BayesOptLaw:
         ok = runs[self._loss_rows(runs)]
         if len(ok) < 5:
             raise RunsError(f"only {len(ok)} non-diverged runs with a final loss; the loss model needs at least 5")
-        base = self.feature_spec or FeatureSpec(lr_ref=reference_lr(runs), blocks=self.blocks or FeatureSpec(1.0).blocks)
+        base = self.feature_spec or FeatureSpec(lr_ref=reference_lr(runs),
+                                                blocks=self.blocks or FeatureSpec(1.0).blocks)
         say(f"computing segment integrals for {len(runs)} runs")
         integrals = integrals_table(runs, base.lr_ref, base.history_escape)
         ok_int = integrals.loc[ok.index]
@@ -291,15 +292,14 @@ class BayesOptLaw:
         # which thread finishes first
         with ThreadPoolExecutor(max_workers=1) as pool:
             outcomes = pool.submit(self._p_outcomes, cand, S, np.random.default_rng([seed, 1]))
-            draws = self._loss_draws(cand, hist, scenario, np.random.default_rng(seed), S)
-            draws.p_diverge, draws.p_unstable = outcomes.result()
-        draws.unstable_excess = self._unstable_excess_or_zero()
-        return draws
+            log_mu, log_noisy, extrap = self._log_loss_draws(cand, hist, scenario, np.random.default_rng(seed), S)
+            p_div, p_unst = outcomes.result()
+        return PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_,
+                               p_unst, self._unstable_excess_or_zero(), extrap)
 
-    def _loss_draws(self, cand: pd.DataFrame, hist: pd.DataFrame, scenario: str | None, rng,
-                    S: int) -> PredictionDraws:
-        """Loss draws (S × candidates) from the pre-training law or the stage model, bounded, with the
-        extrapolation factors; the outcome probabilities are filled in by :meth:`predict_draws`."""
+    def _log_loss_draws(self, cand: pd.DataFrame, hist: pd.DataFrame, scenario: str | None, rng, S: int):
+        """(mean, new-run) log-loss draws (S × candidates) from the pre-training law or the stage model, held
+        inside the physical bounds, and the candidates' extrapolation factors."""
         # integrals_table looks each candidate's parent chain up in ``hist`` (RunsError if a parent is missing)
         integrals = integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
                                     self.spec_.lr_ref, self.spec_.history_escape, history_runs=hist)
@@ -326,9 +326,7 @@ class BayesOptLaw:
                 idx = rng.choice(m.shape[0], size=S, replace=m.shape[0] < S)
                 m, n = m[idx], n[idx]
             log_mu[:, cols], log_noisy[:, cols] = m, n
-        log_mu, log_noisy, extrap = self._bounded(cand, log_mu, log_noisy)
-        return PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), np.full_like(log_mu, np.nan),
-                               self.diverged_loss_, extrapolation=extrap)
+        return self._bounded(cand, log_mu, log_noisy)
 
     @property
     def fitted_range_(self) -> FittedRange:

@@ -250,8 +250,10 @@ def _outcome_columns(loss, p_div, p_unst, excess, with_unstable):
 
 def _sweep_sorted(order, v, prob, before, factor, diverged_loss):
     """The sweep over outcomes sorted per row (``order``: column indices, ``v``: values; possibly only each
-    row's lowest ones): (P(best) of each sorted outcome, E[min] per row, P(all diverge) per row,
-    the log survival of every candidate after the last outcome of ``order``, or 0 after a zero factor)."""
+    row's lowest ones): (P(best) of each sorted outcome, E[min] per row, P(all diverge) per row, and per row an
+    upper bound on the log weight of any outcome sorted after the last one of ``order`` (−inf once a factor is
+    0): the log survival of every candidate so far, less the largest share of it a later outcome of the same
+    candidate divides out)."""
     f = _gather(factor, order)
     p = _gather(prob, order)
     # running product of every candidate's survival, kept as a sum of logs of the non-zero factors plus, when a
@@ -271,8 +273,6 @@ def _sweep_sorted(order, v, prob, before, factor, diverged_loss):
     if any_zero:
         w *= _exclusive_cumsum(is_zero.astype(np.int32)) == 0
         log_all[is_zero.any(axis=1)] = -np.inf
-    # the rest of a row: the log survival after these outcomes, less the largest one of them a later outcome of
-    # the same candidate divides out (an upper bound on any later outcome's log weight)
     rest = log_all - (log_f.min(axis=1) if before is not None else 0.0)
     all_div = np.where(log_all < LOG_UNDERFLOW, 0.0, np.exp(log_all))
     e_min = np.einsum("ij,ij->i", w, v) + all_div * diverged_loss
@@ -283,6 +283,13 @@ def _column_sums(order: np.ndarray, w: np.ndarray, cols: int) -> np.ndarray:
     """Σ over rows of ``w`` per outcome column; bincount adds each column's rows in row order, whatever the
     number of columns."""
     return np.bincount(order.ravel(), weights=w.ravel(), minlength=cols)
+
+
+def _take_rows(rows: np.ndarray, n_rows: int, *arrays):
+    """The rows ``rows`` of each array (the arrays themselves when that is all ``n_rows``; ``None`` stays)."""
+    if rows.size == n_rows:
+        return arrays
+    return tuple(None if a is None else a[rows] for a in arrays)
 
 
 def _sweep_block(loss, p_div, p_unst, excess, diverged_loss, with_unstable):
@@ -300,18 +307,17 @@ def _sweep_block(loss, p_div, p_unst, excess, diverged_loss, with_unstable):
     for k in PARTIAL_SORT:
         if k + 1 >= cols or rows.size == 0:
             break
-        sub = lambda a: a if a is None or rows.size == S else a[rows]  # noqa: E731
-        order, v, certain = _sort_lowest(value if rows.size == S else value[rows], k)
-        w, em, ad, rest = _sweep_sorted(order, v, sub(prob), sub(before), sub(factor), diverged_loss)
+        val, pr, bef, fac = _take_rows(rows, S, value, prob, before, factor)
+        order, v, certain = _sort_lowest(val, k)
+        w, em, ad, rest = _sweep_sorted(order, v, pr, bef, fac, diverged_loss)
         done = certain & (rest < LOG_UNDERFLOW)
         w_cols += _column_sums(order[done], w[done], cols)
         e_min[rows[done]], all_div[rows[done]] = em[done], ad[done]
         rows = rows[~done]
     if rows.size:
-        sub = lambda a: None if a is None else a[rows]  # noqa: E731
-        order, v = _sort_outcomes(value[rows])
-        w, e_min[rows], all_div[rows], _ = _sweep_sorted(order, v, sub(prob), sub(before), sub(factor),
-                                                         diverged_loss)
+        val, pr, bef, fac = _take_rows(rows, S, value, prob, before, factor)
+        order, v = _sort_outcomes(val)
+        w, e_min[rows], all_div[rows], _ = _sweep_sorted(order, v, pr, bef, fac, diverged_loss)
         w_cols += _column_sums(order, w, cols)
     return w_cols, e_min, float(all_div.sum())
 

@@ -236,21 +236,9 @@ class Schedule:
         return self.lr_at(np.arange(self.total, dtype=float) + 0.5)
 
     def cumulative_integral(self, t) -> np.ndarray:
-        """Exact ``∫_0^t eta(s) ds`` (raw LR × steps) for each ``t`` in ``[0, total]``."""
+        """Exact ``∫_0^t eta(s) ds`` (raw LR × steps) for each ``t`` in ``[0, total]`` (array of ``t``'s shape)."""
         t = np.asarray(t, dtype=float)
-        lengths = np.diff(self._steps)
-        a, b, code = self._left, self._right, self._codes
-        full = np.where(code == 2, b * lengths + (a - b) * lengths / 3.0, 0.5 * (a + b) * lengths)
-        before = np.concatenate([[0.0], np.cumsum(full)])
-        idx = np.clip(np.searchsorted(self._steps, t, side="right") - 1, 0, len(code) - 1)
-        ell = lengths[idx]
-        u = np.clip((t - self._steps[idx]) / ell, 0.0, 1.0)
-        ai, bi, ci = a[idx], b[idx], code[idx]
-        lin = ell * (ai * u + 0.5 * (bi - ai) * u**2)
-        cos = ell * (bi * u + (ai - bi) * 0.5 * (u + np.sin(np.pi * u) / np.pi))
-        sqr = ell * (bi * u + (ai - bi) * (u - (2.0 / 3.0) * u**1.5))
-        partial = np.where(ci == 0, lin, np.where(ci == 1, cos, sqr))
-        return before[idx] + partial
+        return np.array([self._integral_to(x) for x in t.ravel().tolist()]).reshape(t.shape)
 
     def integral(self, start: float = 0.0, end: float | None = None) -> float:
         """Exact ``∫_start^end eta dt`` in raw LR × steps (defaults: the whole stage)."""
@@ -258,8 +246,9 @@ class Schedule:
         return self._integral_to(float(end)) - self._integral_to(float(start))
 
     def _integral_to(self, t: float) -> float:
-        """``cumulative_integral`` at one step ``t`` in plain Python floats (the same formulas; a schedule's
-        integrals are asked for a few points at a time, where numpy's per-call cost dominates)."""
+        """Exact ``∫_0^t eta(s) ds`` at one step ``t``, in plain Python floats: the closed form of each piece
+        shape (a schedule's integrals are asked for a few points at a time, where numpy's per-call cost would
+        dominate); the per-piece totals are computed once per schedule."""
         if getattr(self, "_pieces_cache", None) is None:
             steps, full = self._steps.tolist(), []
             for a, b, c, ell in zip(self._left.tolist(), self._right.tolist(), self._codes.tolist(),

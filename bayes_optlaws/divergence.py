@@ -536,10 +536,13 @@ class DivergenceFit:
                                 self.log_B_center, self.sizes)
         return standardise_features(inp, self.feature_stats) if self.feature_stats else inp
 
-    def predict(self, runs: pd.DataFrame, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, runs: pd.DataFrame | DivergenceInputs,
+                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(P(diverge), P(unstable)) draws (samples × rows) for a runs-like table (``schedule``,
-        ``tokens_per_step``, ``model_params``)."""
-        return predict_outcome(self.post, self.inputs(runs), self.log_lr_center, self.config["outcome"], rng)
+        ``tokens_per_step``, ``model_params``) or for its :meth:`inputs` (numpy only from there on: the
+        per-schedule Python work is all in :meth:`inputs`)."""
+        inp = runs if isinstance(runs, DivergenceInputs) else self.inputs(runs)
+        return predict_outcome(self.post, inp, self.log_lr_center, self.config["outcome"], rng)
 
     def settings(self) -> dict:
         """JSON-ready state (everything but the posterior)."""

@@ -287,23 +287,30 @@ class BayesOptLaw:
         hist = self.history_runs_ if history_runs is None else history_runs
         seed = self.random_seed + 7 if random_seed is None else random_seed
         S = self.loss_post_["intercept"].shape[0]
-        # the divergence / instability model is independent of the loss law given the candidates: it runs in a
-        # second thread (numpy releases the GIL) with its own seeded generator, so the draws do not depend on
-        # which thread finishes first
+        # every per-schedule (pure Python) step first: integrals and the divergence model's schedule grids ...
+        X_raw = design_matrix(self._integrals(cand, hist), self.spec_)
+        div_inputs = self.div_fit_.inputs(cand) if self._has_divergence_model() else cand
+        # ... then the two numpy parts at once: the divergence / instability model is independent of the loss law
+        # given the candidates, so it runs in a second thread (numpy releases the GIL; a Python loop beside it
+        # would hold the GIL between its numpy calls) with its own seeded generator, so the draws do not depend
+        # on which thread finishes first
         with ThreadPoolExecutor(max_workers=1) as pool:
-            outcomes = pool.submit(self._p_outcomes, cand, S, np.random.default_rng([seed, 1]))
-            log_mu, log_noisy, extrap = self._log_loss_draws(cand, hist, scenario, np.random.default_rng(seed), S)
+            outcomes = pool.submit(self._p_outcomes, div_inputs, S, np.random.default_rng([seed, 1]))
+            log_mu, log_noisy, extrap = self._log_loss_draws(cand, X_raw, scenario, np.random.default_rng(seed), S)
             p_div, p_unst = outcomes.result()
         return PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_,
                                p_unst, self._unstable_excess_or_zero(), extrap)
 
-    def _log_loss_draws(self, cand: pd.DataFrame, hist: pd.DataFrame, scenario: str | None, rng, S: int):
-        """(mean, new-run) log-loss draws (S × candidates) from the pre-training law or the stage model, held
-        inside the physical bounds, and the candidates' extrapolation factors."""
-        # integrals_table looks each candidate's parent chain up in ``hist`` (RunsError if a parent is missing)
-        integrals = integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
-                                    self.spec_.lr_ref, self.spec_.history_escape, history_runs=hist)
-        X_raw = design_matrix(integrals, self.spec_)
+    def _integrals(self, cand: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+        """Segment integrals of the candidates; each candidate's parent chain is looked up in ``hist``
+        (RunsError if a parent is missing)."""
+        return integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
+                               self.spec_.lr_ref, self.spec_.history_escape, history_runs=hist)
+
+    def _log_loss_draws(self, cand: pd.DataFrame, X_raw: np.ndarray, scenario: str | None, rng, S: int):
+        """(mean, new-run) log-loss draws (S × candidates) from the pre-training law or the stage model for the
+        candidates' raw design matrix, held inside the physical bounds, and the candidates' extrapolation
+        factors."""
         log_mu, log_noisy = np.empty((S, len(cand))), np.empty((S, len(cand)))
         staged = ct.is_stage(cand).to_numpy() & (getattr(self, "stage_fit_", None) is not None)
         pre = np.flatnonzero(~staged)
@@ -387,21 +394,21 @@ class BayesOptLaw:
                           UserWarning, stacklevel=3)
         return out
 
-    def _p_outcomes(self, cand: pd.DataFrame, n_samples: int, rng) -> tuple[np.ndarray, np.ndarray | None]:
+    def _has_divergence_model(self) -> bool:
+        return getattr(self, "div_fit_", None) is not None and getattr(self, "div_post_", None) is not None
+
+    def _p_outcomes(self, cand, n_samples: int, rng) -> tuple[np.ndarray, np.ndarray | None]:
         """Draws (n_samples × candidates) of P(diverge) (NaN without a divergence model) and P(unstable)
-        (``None`` when the model has no unstable outcome), paired with the loss draws by one resampling."""
-        fit = getattr(self, "div_fit_", None)
-        if fit is None or getattr(self, "div_post_", None) is None:
+        (``None`` when the model has no unstable outcome), paired with the loss draws by one resampling.
+        ``cand``: a candidate table or (with a divergence model) its
+        :class:`~bayes_optlaws.divergence.DivergenceInputs`."""
+        if not self._has_divergence_model():
             return np.full((n_samples, len(cand)), np.nan), None
-        p_div, p_unst = fit.predict(cand, rng)
+        p_div, p_unst = self.div_fit_.predict(cand, rng)
         if p_div.shape[0] != n_samples:  # pair divergence draws with loss draws (independent posteriors)
             idx = rng.choice(p_div.shape[0], size=n_samples, replace=p_div.shape[0] < n_samples)
             p_div, p_unst = p_div[idx], p_unst[idx]
         return p_div, (None if np.isnan(p_unst).all() else p_unst)
-
-    def _p_diverge(self, cand: pd.DataFrame, n_samples: int, rng) -> np.ndarray:
-        """Draws of P(diverge) only (n_samples × candidates)."""
-        return self._p_outcomes(cand, n_samples, rng)[0]
 
     def _unstable_excess_or_zero(self) -> float:
         """``unstable_excess_`` (nats) for :class:`PredictionDraws`; 0 when the model has no unstable outcome."""

@@ -1,5 +1,5 @@
-"""Probabilistic divergence boundary: the critical-LR area criterion of opt-laws.md §5 inside a Bayesian ordered
-logistic model of the run's outcome, normal < unstable < diverged (:mod:`bayes_optlaws.instability`).
+"""Probabilistic divergence boundary: the critical-LR area criterion of opt-laws.md §5 inside Bayesian logistic
+models of the run's outcome, normal / unstable / diverged (:mod:`bayes_optlaws.instability`).
 
 **The paper's core.**  A critical (normalised) learning rate ``rho = c · D^a / N^b`` (centred logs).  A run is at
 risk when the area of its schedule **above** rho dominates the warmup area **below** rho:
@@ -15,53 +15,58 @@ risk when the area of its schedule **above** rho dominates the warmup area **bel
 schedule that stays below rho has score −1, so the old ``P(diverge) = logistic(k · score)`` could not fall below
 ``logistic(−k)`` ≈ 2 %.  The score therefore enters a logistic regression with companions and its own cut-points:
 
-    eta_i = k · score_i + beta_lr · log(eta_max / rho)_i + beta_batch · (log B_i − mean) + beta_warmup · f_i
+    eta_i = k · (score_i + 1) + beta_lr · log(eta_max / rho)_i + beta_batch · (log B_i − mean) + beta_warmup · f_i
             + sigma_size · z[size_i]                                   (z: zero-sum offsets over model sizes)
 
 with ``f`` the warmup fraction t1 / T and ``B`` tokens per step (divergence on public data comes from peak LR ×
-batch size too).  Opt-in (``beta_features_sd`` > 0): the logistic baseline's inputs as direct terms,
+batch size too).  With ``beta_features_sd`` > 0 (default 2) the logistic baseline's inputs enter as direct terms,
 ``+ beta_log_lr · z_lr + beta_features · (z_f, z_N, z_D)`` (:data:`FEATURES`, standardised with the training
-mean / sd stored in the fit; ``beta_log_lr >= 0``), best with ``beta_lr_sd`` 0 (collinear with them).  The size offsets pool the level across ``model_params`` groups; a size the model has not seen
-gets a fresh ``Normal(0, sigma_size)`` offset per draw, shared by all its candidates.  Outcome models
+mean / sd stored in the fit; ``beta_log_lr >= 0``), with ``beta_lr_sd`` 0 (collinear with them).  The size
+offsets pool the level across ``model_params`` groups; a size the model has not seen gets a fresh
+``Normal(0, sigma_size)`` offset per draw, shared by all its candidates.  Outcome models
 (``DEFAULT_DIVERGENCE_CONFIG["outcome"]``):
 
-* ``"ordered"`` (default): cut-points ``cut_unstable < cut_diverged``.  With ``diverged_slopes_sd`` > 0 (opt-in)
-  the diverged cut gets its own slopes ``gamma`` on the standardised features (partial proportional odds) in the
-  sequential form that never gives a negative probability: ``P(diverged) = σ(eta + gamma · z − cut_diverged)``,
-  ``P(unstable) = (1 − P(diverged)) · σ(eta − cut_unstable)``; with 0 it is ``pm.OrderedLogistic``:
-  ``P(diverged) = σ(eta − cut_diverged)``, ``P(unstable) = σ(eta − cut_unstable) − P(diverged)``;
-* ``"two_logistic"``: two independent copies of the predictor, diverged vs not on every run and unstable vs
-  normal on the runs that did not diverge; ``P(unstable) = (1 − P(diverged)) · P(unstable | not diverged)``;
+* ``"two_logistic"`` (default): two copies of the predictor, each with its own slopes, size levels and intercept:
+  diverged vs not on every run, and unstable vs normal on the runs that did not diverge;
+  ``P(unstable) = (1 − P(diverged)) · P(unstable | not diverged)``.  With ``unstable_boundary="shared"``
+  (default) the unstable copy uses the diverged copy's rho and kappa (one critical LR, one area score; its own
+  ``u_k``), with ``"own"`` it has its own;
+* ``"ordered"``: cut-points ``cut_unstable < cut_diverged`` on one predictor.  With ``diverged_slopes_sd`` > 0
+  the diverged cut gets its own slopes ``gamma`` on the standardised features (partial proportional odds) in
+  the sequential form that never gives a negative probability: ``P(diverged) = σ(eta + gamma · z −
+  cut_diverged)``, ``P(unstable) = (1 − P(diverged)) · σ(eta − cut_unstable)``; with 0 it is
+  ``pm.OrderedLogistic``: ``P(diverged) = σ(eta − cut_diverged)``, ``P(unstable) = σ(eta − cut_unstable) −
+  P(diverged)``;
 * ``"binary"``: diverged vs not only (unstable runs count as normal); ``P(unstable)`` is NaN;
-* ``"area_logistic"``: the previous model, ``P(diverge) = σ(k · score)`` (five parameters, no companions, no
+* ``"area_logistic"``: the first model, ``P(diverge) = σ(k · score)`` (five parameters, no companions, no
   cut-point; floor ``σ(−k)``), kept for comparison and to load models saved before the outcome model.
 
 Every prior is in :data:`DEFAULT_DIVERGENCE_CONFIG`; NUTS settings come from the law's ``sampler_config``.
 :func:`fit_divergence` runs a prior predictive check, samples, and records R-hat / ESS / divergences.
 :meth:`DivergenceFit.predict` is numpy, vectorised over draws and runs (sorted cumulative sums of each run's grid,
-one ``searchsorted`` per 32 runs, run-major): P(diverge) and P(unstable) for 1,000 candidates × 4,000 draws take
-~1.2 s on the 2-core machine (the former per-run loop gave P(diverge) of the five-parameter model in ~0.9 s; the
-vectorised areas alone: 0.55 s vs 1.9 s for the loop on random grids).
+one ``searchsorted`` per 32 runs, run-major; the shared area score is computed once).
 
-**Measured** on the whole embedded grid (367 main runs, 49 diverged, 77 unstable; 4 chains × 300 draws): the
-first version (uncentred companions, a warmup-fraction slope) mixed badly (R-hat 1.58, bulk ESS 7); centring the
-companions and dropping the warmup-fraction slope (the area score's W already carries the warmup) gave R-hat 1.02,
-ESS 159, 0 divergent transitions, posterior beta_lr 2.9 ± 0.3, and a median P(diverge) of 0.06 % over the runs
-that did not diverge (the old floor was ~2 %).  k and log kappa stay at their priors on this grid: here the peak
-LR relative to rho carries the signal, the warmup balance adds little.  Cross-validated
-(``benchmarks/bench_divergence.py --draws 300``, the folds of ``bayes-optlaws evaluate``): P(diverge) F1 0.82,
-Brier 0.027 (old boundary 0.88 / 0.031; logistic baseline 0.92 / 0.021; peak-LR threshold 0.91 / 0.025);
-P(unstable) Brier 0.092 (logistic on the unstable label 0.130, constant rate 0.166).  That proportional-odds model
-let the 77 unstable runs pull the shared predictor (a penalised-ML check of the logistic's four features in a
-proportional-odds ordered model gave F1 0.79 / Brier 0.037 against 0.92 / 0.021 fitted to diverged alone).  The
-opt-in variant ``beta_features_sd=2, diverged_slopes_sd=1, beta_lr_sd=0`` (``--draws 300``, same folds; R-hat
-1.01, bulk ESS 215, 0 divergences on fold 1): P(diverge) F1 0.898 (precision 0.898, recall 0.898), Brier 0.0211
-(logistic 0.917 / 0.0208: still slightly behind); reliability: 254 runs at P < 0.01, none diverged; 37 runs at
-P >= 0.8, mean P 0.96, 92 % diverged; P(unstable) Brier 0.046 (was 0.092).  It is not the default: its
-diverged-only slope on log peak LR has either sign, so P(diverge) is not guaranteed monotone in peak LR (on the
-synthetic test grid it dips from 1.0e-3 to 3.9e-4 between peak LR 1e-3 and 1e-2); a monotone parametrisation
-(e.g. the diverged LR slope as ``beta_log_lr · exp(g)``) is the next step, then re-measure.  The exact score form and the linear predictor are ours (the paper's equations
-are lost); they are tested by the evaluation.
+**Measured** on the embedded grid's 5 CV folds (``benchmarks/bench_divergence.py --variants V --draws 300``, the
+folds of ``bayes-optlaws evaluate``; 367 runs, 49 diverged, 77 unstable), P(diverge) F1 / Brier, P(unstable)
+Brier:
+
+* default (``two_logistic``, shared rho / kappa, feature terms, ``k ~ LogNormal(log 0.5, 1)``): **0.907 /
+  0.0194, 0.039** (230 s for the 5 folds); the same with each copy's own rho / kappa: 0.907 / 0.0195, 0.039
+  (614 s); ``binary`` with the same priors: 0.898 / 0.0197; baselines: logistic regression 0.917 / 0.0208
+  (0.130 on the unstable label), peak-LR threshold 0.907 / 0.0245, constant rate 0.166;
+* the previous default (``ordered``, ``k ~ LogNormal(log 6, 0.5)``, ``beta_lr ~ HalfNormal(3)``, no feature
+  terms): 0.817 / 0.0268, 0.092; the proportional-odds model let the 77 unstable runs pull the shared predictor;
+  the opt-in diverged-only slopes gave 0.898 / 0.0211, 0.046 but P(diverge) was not monotone in peak LR;
+* geometry: with ``k`` ~ 6 the score is a near-step in rho for the grid's 66 zero-warmup runs (their warmup area
+  is the half-step floor), so NUTS adapted a step size of 0.008 and took ~680 leapfrog steps per draw (178 s of
+  sampling for 4 × 2,000 iterations); the default takes ~290.  A softplus-smoothed area (tested, not kept) gave
+  step size 0.22 but chains that disagree (R-hat 1.5): the posterior of rho is multi-modal once smoothed.
+
+Reliability of the default under CV: 240 runs at P(diverge) < 1 % (none diverged), 39 at ≥ 0.8 (mean 0.93,
+97 % diverged); P(unstable) 176 runs < 1 % (none unstable), 53 at ≥ 0.8 (mean 0.90, 96 % unstable).  k and
+log kappa stay close to their priors on this grid: the peak LR carries the signal, the warmup balance adds
+little.  The exact score form and the linear predictor are ours (the paper's equations are lost); they are tested
+by the evaluation.
 """
 
 from __future__ import annotations
@@ -84,19 +89,21 @@ GRID_POINTS = 128
 #: priors and settings of the divergence / instability model (every entry is used; see the module docstring)
 DEFAULT_DIVERGENCE_CONFIG = {
     "grid_points": 64,               # midpoints per schedule for the areas A and W
-    "outcome": "ordered",            # "ordered" | "two_logistic" | "binary"
+    "outcome": "two_logistic",       # "two_logistic" | "ordered" | "binary" | "area_logistic"
     "unstable_gap": ins.DEFAULT_UNSTABLE_GAP,  # nats above the block's best from which a run is unstable
     "exclude_unstable": True,        # fit the loss law on the normal runs only (BayesOptLaw.fit)
     "log_c_sd": 0.5,                 # log rho level ~ Normal(centre between safe and diverged peak LRs, sd)
     "a_sd": 0.3,                     # exponent of D in rho ~ Normal(0, sd)
     "b_sd": 0.3,                     # exponent of N in rho ~ Normal(0, sd)
     "log_kappa_sd": 1.0,             # log kappa (warmup weight) ~ Normal(0, sd)
-    "k_median": 6.0,                 # slope on the area score ~ LogNormal(log median, k_log_sd)
-    "k_log_sd": 0.5,
-    "beta_lr_sd": 3.0,               # slope on log(peak LR / rho) ~ HalfNormal(sd) (>= 0: monotone in LR);
+    "k_median": 0.5,                 # slope on the area score ~ LogNormal(log median, k_log_sd)
+    "k_log_sd": 1.0,
+    "beta_lr_sd": 0.0,               # slope on log(peak LR / rho) ~ HalfNormal(sd) (>= 0: monotone in LR);
                                      #   set 0 with the feature terms (collinear with them)
-    "beta_features_sd": 0.0,         # slopes on the standardised FEATURES (the logistic baseline's inputs):
+    "beta_features_sd": 2.0,         # slopes on the standardised FEATURES (the logistic baseline's inputs):
                                      #   log peak LR ~ HalfNormal(sd), the others ~ Normal(0, sd); 0: left out
+    "unstable_boundary": "shared",   # "two_logistic": the unstable copy's critical LR rho and warmup weight kappa
+                                     #   are its own ("own") or the diverged copy's ("shared")
     "diverged_slopes_sd": 0.0,       # diverged-only extra slopes on the FEATURES ~ Normal(0, sd) (partial
                                      #   proportional odds, sequential form); 0: proportional odds
     "beta_batch_sd": 1.0,            # slope on centred log tokens per step ~ Normal(0, sd)
@@ -111,7 +118,7 @@ OUTCOME_MODELS = ("ordered", "two_logistic", "binary", "area_logistic")
 #: the logistic baseline's inputs as direct linear terms, each standardised with its training mean and sd
 FEATURES = ("log_peak_lr", "warmup_frac", "log_N", "log_D")
 #: config entries added after models were first saved, with the values that reproduce those models
-LATER_CONFIG_OFF = {"beta_features_sd": 0.0, "diverged_slopes_sd": 0.0}
+LATER_CONFIG_OFF = {"beta_features_sd": 0.0, "diverged_slopes_sd": 0.0, "unstable_boundary": "own"}
 AREA_PARAMS = ("log_c", "a", "b", "log_kappa", "k")
 
 
@@ -209,10 +216,14 @@ def standardise_features(inp: DivergenceInputs, stats: dict[str, list[float]]) -
 
 
 # ============================================================================ the PyMC model
-def _param_names(prefix: str) -> tuple[str, ...]:
-    return tuple(prefix + p for p in ("log_c", "a", "b", "log_kappa", "k", "beta_lr", "beta_batch",
-                                      "beta_warmup", "beta_log_lr", "beta_features", "sigma_size",
-                                      "size_offset_raw"))
+#: the parameters of rho and kappa (the area score), which the unstable copy may share
+RHO_PARAMS = ("log_c", "a", "b", "log_kappa")
+
+
+def _param_names(prefix: str, own_area: bool = True) -> tuple[str, ...]:
+    rest = ("k", "beta_lr", "beta_batch", "beta_warmup", "beta_log_lr", "beta_features", "sigma_size",
+            "size_offset_raw")
+    return tuple(prefix + p for p in (RHO_PARAMS if own_area else ()) + rest)
 
 
 def _slope(name: str, sd: float, positive: bool = False):
@@ -223,30 +234,37 @@ def _slope(name: str, sd: float, positive: bool = False):
     return pm.HalfNormal(name, sd) if positive else pm.Normal(name, 0.0, sd)
 
 
-def _tensor_predictor(prefix: str, inp: DivergenceInputs, centers: tuple[float, float], cfg: dict, n_sizes: int,
-                      area_only: bool = False):
-    """Priors and the linear predictor ``eta`` (runs) of one copy of the boundary, in PyTensor.
-
-    ``centers`` = (prior centre of log rho, training mean of log peak LR).  The companions are centred so that
-    the cut-points are nearly uncorrelated with the slopes: ``k · (score + 1)`` is 0 for a schedule that never
-    exceeds rho, and ``log(peak / rho)`` is taken relative to its value for the mean peak LR at rho = the
-    prior centre (the constants are absorbed by the cut-points; ``area_only``: the old ``k · score``)."""
-    log_c_center, log_lr_center = centers
+def _tensor_area(prefix: str, inp: DivergenceInputs, log_c_center: float, cfg: dict):
+    """Priors of the critical LR ``rho = c · D^a / N^b`` and the warmup weight kappa, and the area score of every
+    run (PyTensor): ``(score, log_rho, log_c)``."""
     log_c = pm.Normal(prefix + "log_c", log_c_center, cfg["log_c_sd"])
     a = pm.Normal(prefix + "a", 0.0, cfg["a_sd"])
     b = pm.Normal(prefix + "b", 0.0, cfg["b_sd"])
     log_kappa = pm.Normal(prefix + "log_kappa", 0.0, cfg["log_kappa_sd"])
-    k = pm.LogNormal(prefix + "k", np.log(cfg["k_median"]), cfg["k_log_sd"])
-    # a higher peak LR relative to rho never makes a run safer: beta_lr >= 0 (with k > 0, P rises with peak LR)
-    beta_lr = _slope(prefix + "beta_lr", cfg["beta_lr_sd"], positive=True)
-    beta_batch, beta_warmup = (_slope(prefix + name, cfg[name + "_sd"]) for name in ("beta_batch", "beta_warmup"))
     log_rho = log_c + a * inp.log_D - b * inp.log_N
     rho = pt.exp(log_rho)[:, None]
     area_above = (inp.w * pt.maximum(inp.eta - rho, 0.0)).sum(axis=1)
     warm_below = (inp.w_wu * pt.minimum(inp.eta_wu, rho)).sum(axis=1)
     warm_below = pt.maximum(warm_below, inp.floor_dt * pt.minimum(inp.eta_max, rho[:, 0]))
     kw = pt.exp(log_kappa) * warm_below
-    score = (area_above - kw) / (area_above + kw)
+    return (area_above - kw) / (area_above + kw), log_rho, log_c
+
+
+def _tensor_predictor(prefix: str, inp: DivergenceInputs, centers: tuple[float, float], cfg: dict, n_sizes: int,
+                      area_only: bool = False, area=None):
+    """Priors and the linear predictor ``eta`` (runs) of one copy of the boundary, in PyTensor.
+
+    ``centers`` = (prior centre of log rho, training mean of log peak LR).  The companions are centred so that
+    the cut-points are nearly uncorrelated with the slopes: ``k · (score + 1)`` is 0 for a schedule that never
+    exceeds rho, and ``log(peak / rho)`` is taken relative to its value for the mean peak LR at rho = the
+    prior centre (the constants are absorbed by the cut-points; ``area_only``: the old ``k · score``).
+    ``area``: another copy's ``(score, log_rho, log_c)`` to share instead of this copy's own rho and kappa."""
+    log_c_center, log_lr_center = centers
+    score, log_rho, log_c = area if area is not None else _tensor_area(prefix, inp, log_c_center, cfg)
+    k = pm.LogNormal(prefix + "k", np.log(cfg["k_median"]), cfg["k_log_sd"])
+    # a higher peak LR relative to rho never makes a run safer: beta_lr >= 0 (with k > 0, P rises with peak LR)
+    beta_lr = _slope(prefix + "beta_lr", cfg["beta_lr_sd"], positive=True)
+    beta_batch, beta_warmup = (_slope(prefix + name, cfg[name + "_sd"]) for name in ("beta_batch", "beta_warmup"))
     if area_only:
         return k * score
     log_ratio = np.log(inp.eta_max) - log_lr_center - (log_rho - log_c)
@@ -257,7 +275,7 @@ def _tensor_predictor(prefix: str, inp: DivergenceInputs, centers: tuple[float, 
         sigma_size = pm.HalfNormal(prefix + "sigma_size", cfg["sigma_size_sd"])
         raw = pm.ZeroSumNormal(prefix + "size_offset_raw", sigma=1.0, dims="size")
         eta = eta + sigma_size * raw[inp.size]
-    return eta
+    return eta, (score, log_rho, log_c)
 
 
 def _feature_terms(prefix: str, inp: DivergenceInputs, sd: float):
@@ -283,6 +301,9 @@ def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_cen
     kind = cfg["outcome"]
     if kind not in OUTCOME_MODELS:
         raise ValueError(f"divergence config 'outcome' must be one of {', '.join(OUTCOME_MODELS)}, got {kind!r}")
+    if cfg["unstable_boundary"] not in ("own", "shared"):
+        raise ValueError(f"divergence config 'unstable_boundary' must be 'own' or 'shared', got "
+                         f"{cfg['unstable_boundary']!r}")
     y = np.asarray(outcome)
     y = np.where(y.astype(bool), 2, 0) if y.dtype == bool else y.astype("int64")
     n_sizes = len(sizes or [])
@@ -296,20 +317,21 @@ def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_cen
             pm.Deterministic("p_diverge", pm.math.invlogit(eta), dims="run")
             pm.Bernoulli("diverged", logit_p=eta, observed=(y == 2).astype("int64"), dims="run")
         elif kind == "ordered" and cfg["diverged_slopes_sd"] > 0:
-            _sequential_ordered(inp, y, _tensor_predictor("", inp, centers, cfg, n_sizes), cfg)
+            _sequential_ordered(inp, y, _tensor_predictor("", inp, centers, cfg, n_sizes)[0], cfg)
         elif kind == "ordered":
-            eta = _tensor_predictor("", inp, centers, cfg, n_sizes)
+            eta, _ = _tensor_predictor("", inp, centers, cfg, n_sizes)
             cut_u, cut_d = _cutpoints("", cfg)
             p_div = pm.Deterministic("p_diverge", pm.math.invlogit(eta - cut_d), dims="run")
             pm.Deterministic("p_unstable", pm.math.invlogit(eta - cut_u) - p_div, dims="run")
             pm.OrderedLogistic("outcome", eta=eta, cutpoints=pt.stack([cut_u, cut_d]), observed=y, dims="run")
         else:
-            eta = _tensor_predictor("", inp, centers, cfg, n_sizes)
+            eta, area = _tensor_predictor("", inp, centers, cfg, n_sizes)
             cut_d = pm.Normal("cut_diverged", 0.0, cfg["cut_sd"])
             p_div = pm.Deterministic("p_diverge", pm.math.invlogit(eta - cut_d), dims="run")
             pm.Bernoulli("diverged", logit_p=eta - cut_d, observed=(y == 2).astype("int64"), dims="run")
             if kind == "two_logistic":
-                eta_u = _tensor_predictor("u_", inp, centers, cfg, n_sizes)
+                shared = area if cfg["unstable_boundary"] == "shared" else None
+                eta_u, _ = _tensor_predictor("u_", inp, centers, cfg, n_sizes, area=shared)
                 cut_u = pm.Normal("u_cut_unstable", 0.0, cfg["cut_sd"])
                 p_u = pm.math.invlogit(eta_u - cut_u)
                 pm.Deterministic("p_unstable", (1.0 - p_div) * p_u, dims="run")
@@ -343,7 +365,7 @@ def model_params(config: dict) -> tuple[str, ...]:
         return names + ("cut_unstable", "cut_gap", "diverged_slopes")
     names = names + ("cut_diverged",)
     if kind == "two_logistic":
-        names = names + _param_names("u_") + ("u_cut_unstable",)
+        names = names + _param_names("u_", config.get("unstable_boundary", "own") != "shared") + ("u_cut_unstable",)
     return names
 
 
@@ -428,14 +450,22 @@ def area_score(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str =
     return ((A - kW) / (A + kW)).T, log_rho.T
 
 
+def area_terms(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str = "") -> tuple[np.ndarray, ...]:
+    """``(score, log_rho, log_c)`` draws (S × runs, S × runs, S × 1) of one copy of the boundary."""
+    score, log_rho = area_score(post, inp, prefix)
+    return score, log_rho, np.asarray(post[prefix + "log_c"], float)[:, None]
+
+
 def size_offsets(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str = "",
                  rng: np.random.Generator | None = None) -> np.ndarray:
     """Per-size level offsets (S × runs): the fitted offset for a known size, a fresh ``Normal(0, sigma_size)``
     draw for an unseen one (one per draw and size, shared by its runs)."""
-    S, R = post[prefix + "log_c"].shape[0], len(inp.size)
+    R = len(inp.size)
     if prefix + "sigma_size" not in post:
+        S = next(np.shape(v)[0] for name, v in post.items() if name.startswith(prefix))
         return np.zeros((S, R))
     sigma = post[prefix + "sigma_size"][:, None]
+    S = sigma.shape[0]
     raw = post[prefix + "size_offset_raw"]
     out = np.zeros((S, R))
     known = inp.size >= 0
@@ -449,15 +479,17 @@ def size_offsets(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str
 
 
 def linear_predictor(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr_center: float, prefix: str = "",
-                     offsets: np.ndarray | None = None, area_only: bool = False) -> np.ndarray:
-    """Draws of ``eta`` (S × runs), the numpy twin of :func:`_tensor_predictor`."""
+                     offsets: np.ndarray | None = None, area_only: bool = False,
+                     area: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Draws of ``eta`` (S × runs), the numpy twin of :func:`_tensor_predictor`; ``area``: the
+    ``(score, log_rho, log_c)`` of the copy whose rho and kappa this one shares (:func:`area_terms`)."""
     def col(name):
         return np.asarray(post[prefix + name], float)[:, None] if prefix + name in post else np.zeros((1, 1))
 
-    score, log_rho = area_score(post, inp, prefix)
+    score, log_rho, log_c = area if area is not None else area_terms(post, inp, prefix)
     if area_only:
         return col("k") * score
-    log_ratio = np.log(inp.eta_max)[None] - log_lr_center - (log_rho - col("log_c"))
+    log_ratio = np.log(inp.eta_max)[None] - log_lr_center - (log_rho - log_c)
     eta = (col("k") * (score + 1.0) + col("beta_lr") * log_ratio + col("beta_batch") * inp.log_B[None]
            + col("beta_warmup") * inp.warmup_frac[None])
     if prefix + "beta_features" in post:
@@ -479,7 +511,8 @@ def predict_outcome(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr_c
         p_div = _sigmoid(linear_predictor(post, inp, log_lr_center, area_only=True))
         return p_div, np.full_like(p_div, np.nan)
     offsets = size_offsets(post, inp, "", rng)
-    eta = linear_predictor(post, inp, log_lr_center, "", offsets)
+    area = area_terms(post, inp)
+    eta = linear_predictor(post, inp, log_lr_center, "", offsets, area=area)
     if outcome == "ordered" and "diverged_slopes" in post:  # sequential form (:func:`_sequential_ordered`)
         cut_u = post["cut_unstable"][:, None]
         p_div = _sigmoid(eta + post["diverged_slopes"] @ inp.z.T - (cut_u + post["cut_gap"][:, None]))
@@ -491,7 +524,8 @@ def predict_outcome(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr_c
     p_div = _sigmoid(eta - post["cut_diverged"][:, None])
     if outcome == "binary":
         return p_div, np.full_like(p_div, np.nan)
-    eta_u = linear_predictor(post, inp, log_lr_center, "u_", size_offsets(post, inp, "u_", rng))
+    shared = area if "u_log_c" not in post else None  # the unstable copy shares rho and kappa
+    eta_u = linear_predictor(post, inp, log_lr_center, "u_", size_offsets(post, inp, "u_", rng), area=shared)
     return p_div, (1.0 - p_div) * _sigmoid(eta_u - post["u_cut_unstable"][:, None])
 
 

@@ -10,8 +10,8 @@ the schedule's shape.  A block is the set of single-stage runs with the same ``m
 On the embedded grid (417 runs, 49 diverged) 77 of the 318 non-diverged main runs are unstable at 0.5 nats
 (51 at 1 nat); fitted as ordinary runs they dominated the loss law's errors.  The loss law is therefore fitted on
 the normal runs only (``BayesOptLaw(divergence_config={"exclude_unstable": False})`` restores the old behaviour),
-and the divergence model (:mod:`bayes_optlaws.divergence`) predicts the ordered outcome
-normal < unstable < diverged.
+and the divergence model (:mod:`bayes_optlaws.divergence`) predicts the outcome normal / unstable / diverged
+(P(diverge) and P(unstable) per draw).
 """
 
 from __future__ import annotations

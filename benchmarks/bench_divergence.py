@@ -55,6 +55,13 @@ class OptLawLSNormalOnly(OptLawLS):
         return super().fit(df[keep].reset_index(drop=True))
 
 
+def _number_or_text(value: str):
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def _reliability_lines(p, happened) -> str:
     t = M.event_reliability(p, happened)
     t = t[t["count"] > 0]
@@ -95,7 +102,8 @@ def main(argv=None) -> int:
     ap.add_argument("runs", nargs="?", default=str(DEFAULT_RUNS))
     ap.add_argument("--variants", default="ordered", help="comma-separated outcome models of bayes_boundary")
     ap.add_argument("--draws", type=int, default=500, help="draws (and tuning steps) per chain")
-    ap.add_argument("--set", action="append", default=[], help="extra config entry KEY=VALUE (float)")
+    ap.add_argument("--set", action="append", default=[],
+                    help="extra config entry KEY=VALUE (a number, else a string), e.g. unstable_boundary=shared")
     ap.add_argument("--loss-bias", action="store_true")
     ap.add_argument("--no-divergence", action="store_true", help="only the loss-bias comparison")
     ap.add_argument("--json")
@@ -108,7 +116,7 @@ def main(argv=None) -> int:
     in_cv = folds >= 0
     labels = np.full(len(df), "", dtype=object)
     labels[in_cv] = ins.label_outcomes(df[in_cv])
-    extra = {k: float(v) for k, v in (s.split("=", 1) for s in args.set)}
+    extra = {k: _number_or_text(v) for k, v in (s.split("=", 1) for s in args.set)}
     methods = {} if args.no_divergence else {**DIVERGENCE_BASELINES, "logistic[unstable]": UnstableLogistic}
     for v in ([] if args.no_divergence else [v for v in args.variants.split(",") if v]):
         methods[f"bayes_boundary[{v}]"] = (lambda v=v: BayesBoundary(seed=0, draws=args.draws, tune=args.draws,

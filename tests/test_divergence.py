@@ -65,9 +65,10 @@ def test_numpy_predictor_matches_pymc(fitted_law):
     np.testing.assert_allclose(p_uns, post["p_unstable"].values.reshape(-1, len(runs)), rtol=1e-6, atol=1e-9)
 
 
-def test_default_model_is_the_ordered_outcome_with_diagnostics_and_a_prior_check(fitted_law):
+def test_default_model_is_two_logistics_sharing_rho_with_diagnostics_and_a_prior_check(fitted_law):
     fit = fitted_law.div_fit_
-    assert fit.config["outcome"] == "ordered"
+    assert fit.config["outcome"] == "two_logistic" and fit.config["unstable_boundary"] == "shared"
+    assert "u_log_c" not in fit.post and {"log_c", "u_k", "u_cut_unstable", "beta_log_lr"} <= set(fit.post)
     assert set(fit.diagnostics) >= {"max_rhat", "min_ess_bulk", "divergences"}
     lo, obs, hi = (fit.prior_check["diverged"][k] for k in ("prior_q01", "observed", "prior_q99"))
     assert lo <= obs <= hi
@@ -207,3 +208,28 @@ def test_a_config_saved_before_the_feature_terms_loads_with_them_off():
     fit = div.DivergenceFit.from_settings(settings, idata)
     assert fit.config["beta_features_sd"] == 0.0 and fit.config["diverged_slopes_sd"] == 0.0
     assert fit.feature_stats is None and "diverged_slopes" not in fit.post
+
+
+def test_a_shared_unstable_boundary_uses_the_diverged_copys_rho_and_kappa():
+    """``unstable_boundary="shared"``: the unstable copy has no rho / kappa of its own (model_params) and predicts
+    exactly as an ``"own"`` copy whose rho / kappa equal the diverged copy's — and differently when they do not."""
+    rng = np.random.default_rng(0)
+    schedules = [Schedule.from_spec({"family": "wsd", "peak_lr": lr, "warmup": wu, "cooldown": 200, "total": 1000})
+                 for lr, wu in [(0.01, 0), (0.1, 20), (0.3, 100), (1.0, 0)]]
+    inp = div.divergence_inputs(schedules, [4096] * 4, [1e6] * 4, 0.3, 0.0, 0.0)
+    S = 6
+    shared = {"log_c": rng.normal(-1, 0.3, S), "a": rng.normal(0, 0.1, S), "b": rng.normal(0, 0.1, S),
+              "log_kappa": rng.normal(0, 0.5, S), "k": rng.uniform(0.5, 3, S), "beta_lr": rng.uniform(0, 2, S),
+              "cut_diverged": rng.normal(2, 1, S), "u_k": rng.uniform(0.5, 3, S),
+              "u_beta_lr": rng.uniform(0, 2, S), "u_cut_unstable": rng.normal(0, 1, S)}
+    own = {**shared, **{"u_" + p: shared[p] for p in div.RHO_PARAMS}}
+    p_div, p_uns = div.predict_outcome(shared, inp, 0.0, "two_logistic")
+    q_div, q_uns = div.predict_outcome(own, inp, 0.0, "two_logistic")
+    np.testing.assert_array_equal(p_div, q_div)
+    np.testing.assert_allclose(p_uns, q_uns, rtol=1e-12)
+    other = {**own, "u_log_c": own["u_log_c"] - 1.0}
+    assert not np.allclose(div.predict_outcome(other, inp, 0.0, "two_logistic")[1], p_uns)
+    names = div.model_params({"outcome": "two_logistic", "unstable_boundary": "shared"})
+    assert "u_log_c" not in names and "u_k" in names and "log_c" in names
+    with pytest.raises(ValueError, match="unstable_boundary"):
+        div.build_divergence_model(inp, np.zeros(4, int), 0.0, {"unstable_boundary": "both"})

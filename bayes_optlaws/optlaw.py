@@ -137,7 +137,22 @@ class BayesOptLaw:
         self.diverged_loss_ = (float(runs.loc[runs["diverged"], "final_loss"].mean())
                                if runs["diverged"].any() and runs.loc[runs["diverged"], "final_loss"].notna().any()
                                else float(ok["final_loss"].max()))
-        say(f"sampling the loss model: {len(ok)} runs, {len(self.sizes_)} model sizes, "
+        self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())
+        self.log_D_center_ = float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean())
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="bayes_optlaws-fit") as pool:
+            # the divergence and stage models need only the feature spec, so they sample beside the loss law
+            # (their compilation overlaps its sampling); each has its own seed, so the result is the same
+            background = self._start_side_models(pool, runs, full, say)
+            self._fit_loss_law(data, len(ok), say)
+            self._finish_side_models(*background)
+        self.fit_seconds_ = time.perf_counter() - t0
+        self.data_hash_ = data_hash(runs)
+        say(f"done in {self.fit_seconds_:.0f} s")
+        return self
+
+    def _fit_loss_law(self, data: lm.LossData, n_runs: int, say) -> None:
+        """Prior predictive check, NUTS, diagnostics, posterior predictive check and LOO of the loss law."""
+        say(f"sampling the loss model: {n_runs} runs, {len(self.sizes_)} model sizes, "
             f"{len(self.loss_feature_names_)} terms (4 chains, nutpie)")
         self.prior_check_ = lm.prior_check(data, self.model_config, random_seed=self.random_seed)
         model = lm.build_loss_model(data, self.model_config)
@@ -149,23 +164,37 @@ class BayesOptLaw:
         self.ppc_ = lm.posterior_check(self.loss_post_, data, self.model_config["nu"], self.random_seed)
         self.loo_ = lm.loo_check(self.loss_idata_)
         for msg in self.prior_check_["warnings"] + self.ppc_["warnings"] + self.loo_["warnings"]:
-            warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
-        self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())
-        self.log_D_center_ = float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean())
+            warnings.warn(msg, lm.ConvergenceWarning, stacklevel=3)
+
+    def _start_side_models(self, pool: ThreadPoolExecutor, runs: pd.DataFrame, full: pd.DataFrame, say):
+        """Submit the divergence model (on ``runs``) and the stage model (on the stages of ``full``) to ``pool``;
+        returns their futures (``None`` for a model that is not fitted)."""
         self._set_divergence(None)
+        self.stage_fit_ = None
+        div_job = stage_job = None
         if self.fit_divergence and runs["diverged"].any() and (~runs["diverged"]).any():
-            self._fit_divergence(runs, say)
+            div_job = pool.submit(div.fit_divergence, runs, self.spec_.lr_ref, self.divergence_config,
+                                  self.sampler_config, random_seed=self.random_seed + 1,
+                                  draws=self.divergence_draws, say=say, emit_warnings=False)
         elif self.fit_divergence:
             warnings.warn("the runs table has no diverged runs (or only diverged runs): the divergence boundary "
                           "cannot be learned and P(diverge) will be reported as unknown (NaN)", UserWarning,
-                          stacklevel=2)
-        self.stage_fit_ = None
+                          stacklevel=3)
         if self.fit_stages and int(ct.is_stage(full).sum()) >= ct.MIN_STAGE_RUNS:
-            self.fit_continual(full, progress=say)
-        self.fit_seconds_ = time.perf_counter() - t0
-        self.data_hash_ = data_hash(runs)
-        say(f"done in {self.fit_seconds_:.0f} s")
-        return self
+            stage_job = pool.submit(self._fit_stage_model, full, say)
+        return div_job, stage_job
+
+    def _finish_side_models(self, div_job, stage_job) -> None:
+        """Wait for the side models, attach them and emit their warnings from the calling thread."""
+        if div_job is not None:
+            fit = div_job.result()
+            self._set_divergence(fit)
+            for msg in fit.prior_check["warnings"] + fit.diagnostics["warnings"]:
+                warnings.warn(msg, lm.ConvergenceWarning, stacklevel=3)
+        if stage_job is not None:
+            self.stage_fit_, self.stage_runs_ = stage_job.result()
+            for msg in self.stage_fit_.posterior_check["warnings"]:
+                warnings.warn(msg, lm.ConvergenceWarning, stacklevel=3)
 
     @property
     def covariates_(self) -> list[str]:
@@ -201,12 +230,6 @@ class BayesOptLaw:
             keep &= ~unstable
         return keep
 
-    def _fit_divergence(self, runs: pd.DataFrame, say) -> None:
-        """The divergence / instability model (:func:`divergence.fit_divergence`) on every training run."""
-        fit = div.fit_divergence(runs, self.spec_.lr_ref, self.divergence_config, self.sampler_config,
-                                 random_seed=self.random_seed + 1, draws=self.divergence_draws, say=say)
-        self._set_divergence(fit)
-
     def _set_divergence(self, fit) -> None:
         """Attach a fitted :class:`divergence.DivergenceFit` (also used when loading)."""
         self.div_fit_ = fit
@@ -222,8 +245,14 @@ class BayesOptLaw:
         by leave-one-stage-out evaluation (the pre-training law stays as it is).
         """
         self._check_fitted()
-        say = progress or (lambda msg: None)
-        full = validate_runs(runs)
+        self.stage_fit_, self.stage_runs_ = self._fit_stage_model(validate_runs(runs), progress or (lambda m: None))
+        for msg in self.stage_fit_.posterior_check["warnings"]:
+            warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
+        return self
+
+    def _fit_stage_model(self, full: pd.DataFrame, say) -> tuple[ct.StageFit, pd.DataFrame]:
+        """The stage model on the non-diverged continual-training rows of a validated table (parents looked up
+        in the table itself) and those rows; needs only ``spec_``."""
         stages = full[ct.is_stage(full) & ~full["diverged"] & np.isfinite(full["final_loss"])]
         if len(stages) < ct.MIN_STAGE_RUNS:
             raise RunsError(f"only {len(stages)} non-diverged continual-training rows (parent_run_id set); the "
@@ -233,14 +262,10 @@ class BayesOptLaw:
         scen = ct.scenario_labels(stages)
         say(f"sampling the stage model: {len(stages)} continual-training runs, scenarios "
             f"{', '.join(sorted(set(scen)))} (4 chains, nutpie)")
-        self.stage_fit_ = ct.fit_stage_model(X_raw, np.log(stages["final_loss"].to_numpy(float)),
-                                             stages["parent_run_id"].astype(str).to_numpy(), scen,
-                                             self.spec_.feature_names, self.stage_config, self.sampler_config,
-                                             random_seed=self.random_seed + 2)
-        self.stage_runs_ = stages.reset_index(drop=True)
-        for msg in self.stage_fit_.posterior_check["warnings"]:
-            warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
-        return self
+        fit = ct.fit_stage_model(X_raw, np.log(stages["final_loss"].to_numpy(float)),
+                                 stages["parent_run_id"].astype(str).to_numpy(), scen, self.spec_.feature_names,
+                                 self.stage_config, self.sampler_config, random_seed=self.random_seed + 2)
+        return fit, stages.reset_index(drop=True)
 
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self) -> None:

@@ -58,3 +58,27 @@ def test_replicate_noise_is_the_median_seed_sd():
     # per-configuration sds: 0.2, 0.1414, 0.7071 -> median 0.2
     assert replicate_noise(df) == pytest.approx(0.2)
     assert np.isnan(replicate_noise(df.drop_duplicates("schedule")))
+
+
+def test_a_refit_with_the_same_seed_is_identical_draw_for_draw(fitted_law, synthetic_table):
+    """The divergence and stage models sample in worker threads beside the loss law; each has its own seed, so
+    a fit of the fixture's runs plus continual stages gives the fixture's loss and divergence posteriors draw for
+    draw, and a stage model equal to the one ``fit_continual`` fits afterwards, one model at a time."""
+    import copy
+    import warnings
+
+    from conftest import TEST_SAMPLER
+    from synthetic import synthetic_stages
+    from bayes_optlaws.features import FeatureSpec
+
+    table = pd.concat([synthetic_table, synthetic_stages(synthetic_table, seed=1)], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = BayesOptLaw(FeatureSpec(lr_ref=0.3), sampler_config=TEST_SAMPLER, random_seed=3).fit(table)
+        one_at_a_time = copy.copy(fitted_law).fit_continual(table)
+    assert again.stage_fit_ is not None and fitted_law.div_post_ is not None
+    for first, second in ((fitted_law.loss_post_, again.loss_post_), (fitted_law.div_post_, again.div_post_),
+                          (one_at_a_time.stage_fit_.post, again.stage_fit_.post)):
+        assert first.keys() == second.keys()
+        for name in first:
+            np.testing.assert_array_equal(first[name], second[name], err_msg=name)

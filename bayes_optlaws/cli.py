@@ -62,7 +62,7 @@ def cmd_fit(args) -> int:
         dd = law.div_diagnostics_
         print(f"divergence boundary: max R-hat {dd['max_rhat']:.3f}, min ESS bulk {dd['min_ess_bulk']:.0f}, "
               f"divergences {dd['divergences']}")
-    sf = getattr(law, "stage_fit_", None)
+    sf = law.stage_fit_
     if sf is not None:
         sd = sf.diagnostics
         print(f"stage model ({sf.n_runs} continual stages; scenarios {', '.join(sf.scenarios)}; "

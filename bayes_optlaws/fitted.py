@@ -19,6 +19,7 @@ incompatible version; predictions of a loaded model equal the original's exactly
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -31,6 +32,7 @@ from . import continual as ct
 from . import divergence as div
 from . import loss_model as lm
 from .features import FeatureSpec, Standardiser
+from .jsonsafe import json_safe
 from .posterior import posterior_arrays
 from .runs import RunsError, atomic_write_text, validate_runs
 
@@ -44,13 +46,29 @@ STAGE_FILE = "stage_posterior.nc"
 STAGE_RUNS_FILE = "stage_runs.csv"
 
 
+#: the fitted state of a BayesOptLaw: what fit() sets, save_model() writes and load_model() restores (the
+#: completeness guard: a fitted and a loaded model have exactly these, tested)
+FITTED_ATTRIBUTES = (
+    "spec_", "exponent_search_", "standardiser_", "y_mean_", "y_sd_", "sizes_", "levels_", "group_means_",
+    "noise_floor_", "diverged_loss_", "log_N_center_", "log_D_center_", "prior_check_", "ppc_", "loo_",
+    "loss_idata_", "loss_post_", "loss_diagnostics_", "div_fit_", "div_idata_", "div_post_", "div_diagnostics_",
+    "div_log_c_center_", "unstable_excess_", "excluded_unstable_", "stage_fit_", "train_runs_", "history_runs_",
+    "fit_seconds_", "data_hash_", "settings_",
+)
+
+
 class ModelFormatError(RunsError):
     """A model directory that cannot be loaded (missing files, other version, tampered settings)."""
 
 
-def _settings(law) -> dict:
-    from .optlaw import model_id
+def missing_fitted_attributes(law) -> list[str]:
+    """The :data:`FITTED_ATTRIBUTES` a law lacks (plus ``stage_runs_`` when it has a stage model)."""
+    names = FITTED_ATTRIBUTES + (("stage_runs_",) if getattr(law, "stage_fit_", None) is not None else ())
+    return [name for name in names if not hasattr(law, name)]
 
+
+def model_settings(law) -> dict:
+    """Everything of a fitted law that settings.json records, with its model id (a hash of the rest)."""
     s = {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
@@ -67,20 +85,22 @@ def _settings(law) -> dict:
         "noise_floor": None if not np.isfinite(law.noise_floor_) else law.noise_floor_,
         "diverged_loss": law.diverged_loss_,
         "log_N_center": law.log_N_center_, "log_D_center": law.log_D_center_,
-        "div_log_c_center": getattr(law, "div_log_c_center_", None),
+        "div_log_c_center": law.div_log_c_center_,
         "has_divergence_model": law.div_post_ is not None,
         "loss_diagnostics": law.loss_diagnostics_,
         "divergence_diagnostics": law.div_diagnostics_,
         "divergence_config": law.divergence_config,
-        "divergence_model": law.div_fit_.settings() if getattr(law, "div_fit_", None) is not None else None,
-        "excluded_unstable": list(getattr(law, "excluded_unstable_", [])),
+        "divergence_model": law.div_fit_.settings() if law.div_fit_ is not None else None,
+        "excluded_unstable": list(law.excluded_unstable_),
         "data_hash": law.data_hash_,
-        "prior_check": getattr(law, "prior_check_", None),
-        "posterior_check": getattr(law, "ppc_", None),
-        "loo": getattr(law, "loo_", None),
+        "prior_check": law.prior_check_,
+        "posterior_check": law.ppc_,
+        "loo": law.loo_,
         "n_train_runs": int(len(law.train_runs_)),
-        "fit_seconds": getattr(law, "fit_seconds_", None),
-        "stage_model": law.stage_fit_.settings() if getattr(law, "stage_fit_", None) is not None else None,
+        "fit_seconds": law.fit_seconds_,
+        "exponent_search": (None if law.exponent_search_ is None
+                            else json_safe(law.exponent_search_.to_dict(orient="split", index=False))),
+        "stage_model": law.stage_fit_.settings() if law.stage_fit_ is not None else None,
     }
     s["id"] = model_id(s)
     return s
@@ -89,6 +109,10 @@ def _settings(law) -> dict:
 def save_model(law, path, force: bool = False) -> Path:
     """Write a fitted :class:`~bayes_optlaws.optlaw.BayesOptLaw` to directory ``path``."""
     law._check_fitted()
+    missing = missing_fitted_attributes(law)
+    if missing:
+        raise RuntimeError(f"cannot save this BayesOptLaw: its fitted state lacks {', '.join(missing)} (set by "
+                           "fit() or load_model()); refit it before saving")
     path = Path(path)
     if path.exists():
         if not force:
@@ -97,14 +121,14 @@ def save_model(law, path, force: bool = False) -> Path:
             raise RunsError(f"{path} exists and is not a bayes_optlaws model directory; refusing to overwrite it")
         shutil.rmtree(path)
     path.mkdir(parents=True)
-    settings = _settings(law)
+    settings = model_settings(law)
     keep = [g for g in ("posterior", "sample_stats", "log_likelihood", "observed_data")
             if g in law.loss_idata_.children]
     _write(_subset(law.loss_idata_, keep, drop=("mu",)), path / LOSS_FILE)
     if law.div_idata_ is not None:
         keep = [g for g in ("posterior", "sample_stats") if g in law.div_idata_.children]
         _write(_subset(law.div_idata_, keep, drop=("p_diverge", "p_unstable")), path / DIV_FILE)
-    if getattr(law, "stage_fit_", None) is not None:
+    if law.stage_fit_ is not None:
         keep = [g for g in ("posterior", "sample_stats") if g in law.stage_fit_.idata.children]
         _write(_subset(law.stage_fit_.idata, keep), path / STAGE_FILE)
         law.stage_runs_.to_csv(path / STAGE_RUNS_FILE, index=False)
@@ -152,7 +176,7 @@ def _open(path: Path):
 
 def load_model(path):
     """Load a model directory written by :func:`save_model`; refuses incompatible or altered directories."""
-    from .optlaw import BayesOptLaw, model_id
+    from .optlaw import BayesOptLaw  # the estimator imports this module; load needs the class at call time
 
     path = Path(path)
     if not (path / SETTINGS).exists():
@@ -189,6 +213,9 @@ def load_model(path):
     law.div_diagnostics_ = s["divergence_diagnostics"]
     law.data_hash_ = s["data_hash"]
     law.prior_check_, law.ppc_, law.loo_ = s.get("prior_check"), s.get("posterior_check"), s.get("loo")
+    law.fit_seconds_ = s.get("fit_seconds")
+    search = s.get("exponent_search")  # {"columns": [...], "data": [[...], ...]}, or None (fixed exponents)
+    law.exponent_search_ = None if search is None else pd.DataFrame(search["data"], columns=search["columns"])
     law.settings_ = s
     law.loss_idata_ = _open(path / LOSS_FILE)
     law.loss_post_ = posterior_arrays(law.loss_idata_, lm.POSTERIOR_VARS)
@@ -205,8 +232,6 @@ def load_model(path):
     if (path / HISTORY_FILE).exists():
         hist = pd.read_csv(path / HISTORY_FILE, dtype={"run_id": str, "parent_run_id": str, "schedule": str})
         law.history_runs_ = validate_runs(hist, where=str(path / HISTORY_FILE))
-    from .optlaw import data_hash
-
     if data_hash(law.train_runs_) != law.data_hash_:
         raise ModelFormatError(f"{path / RUNS_FILE}: training data does not match the model's data hash; refit.")
     return law
@@ -221,6 +246,19 @@ def _load_divergence(s: dict, path: Path):
     if s.get("divergence_model") is None:
         return div.legacy_fit(s, idata)
     return div.DivergenceFit.from_settings(s["divergence_model"], idata)
+
+
+def data_hash(runs: pd.DataFrame) -> str:
+    """sha256 of the training table's defining columns (first 16 hex digits)."""
+    cols = ["run_id", "model_params", "tokens", "tokens_per_step", "schedule", "final_loss", "diverged"]
+    text = runs[cols].to_csv(index=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_id(settings: dict) -> str:
+    """Identity of a fitted model: sha256 of its settings (minus the id itself), first 16 hex digits."""
+    payload = {k: v for k, v in settings.items() if k != "id"}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _major_minor(version: str) -> tuple[str, ...]:

@@ -56,7 +56,7 @@ def default_peak_lrs(law, n: int = 9, continual: bool = False) -> np.ndarray:
     from .schedules import Schedule
 
     runs = law.train_runs_
-    if continual and getattr(law, "stage_fit_", None) is not None:
+    if continual and law.stage_fit_ is not None:
         runs = law.stage_runs_
     peaks = [Schedule.from_spec(s).peak_lr for s in runs["schedule"]]
     return np.geomspace(min(peaks), max(peaks), n)

@@ -10,8 +10,6 @@ Fitted state lives in attributes ending in ``_``.  All randomness flows from ``r
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,8 @@ from . import divergence as div
 from . import instability as ins
 from . import covariates as cov
 from . import loss_model as lm
+from . import fitted
+from .fitted import data_hash, model_id  # noqa: F401  (re-exported: a fitted model's identity lives in fitted.py)
 from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, reference_lr,
                        select_exponents)
 from .runs import RunsError, validate_candidates, validate_runs
@@ -115,10 +115,9 @@ class BayesOptLaw:
         y = np.log(ok["final_loss"].to_numpy(float))
         if self.feature_spec is None:
             say("searching exponent groups (inner 5-fold CV within blocks)")
-            spec, table = select_exponents(ok_int, y, block_key(ok), base, seed=self.random_seed)
-            self.exponent_search_ = table
+            spec, self.exponent_search_ = select_exponents(ok_int, y, block_key(ok), base, seed=self.random_seed)
         else:
-            spec = self.feature_spec
+            spec, self.exponent_search_ = self.feature_spec, None
         self.spec_ = spec
         self.model_config["covariates"] = cov.resolve(self.model_config.get("covariates"), ok)
         self.model_config["group_column"] = cov.resolve_group_column(self.model_config.get("group_column"), ok)
@@ -147,6 +146,7 @@ class BayesOptLaw:
             self._finish_side_models(*background)
         self.fit_seconds_ = time.perf_counter() - t0
         self.data_hash_ = data_hash(runs)
+        self.settings_ = fitted.model_settings(self)
         say(f"done in {self.fit_seconds_:.0f} s")
         return self
 
@@ -248,6 +248,7 @@ class BayesOptLaw:
         self.stage_fit_, self.stage_runs_ = self._fit_stage_model(validate_runs(runs), progress or (lambda m: None))
         for msg in self.stage_fit_.posterior_check["warnings"]:
             warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
+        self.settings_ = fitted.model_settings(self)
         return self
 
     def _fit_stage_model(self, full: pd.DataFrame, say) -> tuple[ct.StageFit, pd.DataFrame]:
@@ -337,7 +338,7 @@ class BayesOptLaw:
         candidates' raw design matrix, held inside the physical bounds, and the candidates' extrapolation
         factors."""
         log_mu, log_noisy = np.empty((S, len(cand))), np.empty((S, len(cand)))
-        staged = ct.is_stage(cand).to_numpy() & (getattr(self, "stage_fit_", None) is not None)
+        staged = ct.is_stage(cand).to_numpy() & (self.stage_fit_ is not None)
         pre = np.flatnonzero(~staged)
         if pre.size:
             log_mu[:, pre], log_noisy[:, pre] = self._pretraining_log_loss(X_raw[pre], cand.iloc[pre], rng)
@@ -420,7 +421,7 @@ class BayesOptLaw:
         return out
 
     def _has_divergence_model(self) -> bool:
-        return getattr(self, "div_fit_", None) is not None and getattr(self, "div_post_", None) is not None
+        return self.div_fit_ is not None and self.div_post_ is not None
 
     def _p_outcomes(self, cand, n_samples: int, rng) -> tuple[np.ndarray, np.ndarray | None]:
         """Draws (n_samples × candidates) of P(diverge) (NaN without a divergence model) and P(unstable)
@@ -437,7 +438,7 @@ class BayesOptLaw:
 
     def _unstable_excess_or_zero(self) -> float:
         """``unstable_excess_`` (nats) for :class:`PredictionDraws`; 0 when the model has no unstable outcome."""
-        value = getattr(self, "unstable_excess_", float("nan"))
+        value = self.unstable_excess_
         return float(value) if np.isfinite(value) else 0.0
 
     def predict(self, runs: pd.DataFrame, **kwargs) -> np.ndarray:
@@ -446,15 +447,11 @@ class BayesOptLaw:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path, force: bool = False) -> Path:
-        from .fitted import save_model
-
-        return save_model(self, path, force=force)
+        return fitted.save_model(self, path, force=force)
 
     @classmethod
     def load(cls, path) -> "BayesOptLaw":
-        from .fitted import load_model
-
-        return load_model(path)
+        return fitted.load_model(path)
 
 
 def select_fit_rows(runs: pd.DataFrame, groups: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -478,19 +475,6 @@ def size_covariates(X: np.ndarray, group: np.ndarray, n_sizes: int, feature_name
         return None
     col = X[:, feature_names.index("N^-ps")]
     return np.array([[col[group == g].mean()] for g in range(n_sizes)])
-
-
-def data_hash(runs: pd.DataFrame) -> str:
-    """sha256 of the training table's defining columns (first 16 hex digits)."""
-    cols = ["run_id", "model_params", "tokens", "tokens_per_step", "schedule", "final_loss", "diverged"]
-    text = runs[cols].to_csv(index=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def model_id(settings: dict) -> str:
-    """Identity of a fitted model: sha256 of its settings (minus the id itself), first 16 hex digits."""
-    payload = {k: v for k, v in settings.items() if k != "id"}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 __all__ = ["BayesOptLaw", "PredictionDraws", "replicate_noise", "block_key", "data_hash", "model_id",

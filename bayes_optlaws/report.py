@@ -289,10 +289,10 @@ def _summary_section(law, model_label: str | None) -> str:
                                                                                            "tune",
                                                                                            "nuts_sampler"))),
     ]
-    for attr, label in (("data_hash_", "training-data hash"), ("fit_seconds_", "fit time (s)")):
-        if getattr(law, attr, None) is not None:
-            model_pairs.append((label, getattr(law, attr)))
-    settings = getattr(law, "settings_", None) or {}
+    for value, label in ((law.data_hash_, "training-data hash"), (law.fit_seconds_, "fit time (s)")):
+        if value is not None:
+            model_pairs.append((label, value))
+    settings = law.settings_ or {}
     if settings.get("package_version"):
         model_pairs.append(("fitted with bayes-optlaws", settings["package_version"]))
     if model_label:
@@ -318,7 +318,7 @@ def _summary_section(law, model_label: str | None) -> str:
                              ("status", "status")], left=("part", "status"),
                       formats={"max_rhat": lambda v: _fmt(v, 3), "min_ess_bulk": _int, "min_ess_tail": _int}))
     checks = []
-    pc, ppc, loo = (getattr(law, a, None) for a in ("prior_check_", "ppc_", "loo_"))
+    pc, ppc, loo = law.prior_check_, law.ppc_, law.loo_
     if pc:
         checks.append(f"prior predictive: {pc.get('share_inside_98', float('nan')):.0%} of observed log losses "
                       "inside the prior's 98 % range")

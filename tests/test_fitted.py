@@ -89,3 +89,36 @@ def test_save_never_overwrites_without_force(fitted_law, saved_model, tmp_path):
 def test_unfitted_model_says_so():
     with pytest.raises(RuntimeError, match="not fitted"):
         BayesOptLaw().predict_draws(CANDS, model_params=1, tokens_per_step=1)
+
+
+def test_a_fitted_and_a_loaded_model_have_the_same_fitted_state(fitted_law, saved_model):
+    """The completeness guard: fit() and load_model() set exactly the fitted attributes save_model() writes."""
+    from bayes_optlaws.fitted import FITTED_ATTRIBUTES, missing_fitted_attributes
+
+    loaded = load_model(saved_model)
+    fitted_names = {k for k in vars(fitted_law) if k.endswith("_")}
+    assert fitted_names == {k for k in vars(loaded) if k.endswith("_")}
+    assert set(FITTED_ATTRIBUTES) <= fitted_names and not missing_fitted_attributes(loaded)
+    assert loaded.settings_["id"] == fitted_law.settings_["id"]
+    assert loaded.fit_seconds_ == pytest.approx(fitted_law.fit_seconds_)
+    assert loaded.exponent_search_ is None and fitted_law.exponent_search_ is None  # a fixed FeatureSpec
+
+
+def test_saving_refuses_an_incomplete_fitted_state(fitted_law, tmp_path):
+    import copy
+
+    law = copy.copy(fitted_law)
+    del law.exponent_search_
+    with pytest.raises(RuntimeError, match="lacks exponent_search_"):
+        law.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_the_exponent_search_table_survives_save_and_load(fitted_law, tmp_path):
+    import copy
+
+    law = copy.copy(fitted_law)
+    law.exponent_search_ = pd.DataFrame({"p_s": [0.1, 0.2], "p_cc": [0.1, 0.1], "p_e": [0.3, 0.3],
+                                         "p_m": [0.1, 0.1], "mse": [0.01, 0.02]})
+    loaded = load_model(law.save(tmp_path / "m"))
+    pd.testing.assert_frame_equal(loaded.exponent_search_, law.exponent_search_)

@@ -205,6 +205,11 @@ class StageFit:
     n_runs: int
     x_range: np.ndarray  # (2, features): min and max of the standardised features of the stage runs
 
+    @property
+    def warnings(self) -> list[str]:
+        """The plain-language messages of its posterior predictive check."""
+        return list(self.posterior_check["warnings"])
+
     def outside_range(self, X_raw: np.ndarray, tolerance: float = 0.25) -> np.ndarray:
         """Rows whose features lie outside the stage runs' range (widened by ``tolerance`` × that range) in any
         feature: there the stage model extrapolates."""
@@ -259,9 +264,8 @@ def fit_stage_model(X_raw: np.ndarray, log_loss: np.ndarray, parent_ids, scenari
     data = StageData(X, (log_loss - y_mean) / y_sd, np.array([scen_list.index(s) for s in scenarios]),
                      np.array([ctx_list.index(k) for k in keys]), scen_list, ctx_list, list(feature_names))
     model, T, scale = build_stage_model(data, cfg)
-    if cfg["target_accept"] is not None:
-        sampler_config = {**(sampler_config or {}), "target_accept": float(cfg["target_accept"])}
-    idata = lm.sample_loss_model(model, sampler_config, random_seed=random_seed)
+    idata = lm.sample_loss_model(model, lm.with_target_accept(sampler_config, cfg["target_accept"]),
+                                 random_seed=random_seed)
     diag = lm.diagnostics(idata, ["intercept", "theta", "sigma_scenario", "scenario_raw", "sigma_context",
                                   "context_raw", "sigma_scenario_slope", "scenario_slope_raw", "sigma"])
     post = posterior_arrays(idata, POSTERIOR_VARS)

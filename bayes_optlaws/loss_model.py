@@ -63,6 +63,13 @@ DEFAULT_MODEL_CONFIG = {
 DEFAULT_SAMPLER_CONFIG = {"draws": 1000, "tune": 1000, "chains": 4, "nuts_sampler": "nutpie", "target_accept": 0.95}
 
 
+def with_target_accept(sampler_config: dict | None, target_accept: float | None) -> dict | None:
+    """``sampler_config`` with a model's own NUTS target acceptance (``None``: the law's setting unchanged)."""
+    if target_accept is None:
+        return sampler_config
+    return {**(sampler_config or {}), "target_accept": float(target_accept)}
+
+
 class ConvergenceWarning(UserWarning):
     """The sampler's diagnostics say the posterior may not be trustworthy (R-hat, ESS or divergences)."""
 

@@ -163,8 +163,7 @@ class BayesOptLaw:
         self.loss_post_ = posterior_arrays(self.loss_idata_, lm.POSTERIOR_VARS)
         self.ppc_ = lm.posterior_check(self.loss_post_, data, self.model_config["nu"], self.random_seed)
         self.loo_ = lm.loo_check(self.loss_idata_)
-        for msg in self.prior_check_["warnings"] + self.ppc_["warnings"] + self.loo_["warnings"]:
-            warnings.warn(msg, lm.ConvergenceWarning, stacklevel=3)
+        _warn(self.prior_check_["warnings"] + self.ppc_["warnings"] + self.loo_["warnings"])
 
     def _start_side_models(self, pool: ThreadPoolExecutor, runs: pd.DataFrame, full: pd.DataFrame, say):
         """Submit the divergence model (on ``runs``) and the stage model (on the stages of ``full``) to ``pool``;
@@ -187,14 +186,11 @@ class BayesOptLaw:
     def _finish_side_models(self, div_job, stage_job) -> None:
         """Wait for the side models, attach them and emit their warnings from the calling thread."""
         if div_job is not None:
-            fit = div_job.result()
-            self._set_divergence(fit)
-            for msg in fit.prior_check["warnings"] + fit.diagnostics["warnings"]:
-                warnings.warn(msg, lm.ConvergenceWarning, stacklevel=3)
+            self._set_divergence(div_job.result())
+            _warn(self.div_fit_.warnings)
         if stage_job is not None:
             self.stage_fit_, self.stage_runs_ = stage_job.result()
-            for msg in self.stage_fit_.posterior_check["warnings"]:
-                warnings.warn(msg, lm.ConvergenceWarning, stacklevel=3)
+            _warn(self.stage_fit_.warnings)
 
     @property
     def covariates_(self) -> list[str]:
@@ -246,8 +242,7 @@ class BayesOptLaw:
         """
         self._check_fitted()
         self.stage_fit_, self.stage_runs_ = self._fit_stage_model(validate_runs(runs), progress or (lambda m: None))
-        for msg in self.stage_fit_.posterior_check["warnings"]:
-            warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
+        _warn(self.stage_fit_.warnings)
         self.settings_ = fitted.model_settings(self)
         return self
 
@@ -452,6 +447,12 @@ class BayesOptLaw:
     @classmethod
     def load(cls, path) -> "BayesOptLaw":
         return fitted.load_model(path)
+
+
+def _warn(messages: list[str]) -> None:
+    """Emit sampler / predictive-check messages as ConvergenceWarnings (from the fitting thread)."""
+    for msg in messages:
+        warnings.warn(msg, lm.ConvergenceWarning, stacklevel=3)
 
 
 def select_fit_rows(runs: pd.DataFrame, groups: tuple[str, ...] | None = None) -> pd.DataFrame:

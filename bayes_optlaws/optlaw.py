@@ -138,12 +138,11 @@ class BayesOptLaw:
                                else float(ok["final_loss"].max()))
         self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())
         self.log_D_center_ = float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean())
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="bayes_optlaws-fit") as pool:
-            # the divergence and stage models need only the feature spec, so they sample beside the loss law
-            # (their compilation overlaps its sampling); each has its own seed, so the result is the same
-            background = self._start_side_models(pool, runs, full, say)
-            self._fit_loss_law(data, len(ok), say)
-            self._finish_side_models(*background)
+        # one model after another: running the divergence model in a worker thread beside the loss law (tried,
+        # 62-82 s instead of ~105 s) crashed once in PyTensor's prior predictive sampling ("Scalar check failed"),
+        # so PyTensor's compiled functions are not treated as thread-safe here
+        self._fit_loss_law(data, len(ok), say)
+        self._fit_side_models(runs, full, say)
         self.fit_seconds_ = time.perf_counter() - t0
         self.data_hash_ = data_hash(runs)
         self.settings_ = fitted.model_settings(self)
@@ -165,31 +164,22 @@ class BayesOptLaw:
         self.loo_ = lm.loo_check(self.loss_idata_)
         _warn(self.prior_check_["warnings"] + self.ppc_["warnings"] + self.loo_["warnings"])
 
-    def _start_side_models(self, pool: ThreadPoolExecutor, runs: pd.DataFrame, full: pd.DataFrame, say):
-        """Submit the divergence model (on ``runs``) and the stage model (on the stages of ``full``) to ``pool``;
-        returns their futures (``None`` for a model that is not fitted)."""
+    def _fit_side_models(self, runs: pd.DataFrame, full: pd.DataFrame, say) -> None:
+        """The divergence model (on ``runs``) and the stage model (on the stages of ``full``), when there is
+        something to fit; their warnings come from this thread."""
         self._set_divergence(None)
         self.stage_fit_ = None
-        div_job = stage_job = None
         if self.fit_divergence and runs["diverged"].any() and (~runs["diverged"]).any():
-            div_job = pool.submit(div.fit_divergence, runs, self.spec_.lr_ref, self.divergence_config,
-                                  self.sampler_config, random_seed=self.random_seed + 1,
-                                  draws=self.divergence_draws, say=say, emit_warnings=False)
+            self._set_divergence(div.fit_divergence(runs, self.spec_.lr_ref, self.divergence_config,
+                                                    self.sampler_config, random_seed=self.random_seed + 1,
+                                                    draws=self.divergence_draws, say=say, emit_warnings=False))
+            _warn(self.div_fit_.warnings)
         elif self.fit_divergence:
             warnings.warn("the runs table has no diverged runs (or only diverged runs): the divergence boundary "
                           "cannot be learned and P(diverge) will be reported as unknown (NaN)", UserWarning,
                           stacklevel=3)
         if self.fit_stages and int(ct.is_stage(full).sum()) >= ct.MIN_STAGE_RUNS:
-            stage_job = pool.submit(self._fit_stage_model, full, say)
-        return div_job, stage_job
-
-    def _finish_side_models(self, div_job, stage_job) -> None:
-        """Wait for the side models, attach them and emit their warnings from the calling thread."""
-        if div_job is not None:
-            self._set_divergence(div_job.result())
-            _warn(self.div_fit_.warnings)
-        if stage_job is not None:
-            self.stage_fit_, self.stage_runs_ = stage_job.result()
+            self.stage_fit_, self.stage_runs_ = self._fit_stage_model(full, say)
             _warn(self.stage_fit_.warnings)
 
     @property

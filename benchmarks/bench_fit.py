@@ -5,8 +5,7 @@
 Prints the fit's progress with timestamps, its wall clock, and for each of the three models (loss law,
 divergence / instability model, stage model) the seconds nutpie spends compiling the PyMC graph and sampling,
 measured by wrapping ``nutpie.compile_pymc_model`` and ``nutpie.sample`` (this script only; the package is not
-changed), and the mean leapfrog steps per draw.  The divergence and stage models run in a worker thread beside the loss law, so the per-model seconds
-overlap and add up to more than the wall clock.  The goal (issue 9) is the whole fit ≤ 90 s on 2 cores,
+changed), and the mean leapfrog steps per draw.  The goal (issue 9) is the whole fit ≤ 90 s on 2 cores,
 compilation included.  Compiled code is cached on disk (PyTensor's numba cache), so the first fit on a machine
 compiles more than the next ones: run it twice to see both.
 """
@@ -117,8 +116,7 @@ def main(argv=None) -> None:
         law = api.fit(args.runs, sampler_config=sampler or None, progress=progress, **parse_sets(args.set))
     total = time.perf_counter() - t0
     print(f"\nfit of {args.runs} ({len(law.train_runs_)} runs): {total:.1f} s wall")
-    print(f"{'model':<20} {'compile':>8} {'sample':>8} {'steps/draw':>11}   (seconds; the side models run beside "
-          "the loss law)")
+    print(f"{'model':<20} {'compile':>8} {'sample':>8} {'steps/draw':>11}   (seconds)")
     for name in ("loss law", "divergence model", "stage model"):
         if name in timer.compile or name in timer.sample:
             print(f"{name:<20} {timer.compile.get(name, 0.0):8.1f} {timer.sample.get(name, 0.0):8.1f} "

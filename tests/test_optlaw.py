@@ -61,9 +61,9 @@ def test_replicate_noise_is_the_median_seed_sd():
 
 
 def test_a_refit_with_the_same_seed_is_identical_draw_for_draw(fitted_law, synthetic_table):
-    """The divergence and stage models sample in worker threads beside the loss law; each has its own seed, so
-    a fit of the fixture's runs plus continual stages gives the fixture's loss and divergence posteriors draw for
-    draw, and a stage model equal to the one ``fit_continual`` fits afterwards, one model at a time."""
+    """Each of the three models has its own seed, so a fit of the fixture's runs plus continual stages gives the
+    fixture's loss and divergence posteriors draw for draw, and a stage model equal to the one ``fit_continual``
+    fits afterwards."""
     import copy
     import warnings
 

@@ -83,6 +83,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from . import instability as ins
+from . import loss_model as lm
 from .posterior import posterior_arrays
 from .schedules import Schedule
 
@@ -377,15 +378,9 @@ def model_params(config: dict) -> tuple[str, ...]:
 
 def sample_divergence_model(model: pm.Model, sampler_config: dict, random_seed: int = 0,
                             draws: int | None = None, progressbar: bool = False) -> xr.DataTree:
-    """NUTS with the law's ``sampler_config`` (draws, tune, chains, nuts_sampler, target_accept)."""
-    kwargs = dict(draws=int(draws or sampler_config["draws"]), tune=int(sampler_config["tune"]),
-                  chains=int(sampler_config["chains"]), random_seed=random_seed, progressbar=progressbar)
-    if sampler_config.get("target_accept") is not None:
-        kwargs["target_accept"] = sampler_config["target_accept"]
-    if sampler_config.get("nuts_sampler"):
-        kwargs["nuts_sampler"] = sampler_config["nuts_sampler"]
+    """NUTS with the law's ``sampler_config`` (draws, tune, chains, cores, nuts_sampler, target_accept)."""
     with model:
-        return pm.sample(**kwargs)
+        return pm.sample(**lm.nuts_kwargs(sampler_config, random_seed, draws, progressbar))
 
 
 # ============================================================================ numpy prediction
@@ -658,7 +653,6 @@ def fit_divergence(runs: pd.DataFrame, lr_ref: float, config: dict | None = None
     ``unstable_gap``.  Raises ``ValueError`` when no run, or every run, diverged (nothing to learn).
     ``emit_warnings=False`` leaves the prior-check and diagnostic messages in the fit (for a caller that runs this
     in a worker thread and warns from its own)."""
-    from . import loss_model as lm
 
     cfg = {**DEFAULT_DIVERGENCE_CONFIG, **(config or {})}
     scfg = {**lm.DEFAULT_SAMPLER_CONFIG, **(sampler_config or {})}

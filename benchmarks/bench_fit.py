@@ -5,7 +5,8 @@
 Prints the fit's progress with timestamps, its wall clock, and for each of the three models (loss law,
 divergence / instability model, stage model) the seconds nutpie spends compiling the PyMC graph and sampling,
 measured by wrapping ``nutpie.compile_pymc_model`` and ``nutpie.sample`` (this script only; the package is not
-changed), and the mean leapfrog steps per draw.  The goal (issue 9) is the whole fit ≤ 90 s on 2 cores,
+changed), the mean leapfrog steps per draw and each model's max R-hat, min ESS and divergent transitions
+(so a faster fit that samples worse shows).  The goal (issue 9) is the whole fit ≤ 90 s on 2 cores,
 compilation included.  Compiled code is cached on disk (PyTensor's numba cache), so the first fit on a machine
 compiles more than the next ones: run it twice to see both.
 """
@@ -116,11 +117,17 @@ def main(argv=None) -> None:
         law = api.fit(args.runs, sampler_config=sampler or None, progress=progress, **parse_sets(args.set))
     total = time.perf_counter() - t0
     print(f"\nfit of {args.runs} ({len(law.train_runs_)} runs): {total:.1f} s wall")
-    print(f"{'model':<20} {'compile':>8} {'sample':>8} {'steps/draw':>11}   (seconds)")
+    print(f"{'model':<20} {'compile':>8} {'sample':>8} {'steps/draw':>11}   (seconds)   max R-hat  min ESS  "
+          "divergences")
+    diagnostics = {"loss law": law.loss_diagnostics_, "divergence model": law.div_diagnostics_,
+                   "stage model": law.stage_fit_.diagnostics if law.stage_fit_ is not None else None}
     for name in ("loss law", "divergence model", "stage model"):
         if name in timer.compile or name in timer.sample:
+            d = diagnostics[name] or {}
+            ess = min(d.get("min_ess_bulk", float("nan")), d.get("min_ess_tail", float("nan")))
             print(f"{name:<20} {timer.compile.get(name, 0.0):8.1f} {timer.sample.get(name, 0.0):8.1f} "
-                  f"{timer.steps.get(name, float('nan')):11.0f}")
+                  f"{timer.steps.get(name, float('nan')):11.0f}   {'':9} {d.get('max_rhat', float('nan')):9.3f} "
+                  f"{ess:8.0f} {d.get('divergences', -1):12d}")
     print(f"{'sum':<20} {sum(timer.compile.values()):8.1f} {sum(timer.sample.values()):8.1f}")
 
 if __name__ == "__main__":

@@ -137,3 +137,16 @@ def test_numpyro_sampler_extra_gives_the_same_posterior_as_nutpie():
     np.testing.assert_allclose(beta_a.mean(axis=0), beta_b.mean(axis=0), atol=0.05)
     np.testing.assert_allclose(beta_a.mean(axis=0), [0.5, -0.3, 0.0, 0.2], atol=0.1)
     assert "log_likelihood" in a.children
+
+
+def test_nuts_kwargs_samples_chains_on_every_available_core(monkeypatch):
+    """PyMC's own default halves the CPU count (hyper-threads), which ran 4 chains on one core of a 2-core CI
+    machine; the law asks for every CPU it may use, never more than one per chain, and a config can pin it."""
+    monkeypatch.setattr(lm, "available_cores", lambda: 2)
+    kwargs = lm.nuts_kwargs(None, random_seed=3)
+    assert kwargs["cores"] == 2 and kwargs["chains"] == 4 and kwargs["random_seed"] == 3
+    assert kwargs["target_accept"] == lm.DEFAULT_SAMPLER_CONFIG["target_accept"]
+    monkeypatch.setattr(lm, "available_cores", lambda: 16)
+    assert lm.nuts_kwargs({"chains": 4}, 0)["cores"] == 4
+    assert lm.nuts_kwargs({"cores": 1}, 0)["cores"] == 1
+    assert lm.nuts_kwargs({"draws": 1000}, 0, draws=50)["draws"] == 50

@@ -139,8 +139,8 @@ class BayesOptLaw:
         self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())
         self.log_D_center_ = float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean())
         # one model after another (each samples its chains on every core, see loss_model.nuts_kwargs): running
-        # the divergence model in a worker thread beside the loss law (tried) crashed once in PyTensor's prior predictive sampling ("Scalar check failed"),
-        # so PyTensor's compiled functions are not treated as thread-safe here
+        # the divergence model in a worker thread beside the loss law (tried) crashed once in PyTensor's prior
+        # predictive sampling ("Scalar check failed"), so compiled PyTensor functions are not run concurrently
         self._fit_loss_law(data, len(ok), say)
         self._fit_side_models(runs, full, say)
         self.fit_seconds_ = time.perf_counter() - t0

@@ -18,6 +18,7 @@ from .. import divergence as div
 from ..features import (BLOCKS, FeatureSpec, design_matrix, integrals_table, reference_lr, ridge_fit,
                         ridge_predict, select_exponents)
 from ..optlaw import BayesOptLaw, block_key
+from .contract import require_fitted
 
 FAST_SAMPLER = {"draws": 500, "tune": 500, "chains": 4}
 
@@ -48,6 +49,7 @@ class OptLawLS:
         return self
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
+        require_fitted(self, "coef_")
         X = design_matrix(integrals_table(df, self.spec_.lr_ref), self.spec_)
         return np.exp(ridge_predict(X, self.coef_, self.st_, self.b0_))
 
@@ -83,6 +85,7 @@ class BayesOptLawMethod:
         return self
 
     def _draws(self, df: pd.DataFrame):
+        require_fitted(self, "law_")
         keep = ["name", "schedule", "model_params", "tokens_per_step"] + [c for c in df.columns
                                                                           if str(c).startswith("x_")]
         cand = df.rename(columns={"run_id": "name"})[keep]
@@ -138,6 +141,7 @@ class BayesBoundary:
 
     def predict_outcome_proba(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Posterior means of (P(diverge), P(unstable)) per row."""
+        require_fitted(self, "constant_")
         if self.constant_ is not None:
             return np.full(len(df), self.constant_), np.full(len(df), np.nan)
         p_div, p_uns = self.fit_.predict(df, np.random.default_rng(self.seed))

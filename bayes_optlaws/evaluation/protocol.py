@@ -8,7 +8,9 @@ for each fold fits every method on the training rows and predicts the held-out r
   (training and held-out);
 * divergence methods (``fit(df) -> self``, ``predict_proba(df) -> P(diverge)``) see every CV run.
 
-A method is given as a factory (a class or any zero-argument callable returning a fresh, unfitted estimator), so a
+The full contract (row order, index independence, no mutation, seeded randomness, errors before ``fit``) is
+written in :mod:`bayes_optlaws.evaluation.contract`, and every registered method is checked against it by
+``tests/test_evaluation_contract.py``.  A method is given as a factory (a class or any zero-argument callable returning a fresh, unfitted estimator), so a
 caller can pass several variants of one model under different names.  Errors of one method in one fold are recorded
 (``EvaluationResult.errors``) and its metrics use the folds that worked, unless ``raise_errors``.
 """

@@ -35,6 +35,7 @@ from ..runs import RunsError, validate_runs
 from ..schedules import Schedule, schedule_family
 from . import metrics as M
 from .folds import DEFAULT_CV_GROUPS, block_keys, config_keys, cv_mask
+from .contract import require_fitted
 from ..jsonsafe import json_safe
 from .protocol import _check_draws, _format_table
 
@@ -93,6 +94,7 @@ class ProxyBest:
         return self.reused_[key]
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
+        require_fitted(self, "reused_")
         coords = _config_coordinates(df)
         groups = df["group"].fillna("").astype(str) if "group" in df.columns else pd.Series("", index=df.index)
         out = np.empty(len(df))

@@ -1,0 +1,130 @@
+"""Every method of the evaluation protocol keeps the written contract of :mod:`bayes_optlaws.evaluation.contract`
+(as CausalPy's prediction-contract test does for its models).  The methods come from the CLI's registries, so a
+method added there is checked here without editing this file.  Data: the SYNTHETIC grid of tests/synthetic.py."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_optlaws.evaluation import cli as ev_cli
+from bayes_optlaws.evaluation.contract import (DivergenceMethod, LossMethod, divergence_method_violations,
+                                               loss_method_violations)
+from bayes_optlaws.evaluation.folds import make_folds
+from bayes_optlaws.evaluation.ours import BayesBoundary, BayesOptLawMethod, sensitivity_methods
+from bayes_optlaws.runs import validate_runs
+
+#: small NUTS runs for the Bayesian methods (the contract, not the posterior, is under test)
+CONTRACT_SAMPLER = {"draws": 100, "tune": 200, "chains": 4}
+
+
+def _fast(factory):
+    """The registry's factory with a small sampler for the Bayesian methods (others unchanged)."""
+    func = getattr(factory, "func", factory)
+    keywords = dict(getattr(factory, "keywords", {}))
+    if func is BayesOptLawMethod:
+        return partial(func, **{**keywords, "sampler_config": CONTRACT_SAMPLER})
+    if func is BayesBoundary:
+        return partial(func, **{**keywords, "draws": 100, "tune": 200})
+    return factory
+
+
+def _registered_loss_methods() -> dict:
+    transfer_loss, _ = ev_cli.transfer_methods(include_bayes=True)
+    methods = {**ev_cli.loss_methods(include_bayes=True), **sensitivity_methods(),
+               **ev_cli.ablation_methods(include_bayes=False)}
+    methods.update({f"transfer:{k}": v for k, v in transfer_loss.items()})
+    return {name: _fast(f) for name, f in methods.items()}
+
+
+def _registered_divergence_methods() -> dict:
+    _, transfer_div = ev_cli.transfer_methods(include_bayes=True)
+    return {name: _fast(f) for name, f in {**ev_cli.divergence_methods(include_bayes=True), **transfer_div}.items()}
+
+
+LOSS_METHODS = _registered_loss_methods()
+DIVERGENCE_METHODS = _registered_divergence_methods()
+
+
+@pytest.fixture(scope="module")
+def split(synthetic_table):
+    """(train, test) of fold 0 of the protocol's block-wise folds on the synthetic grid."""
+    df = validate_runs(synthetic_table)
+    folds = make_folds(df, 5, seed=0)
+    return df[folds > 0].reset_index(drop=True), df[folds == 0].reset_index(drop=True)
+
+
+def _not_diverged(df: pd.DataFrame) -> pd.DataFrame:
+    return df[~df["diverged"] & np.isfinite(df["final_loss"])].reset_index(drop=True)
+
+
+def test_every_registry_lists_the_bayesian_methods():
+    """The contract run covers our own laws, not only the baselines."""
+    assert {"bayes_optlaw", "optlaw_ls", "transfer:proxy_best", "transfer:bayes_optlaw"} <= set(LOSS_METHODS)
+    assert {"bayes_boundary", "lr_threshold", "logistic"} <= set(DIVERGENCE_METHODS)
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_METHODS))
+def test_loss_method_keeps_the_contract(name, split):
+    train, test = split
+    factory = LOSS_METHODS[name]
+    all_runs = getattr(factory(), "uses_all_runs", False)
+    fit_rows = train if all_runs else _not_diverged(train)
+    assert isinstance(factory(), LossMethod)
+    assert loss_method_violations(factory, fit_rows, _not_diverged(test)) == []
+
+
+@pytest.mark.parametrize("name", sorted(DIVERGENCE_METHODS))
+def test_divergence_method_keeps_the_contract(name, split):
+    train, test = split
+    assert train["diverged"].any() and test["diverged"].any()
+    factory = DIVERGENCE_METHODS[name]
+    assert isinstance(factory(), DivergenceMethod)
+    assert divergence_method_violations(factory, train, test) == []
+
+
+# ---------------------------------------------------------------------------- the checks themselves can fail
+class _Careless:
+    """A loss method that breaks the contract in every way the checks look for (SYNTHETIC test double)."""
+
+    name = "careless"
+
+    def fit(self, df):
+        df["final_loss"] = 0.0  # changes the caller's table
+        self.level_ = 3.0
+        return None  # not self
+
+    def predict(self, df):
+        rng = np.random.default_rng()  # unseeded
+        return np.append(self.level_ + rng.random(len(df)) + df.index.to_numpy(), np.nan)  # index-dependent
+
+
+def test_contract_checks_catch_a_careless_method(split):
+    train, test = split
+    problems = loss_method_violations(_Careless, _not_diverged(train), _not_diverged(test))
+    text = "\n".join(problems)
+    for expected in ("before fit", "fit returned NoneType", "fit changed the table", "returned shape"):
+        assert expected in text, text
+
+
+class _IndexDependent(_Careless):
+    name = "index_dependent"
+
+    def fit(self, df):
+        self.level_ = 3.0
+        return self
+
+    def predict(self, df):
+        if not hasattr(self, "level_"):
+            raise RuntimeError("call fit() first")
+        return self.level_ + df.index.to_numpy(float) / 1e3 + df["final_loss"].to_numpy()
+
+
+def test_contract_checks_catch_index_dependence(split):
+    train, test = split
+    problems = loss_method_violations(_IndexDependent, _not_diverged(train), _not_diverged(test))
+    assert any("index" in p for p in problems), problems
+    assert not any("before fit" in p for p in problems), problems

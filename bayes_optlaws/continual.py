@@ -13,6 +13,8 @@ features as the pre-training law, with its exponents, standardised on the stage 
     scenario s   = the row's ``group`` label (e.g. weak_shift / strong_shift: what kind of continuation it is)
     context  c   = (parent_run_id, scenario): one checkpoint continued on one kind of data
     mu_i = a0 + sigma_s r_{s(i)} + sigma_c q_{c(i)} + X_i beta + X_i b_{s(i)}
+    (the priors below are the defaults, :data:`DEFAULT_STAGE_PRIORS`: :class:`~bayes_optlaws.priors.Prior` objects,
+    replaced by name through ``stage_config["priors"]``)
     a0 ~ Normal(0, 1)        r ~ ZeroSumNormal(1)   sigma_s ~ HalfNormal(1)
     q ~ Normal(0, 1), centred within each scenario       sigma_c ~ HalfNormal(0.5)
     beta ~ Normal(0, 0.5)    b_s = sigma_b · Normal(0, 0.5)   sigma_b ~ HalfNormal(0.5)   (slopes SVD-rotated)
@@ -36,14 +38,25 @@ import pytensor.tensor as pt
 from .features import Standardiser
 from .loss_model import rotation
 from .posterior import interval_coverage, posterior_arrays
+from .priors import Prior, priors_to_dict, resolve_priors, shorthand_priors
 
+#: the stage model's priors (standardised scale); ``stage_config["priors"]`` overrides any of them by name
+DEFAULT_STAGE_PRIORS = {
+    "intercept": Prior("Normal", mu=0.0, sigma=1.0),
+    "slope": Prior("Normal", mu=0.0, sigma=0.5),          # per SVD component, times the component's scale
+    "sigma_scenario": Prior("HalfNormal", sigma=1.0),
+    "sigma_context": Prior("HalfNormal", sigma=0.5),
+    "sigma_scenario_slope": Prior("HalfNormal", sigma=0.5),  # times the slope prior's scale, per component
+    "sigma": Prior("HalfNormal", sigma=0.5),
+}
+#: number shorthands of earlier versions (and of saved models), see :func:`priors.shorthand_priors`
+LEGACY_PRIOR_KEYS = {"prior_intercept_sd": ("intercept", "Normal"), "prior_slope_sd": ("slope", "Normal"),
+                     "prior_sigma_scenario": ("sigma_scenario", "HalfNormal"),
+                     "prior_sigma_context": ("sigma_context", "HalfNormal"),
+                     "prior_sigma_scenario_slope": ("sigma_scenario_slope", "HalfNormal"),
+                     "prior_sigma": ("sigma", "HalfNormal")}
 DEFAULT_STAGE_CONFIG = {
-    "prior_intercept_sd": 1.0,
-    "prior_slope_sd": 0.5,
-    "prior_sigma_scenario": 1.0,
-    "prior_sigma_context": 0.5,
-    "prior_sigma_scenario_slope": 0.5,
-    "prior_sigma": 0.5,
+    "priors": {},            # name -> Prior (or its dict); a fit records every prior it used, as dicts
     "nu": 5.0,
     "target_accept": 0.85,   # NUTS target acceptance of this model (None: the law's sampler_config); on the grid's
                              # 40 stages 0.85 takes 286 leapfrog steps per draw vs 459 at 0.95 (17 s vs 30 s),
@@ -53,6 +66,22 @@ DEFAULT_SCENARIO = "continual"
 MIN_STAGE_RUNS = 6
 POSTERIOR_VARS = ("intercept", "beta", "sigma_scenario", "scenario_offset", "sigma_context", "context_offset",
                   "sigma_scenario_slope", "scenario_slope", "sigma")
+
+
+def stage_priors(config: dict | None) -> dict[str, Prior]:
+    """The stage model's priors: :data:`DEFAULT_STAGE_PRIORS`, the ``prior_*`` shorthands of ``config``, then its
+    ``priors`` entries (Prior objects or dicts); checked as :func:`priors.resolve_priors` does."""
+    config = config or {}
+    overrides = {**shorthand_priors(config, LEGACY_PRIOR_KEYS), **(config.get("priors") or {})}
+    return resolve_priors(DEFAULT_STAGE_PRIORS, overrides, scaled=("slope",), where="stage model priors",
+                          positive=("sigma_scenario", "sigma_context", "sigma_scenario_slope", "sigma"))
+
+
+def resolved_stage_config(config: dict | None) -> dict:
+    """``config`` with defaults filled in and every prior written out as a dict (what a fit records)."""
+    cfg = {k: v for k, v in {**DEFAULT_STAGE_CONFIG, **(config or {})}.items() if k not in LEGACY_PRIOR_KEYS}
+    cfg["priors"] = priors_to_dict(stage_priors(config))
+    return cfg
 
 
 def is_stage(runs: pd.DataFrame) -> pd.Series:
@@ -105,37 +134,38 @@ def build_stage_model(data: StageData, config: dict | None = None) -> tuple[pm.M
     """The PyMC graph of the stage model; returns ``(model, T, scale)`` (the SVD rotation of the slopes, which
     prediction for an unseen scenario needs)."""
     cfg = {**DEFAULT_STAGE_CONFIG, **(config or {})}
+    priors = stage_priors(cfg)
     T, scale = rotation(data.X)
-    prior = cfg["prior_slope_sd"] * scale
+    prior = priors["slope"].scale * scale
     coords = {"feature": list(data.feature_names), "component": np.arange(T.shape[1]),
               "scenario": list(data.scenarios), "context": list(data.contexts), "obs": np.arange(len(data.z))}
     with pm.Model(coords=coords) as model:
         Z = pm.Data("Z", data.X @ T, dims=("obs", "component"))
         s = data.scenario.astype("int64")
         c = data.context.astype("int64")
-        intercept = pm.Normal("intercept", 0.0, cfg["prior_intercept_sd"])
-        theta = pm.Normal("theta", 0.0, prior, dims="component")
+        intercept = priors["intercept"].create_variable("intercept")
+        theta = priors["slope"].create_variable("theta", scale=scale, dims="component")
         pm.Deterministic("beta", pm.math.dot(T, theta), dims="feature")
         # zero-sum offsets (as in the pre-training model): scenario levels sum to 0, so ``intercept`` is their
         # average (measured on synthetic stages: a free offset per scenario gave R-hat 1.07 and ESS 55 for the
         # intercept); context levels sum to 0 within each scenario, so they cannot compete with its offset.
         # Non-centred (on the grid's stages a centred scenario offset gave 7 divergent transitions, this 0)
-        sigma_s = pm.HalfNormal("sigma_scenario", cfg["prior_sigma_scenario"])
+        sigma_s = priors["sigma_scenario"].create_variable("sigma_scenario")
         if len(data.scenarios) > 1:
             r = pm.ZeroSumNormal("scenario_raw", sigma=1.0, dims="scenario")
         else:
             r = pt.zeros(1)
         scen_off = pm.Deterministic("scenario_offset", sigma_s * r, dims="scenario")
-        sigma_c = pm.HalfNormal("sigma_context", cfg["prior_sigma_context"])
+        sigma_c = priors["sigma_context"].create_variable("sigma_context")
         q = pm.Normal("context_raw", 0.0, 1.0, dims="context")
         centre = within_scenario_centring(data.context_scenario)
         ctx_off = pm.Deterministic("context_offset", sigma_c * pm.math.dot(centre, q), dims="context")
-        sigma_b = pm.HalfNormal("sigma_scenario_slope", cfg["prior_sigma_scenario_slope"])
+        sigma_b = priors["sigma_scenario_slope"].create_variable("sigma_scenario_slope")
         b_raw = pm.Normal("scenario_slope_raw", 0.0, 1.0, dims=("component", "scenario"))
         rot_b = sigma_b * prior[:, None] * b_raw
         pm.Deterministic("scenario_slope", pm.math.dot(T, rot_b), dims=("feature", "scenario"))
         mu = intercept + scen_off[s] + ctx_off[c] + pm.math.dot(Z, theta) + (Z * rot_b[:, s].T).sum(axis=1)
-        sigma = pm.HalfNormal("sigma", cfg["prior_sigma"])
+        sigma = priors["sigma"].create_variable("sigma")
         pm.StudentT("z", nu=cfg["nu"], mu=mu, sigma=sigma, observed=data.z, dims="obs")
     return model, T, scale
 
@@ -162,7 +192,7 @@ def predict_stage_mu(post: dict[str, np.ndarray], X: np.ndarray, scenario: np.nd
         else:
             level = rng.normal(size=S) * post["sigma_scenario"]
             rot = rng.normal(size=(S, T.shape[1])) * (post["sigma_scenario_slope"][:, None]
-                                                       * cfg["prior_slope_sd"] * scale[None, :])
+                                                       * stage_priors(cfg)["slope"].scale * scale[None, :])
             mu[:, cols] += level[:, None] + (rot @ T.T) @ X[cols].T
         known = cols[context[cols] >= 0]
         if known.size:
@@ -254,7 +284,7 @@ def fit_stage_model(X_raw: np.ndarray, log_loss: np.ndarray, parent_ids, scenari
     """Fit the stage model on stage rows (raw features from the pre-training law's design, log final loss)."""
     from . import loss_model as lm
 
-    cfg = {**DEFAULT_STAGE_CONFIG, **(config or {})}
+    cfg = resolved_stage_config(config)
     st = Standardiser.fit(X_raw)
     X = st.transform(X_raw)
     y_mean, y_sd = float(log_loss.mean()), float(log_loss.std()) or 1.0

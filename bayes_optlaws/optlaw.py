@@ -96,6 +96,7 @@ class BayesOptLaw:
         """
         say = progress or (lambda msg: None)
         t0 = time.perf_counter()
+        self.model_config = lm.resolved_config(self.model_config)  # priors checked before any slow work
         full = validate_runs(runs)
         runs = select_fit_rows(full, groups)
         runs = runs[~ct.is_stage(runs)].reset_index(drop=True)

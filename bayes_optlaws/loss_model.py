@@ -202,10 +202,12 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
     T, scale = rotation(data.X)
     coords = {"size": [str(s) for s in data.sizes], "feature": list(data.feature_names),
               "obs": np.arange(len(data.z)), "component": np.arange(T.shape[1])}
+    design = rotated_design(data.X, data.group, T, data.group_means)
     with pm.Model(coords=coords) as model:
-        X = pm.Data("X", data.X, dims=("obs", "feature"))
-        g = pm.Data("group", data.group.astype("int64"), dims="obs")
-        Z = X @ T
+        # the rotated design is data, computed once here: built inside the graph from X, its two
+        # (rows × 16 × 16) products were most of every gradient's cost on the 1,843 StepLaw runs
+        Z = pm.Data("Z", design["Z"], dims=("obs", "component"))
+        g = pm.Data("group", design["group"], dims="obs")
         intercept = priors["intercept"].create_variable("intercept")
         theta = priors["slope"].create_variable("theta", scale=scale, dims="component")
         pm.Deterministic("beta", pm.math.dot(T, theta), dims="feature")
@@ -232,12 +234,26 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
             pm.Deterministic("slope_offset", pm.math.dot(T, rot_offset), dims=("feature", "size"))
             # the per-size slope offsets act on features centred within their size, so they cannot shift a
             # size's level (that is the size offset's job): this removes their correlation with the intercepts
-            Zc = (X - pt.as_tensor(data.group_means)[g]) @ T
-            mu = intercept + size_offset[g] + pm.math.dot(Z, theta) + (Zc * rot_offset[:, g].T).sum(axis=1)
+            Zc = pm.Data("Zc", design["Zc"], dims=("obs", "component"))
+            onehot = pm.Data("onehot", design["onehot"], dims=("obs", "size"))
+            # one-hot products instead of gathers by size: the gradient of a gather is a scatter-add, slow here
+            per_size = pm.math.dot(Zc, rot_offset) + size_offset[None, :]  # (obs, size)
+            mu = intercept + pm.math.dot(Z, theta) + (per_size * onehot).sum(axis=1)
         else:
             mu = intercept + pm.math.dot(Z, theta)
         _likelihood(model, mu, data, cfg)
     return model
+
+
+def rotated_design(X: np.ndarray, group: np.ndarray, T: np.ndarray, group_means: np.ndarray) -> dict:
+    """The loss model's data containers for standardised features ``X`` (rows × features) of sizes ``group``:
+    ``Z = X T`` (rotated features), ``Zc = (X − mean of the row's size) T`` (what the per-size slope offsets act
+    on) and ``group``; pass them to ``pm.set_data`` to evaluate the graph on other rows."""
+    X = np.asarray(X, dtype=float)
+    group = np.asarray(group, dtype="int64")
+    means = np.asarray(group_means, dtype=float)
+    onehot = (group[:, None] == np.arange(len(means))[None, :]).astype(float)
+    return {"Z": X @ T, "Zc": (X - means[group]) @ T, "group": group, "onehot": onehot}
 
 
 def _level_term(model: pm.Model, data: LossData, cfg: dict):

@@ -114,7 +114,8 @@ def test_numpy_scorer_matches_pymc_on_new_candidates(fitted_law):
     g_new = np.full(len(new), 1)
     model = lm.build_loss_model(data, law.model_config)
     with model:
-        pm.set_data({"X": X_new, "group": g_new}, coords={"obs": np.arange(len(new))})
+        T, _ = lm.rotation(data.X)
+        pm.set_data(lm.rotated_design(X_new, g_new, T, data.group_means), coords={"obs": np.arange(len(new))})
         # the trace without the training rows' mu, so PyMC recomputes it from the parameters and the new data
         trace = law.loss_idata_.posterior.to_dataset().drop_vars(["mu"], errors="ignore")
         # (raw arrays: the observed training z keeps its own length, which an InferenceData would reject)

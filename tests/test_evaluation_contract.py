@@ -17,8 +17,8 @@ from bayes_optlaws.evaluation.folds import make_folds
 from bayes_optlaws.evaluation.ours import BayesBoundary, BayesOptLawMethod, sensitivity_methods
 from bayes_optlaws.runs import validate_runs
 
-#: small NUTS runs for the Bayesian methods (the contract, not the posterior, is under test)
-CONTRACT_SAMPLER = {"draws": 100, "tune": 200, "chains": 4}
+#: tiny NUTS runs for the Bayesian methods (the contract, not the posterior, is under test; keeps the suite short)
+CONTRACT_SAMPLER = {"draws": 40, "tune": 80, "chains": 2}
 
 
 def _fast(factory):
@@ -28,7 +28,8 @@ def _fast(factory):
     if func is BayesOptLawMethod:
         return partial(func, **{**keywords, "sampler_config": CONTRACT_SAMPLER})
     if func is BayesBoundary:
-        return partial(func, **{**keywords, "draws": 100, "tune": 200})
+        return partial(func, **{**keywords, "draws": CONTRACT_SAMPLER["draws"], "tune": CONTRACT_SAMPLER["tune"],
+                                "chains": CONTRACT_SAMPLER["chains"]})
     return factory
 
 

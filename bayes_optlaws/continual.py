@@ -38,7 +38,7 @@ import pytensor.tensor as pt
 from .features import Standardiser
 from .loss_model import rotation
 from .posterior import interval_coverage, posterior_arrays
-from .priors import Prior, priors_to_dict, resolve_priors, shorthand_priors
+from .priors import Prior, configured_priors, recorded_config
 
 #: the stage model's priors (standardised scale); ``stage_config["priors"]`` overrides any of them by name
 DEFAULT_STAGE_PRIORS = {
@@ -71,17 +71,14 @@ POSTERIOR_VARS = ("intercept", "beta", "sigma_scenario", "scenario_offset", "sig
 def stage_priors(config: dict | None) -> dict[str, Prior]:
     """The stage model's priors: :data:`DEFAULT_STAGE_PRIORS`, the ``prior_*`` shorthands of ``config``, then its
     ``priors`` entries (Prior objects or dicts); checked as :func:`priors.resolve_priors` does."""
-    config = config or {}
-    overrides = {**shorthand_priors(config, LEGACY_PRIOR_KEYS), **(config.get("priors") or {})}
-    return resolve_priors(DEFAULT_STAGE_PRIORS, overrides, scaled=("slope",), where="stage model priors",
-                          positive=("sigma_scenario", "sigma_context", "sigma_scenario_slope", "sigma"))
+    return configured_priors(config, DEFAULT_STAGE_PRIORS, LEGACY_PRIOR_KEYS, scaled=("slope",),
+                             positive=("sigma_scenario", "sigma_context", "sigma_scenario_slope", "sigma"),
+                             where="stage model priors")
 
 
 def resolved_stage_config(config: dict | None) -> dict:
     """``config`` with defaults filled in and every prior written out as a dict (what a fit records)."""
-    cfg = {k: v for k, v in {**DEFAULT_STAGE_CONFIG, **(config or {})}.items() if k not in LEGACY_PRIOR_KEYS}
-    cfg["priors"] = priors_to_dict(stage_priors(config))
-    return cfg
+    return recorded_config(config, DEFAULT_STAGE_CONFIG, LEGACY_PRIOR_KEYS, stage_priors(config))
 
 
 def is_stage(runs: pd.DataFrame) -> pd.Series:

@@ -52,7 +52,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from .posterior import interval_coverage
-from .priors import Prior, priors_to_dict, resolve_priors, shorthand_priors
+from .priors import Prior, configured_priors, recorded_config
 
 #: the loss law's priors (standardised scale); ``model_config["priors"]`` overrides any of them by name
 DEFAULT_PRIORS = {
@@ -111,20 +111,14 @@ def loss_priors(config: dict | None) -> dict[str, Prior]:
     """The loss law's priors: :data:`DEFAULT_PRIORS`, then the ``prior_*`` shorthands of ``config``, then its
     ``priors`` entries (Prior objects or their dicts).  Raises :class:`~bayes_optlaws.priors.PriorError` for an
     unknown name, a scale prior that is not positive, or a slope prior without a scale parameter."""
-    config = config or {}
-    overrides = shorthand_priors(config, LEGACY_PRIOR_KEYS)
-    overrides.update(config.get("priors") or {})
-    return resolve_priors(DEFAULT_PRIORS, overrides, positive=("sigma_size", "sigma_slope", "sigma", "sigma_level"),
-                          scaled=("slope",), where="loss model priors")
+    return configured_priors(config, DEFAULT_PRIORS, LEGACY_PRIOR_KEYS, scaled=("slope",),
+                             positive=("sigma_size", "sigma_slope", "sigma", "sigma_level"), where="loss model priors")
 
 
 def resolved_config(config: dict | None) -> dict:
     """``config`` with defaults filled in and its priors written out in full as dicts (no shorthands): what a
     fitted law records."""
-    cfg = {key: value for key, value in {**DEFAULT_MODEL_CONFIG, **(config or {})}.items()
-           if key not in LEGACY_PRIOR_KEYS}
-    cfg["priors"] = priors_to_dict(loss_priors(config))
-    return cfg
+    return recorded_config(config, DEFAULT_MODEL_CONFIG, LEGACY_PRIOR_KEYS, loss_priors(config))
 
 
 def with_target_accept(sampler_config: dict | None, target_accept: float | None) -> dict | None:
@@ -222,7 +216,7 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
                 sigma_size = priors["sigma_size"].create_variable("sigma_size")  # prior only: for unseen sizes
                 size_offset = pm.Deterministic("size_offset", pt.zeros(n_sizes), dims="size")
             if not cfg.get("size_slopes", True):
-                _likelihood(model, intercept + size_offset[g] + pm.math.dot(Z, theta), data, cfg)
+                _likelihood(model, intercept + size_offset[g] + pm.math.dot(Z, theta), data, cfg, priors)
                 return model
             sigma_slope = priors["sigma_slope"].create_variable("sigma_slope")
             if cfg.get("slope_parameterisation", "noncentred") == "centred":
@@ -241,7 +235,7 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
             mu = intercept + pm.math.dot(Z, theta) + (per_size * onehot).sum(axis=1)
         else:
             mu = intercept + pm.math.dot(Z, theta)
-        _likelihood(model, mu, data, cfg)
+        _likelihood(model, mu, data, cfg, priors)
     return model
 
 
@@ -256,22 +250,22 @@ def rotated_design(X: np.ndarray, group: np.ndarray, T: np.ndarray, group_means:
     return {"Z": X @ T, "Zc": (X - means[group]) @ T, "group": group, "onehot": onehot}
 
 
-def _level_term(model: pm.Model, data: LossData, cfg: dict):
+def _level_term(model: pm.Model, data: LossData, priors: dict[str, Prior]):
     """Partially pooled level offsets of the group column (e.g. the optimizer; :mod:`bayes_optlaws.covariates`):
     ``level_offset[l] = sigma_level · r_l``, ``r_l ~ Normal(0, 1)``, ``sigma_level ~ HalfNormal``; 0 without."""
     if not data.levels:
         return 0.0
     model.add_coord("level", list(data.levels))
-    sigma_level = loss_priors(cfg)["sigma_level"].create_variable("sigma_level")
+    sigma_level = priors["sigma_level"].create_variable("sigma_level")
     raw = pm.Normal("level_offset_raw", 0.0, 1.0, dims="level")
     offset = pm.Deterministic("level_offset", sigma_level * raw, dims="level")
     return offset[pt.as_tensor(np.asarray(data.level, dtype="int64"))]
 
 
-def _likelihood(model: pm.Model, mu, data: LossData, cfg: dict) -> None:
+def _likelihood(model: pm.Model, mu, data: LossData, cfg: dict, priors: dict[str, Prior]) -> None:
     """``z ~ StudentT(nu, mu + level offset, sigma)`` (the observation model shared by every structure)."""
-    mu = pm.Deterministic("mu", mu + _level_term(model, data, cfg), dims="obs")
-    sigma = loss_priors(cfg)["sigma"].create_variable("sigma")
+    mu = pm.Deterministic("mu", mu + _level_term(model, data, priors), dims="obs")
+    sigma = priors["sigma"].create_variable("sigma")
     pm.StudentT("z", nu=cfg["nu"], mu=mu, sigma=sigma, observed=data.z, dims="obs")
 
 

@@ -137,6 +137,25 @@ def shorthand_priors(config: Mapping, shorthands: Mapping[str, tuple[str, str]])
     return out
 
 
+def configured_priors(config: Mapping | None, defaults: Mapping[str, Prior],
+                      shorthands: Mapping[str, tuple[str, str]], **checks) -> dict[str, Prior]:
+    """A component's priors from its ``config``: ``defaults``, then the number ``shorthands`` it contains, then
+    its ``priors`` entries (Prior objects or dicts), checked by :func:`resolve_priors` (``checks``: its
+    ``positive`` / ``scaled`` / ``where``)."""
+    config = config or {}
+    overrides = {**shorthand_priors(config, shorthands), **(config.get("priors") or {})}
+    return resolve_priors(defaults, overrides, **checks)
+
+
+def recorded_config(config: Mapping | None, default_config: Mapping, shorthands: Mapping,
+                    priors: Mapping[str, Prior]) -> dict:
+    """``config`` over ``default_config``, with the number shorthands dropped and ``priors`` (as resolved from
+    it) written out in full as dicts: what a fitted component records."""
+    cfg = {key: value for key, value in {**default_config, **(config or {})}.items() if key not in shorthands}
+    cfg["priors"] = priors_to_dict(priors)
+    return cfg
+
+
 def priors_to_dict(priors: Mapping[str, Prior]) -> dict[str, dict]:
     """name -> :meth:`Prior.to_dict` (what settings files store)."""
     return {name: prior.to_dict() for name, prior in priors.items()}

@@ -34,6 +34,7 @@ from scipy import optimize, special
 
 from ..runs import history_of
 from ..schedules import PEAK_FRACTION, Schedule
+from .contract import require_fitted
 
 __all__ = [
     "LossBaseline", "BlockMean", "Chinchilla", "LinearBaseline", "Tissue", "MultiPower", "SimplifiedChinchilla",
@@ -221,8 +222,7 @@ class LossBaseline:
         raise NotImplementedError
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "fit_rows_"):
-            raise RuntimeError(f"{self.name}: call fit() before predict()")
+        require_fitted(self, "fit_rows_")
 
 
 def _groups(df: pd.DataFrame) -> list[str]:
@@ -693,8 +693,7 @@ class LRThreshold:
         return self
 
     def predict_proba(self, runs_df):
-        if not hasattr(self, "threshold_"):
-            raise RuntimeError(f"{self.name}: call fit() before predict_proba()")
+        require_fitted(self, "threshold_", "predict_proba")
         x = np.log(describe_runs(runs_df, self.fit_rows_)["peak_lr"].to_numpy(float))
         if self.softness > 0 and np.isfinite(self.threshold_):
             return special.expit((x - self.threshold_) / self.softness)
@@ -744,8 +743,7 @@ class LogisticDivergence:
         return self
 
     def predict_proba(self, runs_df):
-        if not hasattr(self, "fit_rows_"):
-            raise RuntimeError(f"{self.name}: call fit() before predict_proba()")
+        require_fitted(self, "fit_rows_", "predict_proba")
         if self.coef_ is None:
             return np.full(len(runs_df), self.constant_)
         x = self._features(describe_runs(runs_df, self.fit_rows_))

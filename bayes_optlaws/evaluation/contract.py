@@ -35,10 +35,11 @@ __all__ = ["LossMethod", "DivergenceMethod", "require_fitted", "loss_method_viol
            "divergence_method_violations"]
 
 
-def require_fitted(method, attribute: str) -> None:
-    """Raise the contract's error for a prediction before ``fit``: ``method`` lacks its fitted ``attribute``."""
+def require_fitted(method, attribute: str, call: str = "predict") -> None:
+    """Raise the contract's error for a ``call`` (e.g. ``predict_proba``) before ``fit``: ``method`` lacks its
+    fitted ``attribute``."""
     if not hasattr(method, attribute):
-        raise RuntimeError(f"{getattr(method, 'name', type(method).__name__)}: call fit(df) before predicting")
+        raise RuntimeError(f"{getattr(method, 'name', type(method).__name__)}: call fit() before {call}()")
 
 
 @runtime_checkable

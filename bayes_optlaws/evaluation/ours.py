@@ -141,7 +141,7 @@ class BayesBoundary:
 
     def predict_outcome_proba(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Posterior means of (P(diverge), P(unstable)) per row."""
-        require_fitted(self, "constant_")
+        require_fitted(self, "constant_", "predict_proba")
         if self.constant_ is not None:
             return np.full(len(df), self.constant_), np.full(len(df), np.nan)
         p_div, p_uns = self.fit_.predict(df, np.random.default_rng(self.seed))

@@ -1,6 +1,7 @@
 """Where the seconds of ``bayes-optlaws fit`` go: one fit of the default model on the embedded grid, broken down.
 
-    .venv/bin/python benchmarks/bench_fit.py [RUNS] [--draws 1000] [--tune 1000] [--set divergence.KEY=VALUE ...]
+    .venv/bin/python benchmarks/bench_fit.py [RUNS] [--draws 1000] [--tune 1000] [--seed 0] [--gradient]
+                                             [--set divergence.KEY=VALUE ...]
 
 Prints the fit's progress with timestamps, its wall clock, and for each of the three models (loss law,
 divergence / instability model, stage model) the seconds nutpie spends compiling the PyMC graph and sampling,
@@ -8,7 +9,9 @@ measured by wrapping ``nutpie.compile_pymc_model`` and ``nutpie.sample`` (this s
 changed), the mean leapfrog steps per draw and each model's max R-hat, min ESS and divergent transitions
 (so a faster fit that samples worse shows).  The goal (issue 9) is the whole fit ≤ 90 s on 2 cores,
 compilation included.  Compiled code is cached on disk (PyTensor's numba cache), so the first fit on a machine
-compiles more than the next ones: run it twice to see both.
+compiles more than the next ones: run it twice to see both.  ``--gradient`` also prints, after the fit, the
+microseconds of one log-density + gradient evaluation of each model at its initial point (PyTensor's numba
+backend, called from Python, so a little above what nutpie pays per leapfrog step).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class NutpieTimer:
         self.steps: dict[str, float] = {}  # mean leapfrog steps per draw (post-warmup)
         self._orig = (nutpie.compile_pymc_model, nutpie.sample)
         self._by_thread: dict[int, str] = {}
+        self.models: dict[str, object] = {}  # the PyMC model of each name (for --gradient)
         self._lock = threading.Lock()
 
     def __enter__(self) -> "NutpieTimer":
@@ -54,6 +58,7 @@ class NutpieTimer:
         def compile_model(model, *args, **kwargs):
             name = model_name(model)
             self._by_thread[threading.get_ident()] = name
+            self.models[name] = model
             return self._timed(compile_fn, self.compile, name, model, *args, **kwargs)
 
         def sample(*args, **kwargs):
@@ -79,6 +84,18 @@ class NutpieTimer:
                 into[name] = into.get(name, 0.0) + time.perf_counter() - t0
 
 
+def gradient_microseconds(model, evaluations: int = 2000) -> float:
+    """Mean µs of one log-density + gradient evaluation of ``model`` at its initial point (numba backend)."""
+    logp, dlogp = model.compile_logp(mode="NUMBA"), model.compile_dlogp(mode="NUMBA")
+    point = model.initial_point()
+    logp(point), dlogp(point)  # first calls pay for compilation
+    t0 = time.perf_counter()
+    for _ in range(evaluations):
+        logp(point)
+        dlogp(point)
+    return (time.perf_counter() - t0) / evaluations * 1e6
+
+
 def parse_sets(items: list[str]) -> dict[str, dict]:
     """``divergence.k_median=0.5`` -> {"divergence_config": {"k_median": 0.5}} (values read as JSON)."""
     out: dict[str, dict] = {}
@@ -102,6 +119,9 @@ def main(argv=None) -> None:
     ap.add_argument("runs", nargs="?", default=str(DEFAULT_RUNS))
     ap.add_argument("--draws", type=int, default=None, help="NUTS draws per chain (default: the package's)")
     ap.add_argument("--tune", type=int, default=None, help="NUTS tuning steps per chain (default: the package's)")
+    ap.add_argument("--seed", type=int, default=0, help="the fit's random_seed (default 0, the shipped model's)")
+    ap.add_argument("--gradient", action="store_true",
+                    help="after the fit, time one log-density + gradient of each model")
     ap.add_argument("--set", action="append", default=[], metavar="PART.KEY=VALUE",
                     help="override one config entry, e.g. divergence.outcome=binary (repeatable)")
     args = ap.parse_args(argv)
@@ -114,7 +134,8 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     with timer, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        law = api.fit(args.runs, sampler_config=sampler or None, progress=progress, **parse_sets(args.set))
+        law = api.fit(args.runs, sampler_config=sampler or None, progress=progress, random_seed=args.seed,
+                      **parse_sets(args.set))
     total = time.perf_counter() - t0
     print(f"\nfit of {args.runs} ({len(law.train_runs_)} runs): {total:.1f} s wall")
     print(f"{'model':<20} {'compile':>8} {'sample':>8} {'steps/draw':>11}   (seconds)   max R-hat  min ESS  "
@@ -129,6 +150,9 @@ def main(argv=None) -> None:
                   f"{timer.steps.get(name, float('nan')):11.0f}   {'':9} {d.get('max_rhat', float('nan')):9.3f} "
                   f"{ess:8.0f} {d.get('divergences', -1):12d}")
     print(f"{'sum':<20} {sum(timer.compile.values()):8.1f} {sum(timer.sample.values()):8.1f}")
+    if args.gradient:
+        for name, model in timer.models.items():
+            print(f"{name:<20} {gradient_microseconds(model):8.1f} µs per log-density + gradient")
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ from . import divergence as div
 from . import instability as ins
 from . import covariates as cov
 from . import loss_model as lm
+from . import size_scaling
 from . import fitted
 from .fitted import data_hash, model_id  # noqa: F401  (re-exported: a fitted model's identity lives in fitted.py)
 from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, reference_lr,
@@ -97,6 +98,7 @@ class BayesOptLaw:
         say = progress or (lambda msg: None)
         t0 = time.perf_counter()
         self.model_config = lm.resolved_config(self.model_config)  # priors checked before any slow work
+        size_scaling.check_mode(self.model_config.get("one_size_scaling"))
         full = validate_runs(runs)
         runs = select_fit_rows(full, groups)
         runs = runs[~ct.is_stage(runs)].reset_index(drop=True)
@@ -301,6 +303,7 @@ class BayesOptLaw:
         S = self.loss_post_["intercept"].shape[0]
         # every per-schedule (pure Python) step first: integrals and the divergence model's schedule grids ...
         X_raw = design_matrix(self._integrals(cand, hist), self.spec_)
+        X_law = self._size_anchored_design(cand, hist, X_raw)
         div_inputs = self.div_fit_.inputs(cand) if self._has_divergence_model() else cand
         # ... then the two numpy parts at once: the divergence / instability model is independent of the loss law
         # given the candidates, so it runs in a second thread (numpy releases the GIL; a Python loop beside it
@@ -308,7 +311,8 @@ class BayesOptLaw:
         # on which thread finishes first
         with ThreadPoolExecutor(max_workers=1) as pool:
             outcomes = pool.submit(self._p_outcomes, div_inputs, S, np.random.default_rng([seed, 1]))
-            log_mu, log_noisy, extrap = self._log_loss_draws(cand, X_raw, scenario, np.random.default_rng(seed), S)
+            log_mu, log_noisy, extrap = self._log_loss_draws(cand, X_raw, X_law, scenario,
+                                                             np.random.default_rng(seed), S)
             p_div, p_unst = outcomes.result()
         return PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_,
                                p_unst, self._unstable_excess_or_zero(), extrap)
@@ -319,15 +323,30 @@ class BayesOptLaw:
         return integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
                                self.spec_.lr_ref, self.spec_.history_escape, history_runs=hist)
 
-    def _log_loss_draws(self, cand: pd.DataFrame, X_raw: np.ndarray, scenario: str | None, rng, S: int):
-        """(mean, new-run) log-loss draws (S × candidates) from the pre-training law or the stage model for the
-        candidates' raw design matrix, held inside the physical bounds, and the candidates' extrapolation
-        factors."""
+    def _one_size_scaling(self) -> bool:
+        """Whether this law predicts other sizes by the size-scaling prior (fitted on one size, mode on)."""
+        return len(self.sizes_) == 1 and size_scaling.check_mode(
+            self.model_config.get("one_size_scaling", "none")) == "chinchilla"
+
+    def _size_anchored_design(self, cand: pd.DataFrame, hist: pd.DataFrame, X_raw: np.ndarray) -> np.ndarray:
+        """The pre-training law's raw design: ``X_raw``, except that a one-size law with size scaling on
+        evaluates candidates of other sizes at its fitted size (:mod:`bayes_optlaws.size_scaling`)."""
+        other = cand["model_params"].to_numpy() != self.sizes_[0]
+        if not (self._one_size_scaling() and other.any()):
+            return X_raw
+        anchored = cand.assign(model_params=self.sizes_[0])
+        return design_matrix(self._integrals(anchored, hist), self.spec_)
+
+    def _log_loss_draws(self, cand: pd.DataFrame, X_raw: np.ndarray, X_law: np.ndarray, scenario: str | None,
+                        rng, S: int):
+        """(mean, new-run) log-loss draws (S × candidates) from the pre-training law (on ``X_law``, see
+        :meth:`_size_anchored_design`) or the stage model (on the candidates' raw design ``X_raw``), held inside
+        the physical bounds, and the candidates' extrapolation factors."""
         log_mu, log_noisy = np.empty((S, len(cand))), np.empty((S, len(cand)))
         staged = ct.is_stage(cand).to_numpy() & (self.stage_fit_ is not None)
         pre = np.flatnonzero(~staged)
         if pre.size:
-            log_mu[:, pre], log_noisy[:, pre] = self._pretraining_log_loss(X_raw[pre], cand.iloc[pre], rng)
+            log_mu[:, pre], log_noisy[:, pre] = self._pretraining_log_loss(X_law[pre], cand.iloc[pre], rng)
         cols = np.flatnonzero(staged)
         if cols.size:
             scen = self._scenarios(cand.iloc[cols], scenario)
@@ -369,11 +388,9 @@ class BayesOptLaw:
         X = self.standardiser_.transform(self._with_covariates(X_raw, cand, "candidates"))
         group = np.array([self.sizes_.index(int(s)) if int(s) in self.sizes_ else -1 for s in cand["model_params"]])
         level, _ = cov.group_index(cand, self._group_column, self.levels_, "candidates")
-        if len(self.sizes_) < 2 and (cand["model_params"] != self.sizes_[0]).any():
-            warnings.warn(f"the law was fitted on one model size ({self.sizes_[0]:,} parameters): how the loss "
-                          "changes with size is not learned from these data, so predictions at another size rest "
-                          "on the feature form alone and their intervals do not include that uncertainty; fit on "
-                          "at least two sizes", ExtrapolationWarning, stacklevel=3)
+        other_size = cand["model_params"].to_numpy() != self.sizes_[0]
+        if len(self.sizes_) < 2 and other_size.any():
+            warnings.warn(self._one_size_message(), ExtrapolationWarning, stacklevel=3)
         # candidates of the same unseen size share one fresh offset per draw
         mu = np.empty((self.loss_post_["intercept"].shape[0], len(cand)))
         sizes = cand["model_params"].to_numpy()
@@ -384,7 +401,30 @@ class BayesOptLaw:
             mu[:, cols] = lm.predict_mu(self.loss_post_, X[cols], group[cols], rng, self.group_means_, where)
         mu += lm.level_offsets(self.loss_post_, level, rng)
         z_noisy = lm.add_noise(self.loss_post_, mu, self.model_config["nu"], rng)
-        return mu * self.y_sd_ + self.y_mean_, z_noisy * self.y_sd_ + self.y_mean_
+        log_mu, log_noisy = mu * self.y_sd_ + self.y_mean_, z_noisy * self.y_sd_ + self.y_mean_
+        if self._one_size_scaling() and other_size.any():
+            shift = self._size_shift_draws(cand, mu.shape[0], rng)
+            log_mu, log_noisy = log_mu + shift, log_noisy + shift
+        return log_mu, log_noisy
+
+    def _size_shift_draws(self, cand: pd.DataFrame, S: int, rng) -> np.ndarray:
+        """Draws (S × candidates) of the log-loss change from the fitted size to each candidate's size by the
+        size-scaling prior (0 for candidates at the fitted size)."""
+        factor = lm.loss_priors(self.model_config)["size_scaling"].sample(S, rng)
+        return size_scaling.size_shift_draws(factor, self.sizes_[0], cand["model_params"].to_numpy(float),
+                                             cand["tokens"].to_numpy(float))
+
+    def _one_size_message(self) -> str:
+        """The warning for predictions at another size by a law fitted on one size."""
+        head = (f"the law was fitted on one model size ({self.sizes_[0]:,} parameters): how the loss changes with "
+                "size is not learned from these data, so ")
+        if self._one_size_scaling():
+            prior = lm.loss_priors(self.model_config)["size_scaling"]
+            return head + ("predictions at another size take the size step from Chinchilla's loss surface "
+                           f"(Hoffmann et al. 2022) times an uncertain factor ({prior!r}), with the schedule's "
+                           "effect at the fitted size; fit on at least two sizes to learn it")
+        return head + ("predictions at another size rest on the feature form alone and their intervals do not "
+                       "include that uncertainty (one_size_scaling='none'); fit on at least two sizes")
 
     def _scenarios(self, cand: pd.DataFrame, scenario: str | None) -> list[str]:
         """Scenario per staged candidate: the argument, else the candidate's ``scenario`` column, else the stage

@@ -34,6 +34,7 @@ from . import loss_model as lm
 from .features import FeatureSpec, Standardiser
 from .jsonsafe import json_safe
 from .posterior import posterior_arrays
+from .size_scaling import SizeStep
 from .runs import RunsError, atomic_write_text, validate_runs
 
 FORMAT_VERSION = 1
@@ -53,7 +54,7 @@ FITTED_ATTRIBUTES = (
     "noise_floor_", "diverged_loss_", "log_N_center_", "log_D_center_", "prior_check_", "ppc_", "loo_",
     "loss_idata_", "loss_post_", "loss_diagnostics_", "div_fit_", "div_idata_", "div_post_", "div_diagnostics_",
     "div_log_c_center_", "unstable_excess_", "excluded_unstable_", "stage_fit_", "train_runs_", "history_runs_",
-    "fit_seconds_", "data_hash_", "settings_",
+    "fit_seconds_", "data_hash_", "settings_", "size_step_",
 )
 
 
@@ -101,6 +102,7 @@ def model_settings(law) -> dict:
         "exponent_search": (None if law.exponent_search_ is None
                             else json_safe(law.exponent_search_.to_dict(orient="split", index=False))),
         "stage_model": law.stage_fit_.settings() if law.stage_fit_ is not None else None,
+        "size_step": law.size_step_.to_dict() if law.size_step_ is not None else None,
     }
     s["id"] = model_id(s)
     return s
@@ -221,6 +223,7 @@ def load_model(path):
     law.loss_post_ = posterior_arrays(law.loss_idata_, lm.POSTERIOR_VARS)
     law._set_divergence(_load_divergence(s, path))
     law.excluded_unstable_ = list(s.get("excluded_unstable") or [])
+    law.size_step_ = SizeStep.from_dict(s["size_step"]) if s.get("size_step") is not None else None
     law.stage_fit_ = None
     if s.get("stage_model"):
         law.stage_fit_ = ct.StageFit.from_settings(s["stage_model"], _open(path / STAGE_FILE))

@@ -62,7 +62,8 @@ DEFAULT_PRIORS = {
     "sigma_slope": Prior("HalfNormal", sigma=0.1),       # per-size slope offsets (per component, times its scale)
     "sigma": Prior("HalfNormal", sigma=0.5),             # Student-t scale of the observations
     "sigma_level": Prior("HalfNormal", sigma=0.5),       # offsets of the pooled group column (e.g. optimizer)
-    "size_scaling": Prior("LogNormal", mu=0.0, sigma=0.5),  # factor on Chinchilla's size term, one-size laws only
+    "size_scaling": Prior("LogNormal", mu=0.0, sigma=0.5),  # factor on Chinchilla's size term (unseen sizes)
+    "size_step_spread": Prior("HalfNormal", sigma=0.25),  # how much that factor varies between size steps (log)
 }
 #: the shorthand of earlier versions (and of saved models): ``prior_<name>[_sd]: number`` sets that prior's sigma
 LEGACY_PRIOR_KEYS = {"prior_intercept_sd": ("intercept", "Normal"), "prior_slope_sd": ("slope", "Normal"),
@@ -76,7 +77,7 @@ DEFAULT_MODEL_CONFIG = {
     "new_size_offset": "random_walk",
     "covariates": "auto",
     "group_column": "auto",
-    "one_size_scaling": "chinchilla",  # a one-size law's size step (bayes_optlaws.size_scaling); "none": off
+    "new_size": "nearest_size",   # how unseen sizes are predicted (bayes_optlaws.size_scaling); or "features"
 }
 DEFAULT_SAMPLER_CONFIG = {"draws": 1000, "tune": 1000, "chains": 4, "nuts_sampler": "nutpie", "target_accept": 0.95,
                           "cores": None}
@@ -114,7 +115,8 @@ def loss_priors(config: dict | None) -> dict[str, Prior]:
     ``priors`` entries (Prior objects or their dicts).  Raises :class:`~bayes_optlaws.priors.PriorError` for an
     unknown name, a scale prior that is not positive, or a slope prior without a scale parameter."""
     return configured_priors(config, DEFAULT_PRIORS, LEGACY_PRIOR_KEYS, scaled=("slope",),
-                             positive=("sigma_size", "sigma_slope", "sigma", "sigma_level", "size_scaling"),
+                             positive=("sigma_size", "sigma_slope", "sigma", "sigma_level", "size_scaling",
+                                       "size_step_spread"),
                              where="loss model priors")
 
 

@@ -98,7 +98,7 @@ class BayesOptLaw:
         say = progress or (lambda msg: None)
         t0 = time.perf_counter()
         self.model_config = lm.resolved_config(self.model_config)  # priors checked before any slow work
-        size_scaling.check_mode(self.model_config.get("one_size_scaling"))
+        size_scaling.check_mode(self.model_config.get("new_size"))
         full = validate_runs(runs)
         runs = select_fit_rows(full, groups)
         runs = runs[~ct.is_stage(runs)].reset_index(drop=True)
@@ -145,6 +145,7 @@ class BayesOptLaw:
         # the divergence model in a worker thread beside the loss law (tried) crashed once in PyTensor's prior
         # predictive sampling ("Scalar check failed"), so compiled PyTensor functions are not run concurrently
         self._fit_loss_law(data, len(ok), say)
+        self.size_step_ = self._fit_size_step(ok, y)
         self._fit_side_models(runs, full, say)
         self.fit_seconds_ = time.perf_counter() - t0
         self.data_hash_ = data_hash(runs)
@@ -166,6 +167,32 @@ class BayesOptLaw:
         self.ppc_ = lm.posterior_check(self.loss_post_, data, self.model_config["nu"], self.random_seed)
         self.loo_ = lm.loo_check(self.loss_idata_)
         _warn(self.prior_check_["warnings"] + self.ppc_["warnings"] + self.loo_["warnings"])
+
+    def _fit_size_step(self, ok: pd.DataFrame, log_loss: np.ndarray) -> size_scaling.SizeStep:
+        """Backtest of the nearest-size rule on the fitted sizes: for each adjacent pair, the law evaluated at the
+        smaller size for every run of the larger one, and the factor on Chinchilla's step that takes it to the
+        observed log losses (:class:`~bayes_optlaws.size_scaling.SizeStep`)."""
+        pairs = []
+        sizes = ok["model_params"].to_numpy()
+        for lower, upper in zip(self.sizes_[:-1], self.sizes_[1:]):
+            rows = sizes == upper
+            upper_runs = ok[rows].reset_index(drop=True)
+            fitted_here, from_lower = (self._law_log_loss(upper_runs.assign(model_params=size))
+                                       for size in (upper, lower))
+            step = size_scaling.chinchilla_log_shift(lower, upper, upper_runs["tokens"].to_numpy(float))
+            k, se_log_k = size_scaling.step_factor(log_loss[rows] - from_lower, step)
+            step_error = log_loss[rows] - from_lower - k * step
+            excess = max(float(np.var(step_error)) - float(np.var(log_loss[rows] - fitted_here)), 0.0)
+            pairs.append({"from": int(lower), "to": int(upper), "k": k, "se_log_k": se_log_k,
+                          "excess_sd": float(np.sqrt(excess)), "runs": int(rows.sum())})
+        return size_scaling.SizeStep(pairs)
+
+    def _law_log_loss(self, runs: pd.DataFrame) -> np.ndarray:
+        """Posterior-mean log loss of the pre-training law for single-stage ``runs`` at their ``model_params``
+        (which must be fitted sizes)."""
+        X_raw = design_matrix(integrals_table(runs, self.spec_.lr_ref, self.spec_.history_escape), self.spec_)
+        log_mu, _ = self._pretraining_log_loss(X_raw, runs, np.random.default_rng(self.random_seed + 11))
+        return log_mu.mean(axis=0)
 
     def _fit_side_models(self, runs: pd.DataFrame, full: pd.DataFrame, say) -> None:
         """The divergence model (on ``runs``) and the stage model (on the stages of ``full``), when there is
@@ -303,7 +330,7 @@ class BayesOptLaw:
         S = self.loss_post_["intercept"].shape[0]
         # every per-schedule (pure Python) step first: integrals and the divergence model's schedule grids ...
         X_raw = design_matrix(self._integrals(cand, hist), self.spec_)
-        X_law = self._size_anchored_design(cand, hist, X_raw)
+        law_cand, X_law = self._size_anchored(cand, hist, X_raw)
         div_inputs = self.div_fit_.inputs(cand) if self._has_divergence_model() else cand
         # ... then the two numpy parts at once: the divergence / instability model is independent of the loss law
         # given the candidates, so it runs in a second thread (numpy releases the GIL; a Python loop beside it
@@ -311,7 +338,7 @@ class BayesOptLaw:
         # on which thread finishes first
         with ThreadPoolExecutor(max_workers=1) as pool:
             outcomes = pool.submit(self._p_outcomes, div_inputs, S, np.random.default_rng([seed, 1]))
-            log_mu, log_noisy, extrap = self._log_loss_draws(cand, X_raw, X_law, scenario,
+            log_mu, log_noisy, extrap = self._log_loss_draws(cand, X_raw, law_cand, X_law, scenario,
                                                              np.random.default_rng(seed), S)
             p_div, p_unst = outcomes.result()
         return PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_,
@@ -323,30 +350,39 @@ class BayesOptLaw:
         return integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
                                self.spec_.lr_ref, self.spec_.history_escape, history_runs=hist)
 
-    def _one_size_scaling(self) -> bool:
-        """Whether this law predicts other sizes by the size-scaling prior (fitted on one size, mode on)."""
-        return len(self.sizes_) == 1 and size_scaling.check_mode(
-            self.model_config.get("one_size_scaling", "none")) == "chinchilla"
+    def _nearest_size_rule(self) -> bool:
+        """Whether unseen sizes are predicted at the nearest fitted size plus the size step of
+        :mod:`bayes_optlaws.size_scaling` (``model_config["new_size"] == "nearest_size"``; a model saved before
+        this option predicts them from its features)."""
+        return size_scaling.check_mode(self.model_config.get("new_size", "features")) == "nearest_size"
 
-    def _size_anchored_design(self, cand: pd.DataFrame, hist: pd.DataFrame, X_raw: np.ndarray) -> np.ndarray:
-        """The pre-training law's raw design: ``X_raw``, except that a one-size law with size scaling on
-        evaluates candidates of other sizes at its fitted size (:mod:`bayes_optlaws.size_scaling`)."""
-        other = cand["model_params"].to_numpy() != self.sizes_[0]
-        if not (self._one_size_scaling() and other.any()):
-            return X_raw
-        anchored = cand.assign(model_params=self.sizes_[0])
-        return design_matrix(self._integrals(anchored, hist), self.spec_)
+    def _size_anchored(self, cand: pd.DataFrame, hist: pd.DataFrame,
+                       X_raw: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+        """The pre-training law's candidates and raw design: with the nearest-size rule, a candidate of a size
+        the law was not fitted on is evaluated at the nearest fitted size (in log N); else ``(cand, X_raw)``."""
+        nearest = size_scaling.nearest_fitted_size(self.sizes_, cand["model_params"].to_numpy(float))
+        if not self._nearest_size_rule() or np.array_equal(nearest, cand["model_params"].to_numpy(float)):
+            return cand, X_raw
+        anchored = cand.assign(model_params=nearest.astype("int64"))
+        return anchored, design_matrix(self._integrals(anchored, hist), self.spec_)
 
-    def _log_loss_draws(self, cand: pd.DataFrame, X_raw: np.ndarray, X_law: np.ndarray, scenario: str | None,
-                        rng, S: int):
-        """(mean, new-run) log-loss draws (S × candidates) from the pre-training law (on ``X_law``, see
-        :meth:`_size_anchored_design`) or the stage model (on the candidates' raw design ``X_raw``), held inside
-        the physical bounds, and the candidates' extrapolation factors."""
+    def _log_loss_draws(self, cand: pd.DataFrame, X_raw: np.ndarray, law_cand: pd.DataFrame, X_law: np.ndarray,
+                        scenario: str | None, rng, S: int):
+        """(mean, new-run) log-loss draws (S × candidates) from the pre-training law (on ``law_cand`` /
+        ``X_law``, see :meth:`_size_anchored`, plus the size step to each candidate's own size) or the stage
+        model (on the candidates' raw design ``X_raw``), held inside the physical bounds, and the candidates'
+        extrapolation factors."""
         log_mu, log_noisy = np.empty((S, len(cand))), np.empty((S, len(cand)))
         staged = ct.is_stage(cand).to_numpy() & (self.stage_fit_ is not None)
         pre = np.flatnonzero(~staged)
         if pre.size:
-            log_mu[:, pre], log_noisy[:, pre] = self._pretraining_log_loss(X_law[pre], cand.iloc[pre], rng)
+            if len(self.sizes_) < 2 and (cand["model_params"].iloc[pre] != self.sizes_[0]).any():
+                warnings.warn(self._one_size_message(), ExtrapolationWarning, stacklevel=4)
+            log_mu[:, pre], log_noisy[:, pre] = self._pretraining_log_loss(X_law[pre], law_cand.iloc[pre], rng)
+            if not law_cand["model_params"].equals(cand["model_params"]):
+                shift = self._size_step_draws(law_cand.iloc[pre], cand.iloc[pre], S, rng)
+                log_mu[:, pre] += shift
+                log_noisy[:, pre] += shift
         cols = np.flatnonzero(staged)
         if cols.size:
             scen = self._scenarios(cand.iloc[cols], scenario)
@@ -388,9 +424,6 @@ class BayesOptLaw:
         X = self.standardiser_.transform(self._with_covariates(X_raw, cand, "candidates"))
         group = np.array([self.sizes_.index(int(s)) if int(s) in self.sizes_ else -1 for s in cand["model_params"]])
         level, _ = cov.group_index(cand, self._group_column, self.levels_, "candidates")
-        other_size = cand["model_params"].to_numpy() != self.sizes_[0]
-        if len(self.sizes_) < 2 and other_size.any():
-            warnings.warn(self._one_size_message(), ExtrapolationWarning, stacklevel=3)
         # candidates of the same unseen size share one fresh offset per draw
         mu = np.empty((self.loss_post_["intercept"].shape[0], len(cand)))
         sizes = cand["model_params"].to_numpy()
@@ -401,30 +434,31 @@ class BayesOptLaw:
             mu[:, cols] = lm.predict_mu(self.loss_post_, X[cols], group[cols], rng, self.group_means_, where)
         mu += lm.level_offsets(self.loss_post_, level, rng)
         z_noisy = lm.add_noise(self.loss_post_, mu, self.model_config["nu"], rng)
-        log_mu, log_noisy = mu * self.y_sd_ + self.y_mean_, z_noisy * self.y_sd_ + self.y_mean_
-        if self._one_size_scaling() and other_size.any():
-            shift = self._size_shift_draws(cand, mu.shape[0], rng)
-            log_mu, log_noisy = log_mu + shift, log_noisy + shift
-        return log_mu, log_noisy
+        return mu * self.y_sd_ + self.y_mean_, z_noisy * self.y_sd_ + self.y_mean_
 
-    def _size_shift_draws(self, cand: pd.DataFrame, S: int, rng) -> np.ndarray:
-        """Draws (S × candidates) of the log-loss change from the fitted size to each candidate's size by the
-        size-scaling prior (0 for candidates at the fitted size)."""
-        factor = lm.loss_priors(self.model_config)["size_scaling"].sample(S, rng)
-        return size_scaling.size_shift_draws(factor, self.sizes_[0], cand["model_params"].to_numpy(float),
-                                             cand["tokens"].to_numpy(float))
+    def _size_step_draws(self, law_cand: pd.DataFrame, cand: pd.DataFrame, S: int, rng) -> np.ndarray:
+        """Draws (S × candidates) of the log-loss change from the size each candidate was evaluated at to its
+        own size, by the size-scaling prior (0 where they are the same)."""
+        priors = lm.loss_priors(self.model_config)
+        step = self.size_step_ if self.size_step_ is not None else size_scaling.SizeStep()
+        factor = step.factor_draws(priors["size_scaling"], priors["size_step_spread"], S, rng)
+        shift = size_scaling.size_shift_draws(factor, law_cand["model_params"].to_numpy(float),
+                                              cand["model_params"].to_numpy(float), cand["tokens"].to_numpy(float))
+        moved = (law_cand["model_params"].to_numpy() != cand["model_params"].to_numpy())[None, :]
+        # each configuration's own step error, beyond the shared factor (epistemic: one value per draw)
+        return shift + moved * step.excess_sd * rng.standard_normal(shift.shape)
 
     def _one_size_message(self) -> str:
         """The warning for predictions at another size by a law fitted on one size."""
         head = (f"the law was fitted on one model size ({self.sizes_[0]:,} parameters): how the loss changes with "
                 "size is not learned from these data, so ")
-        if self._one_size_scaling():
+        if self._nearest_size_rule():
             prior = lm.loss_priors(self.model_config)["size_scaling"]
             return head + ("predictions at another size take the size step from Chinchilla's loss surface "
                            f"(Hoffmann et al. 2022) times an uncertain factor ({prior!r}), with the schedule's "
                            "effect at the fitted size; fit on at least two sizes to learn it")
         return head + ("predictions at another size rest on the feature form alone and their intervals do not "
-                       "include that uncertainty (one_size_scaling='none'); fit on at least two sizes")
+                       "include that uncertainty (new_size='features'); fit on at least two sizes")
 
     def _scenarios(self, cand: pd.DataFrame, scenario: str | None) -> list[str]:
         """Scenario per staged candidate: the argument, else the candidate's ``scenario`` column, else the stage

@@ -261,6 +261,24 @@ def _load_evaluations(evaluation) -> list[tuple[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------- sections
+def size_step_text(law) -> str:
+    """How the law predicts a model size it was not fitted on, with the size-step factor it learned."""
+    from .loss_model import loss_priors
+    from .plots import human_count
+
+    if law.model_config.get("new_size", "features") != "nearest_size":
+        return "from the law's features at that size (new_size='features')"
+    priors = loss_priors(law.model_config)
+    summary = law.size_step_.summary(priors["size_scaling"], priors["size_step_spread"])
+
+    steps = "; ".join(f"{p['k']:.2f} ({human_count(p['from'])} → {human_count(p['to'])})"
+                      for p in law.size_step_.pairs)
+    learned = f"factor per fitted step: {steps}" if steps else "one fitted size: the factor is the prior's"
+    lo, hi = summary["k_90"]
+    return (f"the nearest fitted size plus k × Chinchilla's size term; {learned}; a new step: k "
+            f"{summary['k_median']:.2f} (90 % {lo:.2f}–{hi:.2f})")
+
+
 def _summary_section(law, model_label: str | None) -> str:
     runs = law.train_runs_
     div = runs["diverged"].astype(bool)
@@ -289,6 +307,8 @@ def _summary_section(law, model_label: str | None) -> str:
                                                                                            "tune",
                                                                                            "nuts_sampler"))),
     ]
+    if law.size_step_ is not None:
+        model_pairs.append(("an unseen model size", size_step_text(law)))
     for value, label in ((law.data_hash_, "training-data hash"), (law.fit_seconds_, "fit time (s)")):
         if value is not None:
             model_pairs.append((label, value))

@@ -30,6 +30,8 @@ this prior.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from .runs import RunsError
@@ -37,9 +39,8 @@ from .runs import RunsError
 #: Hoffmann et al. 2022 (arXiv 2203.15556), eq. 10, Approach 3: L(N, D) = E + A / N^alpha + B / D^beta (nats)
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
-#: the size-scaling modes of ``model_config["one_size_scaling"]``
-SIZE_SCALING_MODES = ("chinchilla", "none")
-DEFAULT_SIZE_SCALING = "chinchilla"
+#: ``model_config["new_size"]``: how a law predicts a model size it was not fitted on
+NEW_SIZE_MODES = ("nearest_size", "features")
 
 
 def chinchilla_loss(model_params, tokens) -> np.ndarray:
@@ -57,15 +58,121 @@ def chinchilla_log_shift(from_params, to_params, tokens) -> np.ndarray:
 
 
 def check_mode(mode) -> str:
-    """``mode`` if it is one of :data:`SIZE_SCALING_MODES` (``None`` means ``"none"``), else a RunsError."""
-    mode = "none" if mode is None else str(mode)
-    if mode not in SIZE_SCALING_MODES:
-        raise RunsError(f"one_size_scaling must be one of {', '.join(SIZE_SCALING_MODES)}, got {mode!r}")
+    """``mode`` if it is one of :data:`NEW_SIZE_MODES` (``None``: ``"features"``, what models saved before this
+    option did), else a RunsError naming the choices."""
+    mode = "features" if mode is None else str(mode)
+    if mode not in NEW_SIZE_MODES:
+        raise RunsError(f"model_config['new_size'] must be one of {', '.join(NEW_SIZE_MODES)}, got {mode!r}")
     return mode
 
 
-def size_shift_draws(factor_draws: np.ndarray, from_params: float, to_params, tokens) -> np.ndarray:
-    """Draws (samples × rows) of the log-loss change from the fitted size to each row's size: the posterior's
-    (here: the prior's) size-term factors ``factor_draws`` (samples,) times :func:`chinchilla_log_shift`."""
-    shift = chinchilla_log_shift(float(from_params), np.asarray(to_params, float), np.asarray(tokens, float))
-    return np.asarray(factor_draws, float)[:, None] * shift[None, :]
+def nearest_fitted_size(fitted_sizes, model_params) -> np.ndarray:
+    """Per row, the fitted size nearest to its ``model_params`` in log N (the row's own size when fitted)."""
+    logs = np.log(np.asarray(fitted_sizes, float))
+    target = np.log(np.asarray(model_params, float))
+    return np.asarray(fitted_sizes, float)[np.argmin(np.abs(target[:, None] - logs[None, :]), axis=1)]
+
+
+def size_shift_draws(factor_draws: np.ndarray, from_params, to_params, tokens) -> np.ndarray:
+    """Draws (samples × rows) of the log-loss change from each row's ``from_params`` to its ``to_params`` at its
+    ``tokens``: the size-term factors ``factor_draws`` (samples,) times :func:`chinchilla_log_shift`."""
+    shift = chinchilla_log_shift(np.asarray(from_params, float), np.asarray(to_params, float),
+                                 np.asarray(tokens, float))
+    return np.asarray(factor_draws, float)[:, None] * np.atleast_1d(shift)[None, :]
+
+
+def step_factor(observed_step, chinchilla_step) -> tuple[float, float]:
+    """Least-squares factor ``k`` of ``observed ≈ k · chinchilla`` over the runs of one size step (log-loss
+    changes, nats) and the standard error of ``log k`` (from the residual spread); ``k`` is held at
+    :data:`MIN_FACTOR` or above (a larger size that trained worse says "no gain", not a negative one)."""
+    r = np.asarray(observed_step, float)
+    s = np.asarray(chinchilla_step, float)
+    k = float(r @ s / (s @ s))
+    resid = r - k * s
+    se_k = float(np.sqrt(resid @ resid / max(len(r) - 1, 1) / (s @ s)))
+    k = max(k, MIN_FACTOR)
+    return k, se_k / k
+
+
+#: the smallest size-step factor an adjacent pair of fitted sizes may report
+MIN_FACTOR = 0.05
+
+
+@dataclass
+class SizeStep:
+    """What a fitted law knows about the size-step factor ``k``: one backtest per adjacent pair of fitted sizes.
+
+    ``pairs``: ``{"from": N, "to": N, "k": factor, "se_log_k": its standard error, "excess_sd": per-run step
+    error beyond the law's in-sample error (nats), "runs": count}`` — the law evaluated at the smaller size for
+    every run of the larger one, and ``k`` the least-squares factor on Chinchilla's step that takes it to the
+    observed losses (:func:`step_factor`).  The factor of a new step is
+    the posterior predictive of a hierarchical model over the pairs, computed on a grid:
+
+        log k_p ~ Normal(m, tau² + se_p²),   m ~ Normal(prior mu, prior sigma),   tau ~ HalfNormal(spread),
+        log k_new ~ Normal(m, tau²)
+
+    (``prior``: the ``size_scaling`` LogNormal prior; ``spread``: the ``size_step_spread`` HalfNormal).  With no
+    pairs (a one-size law) that is the prior itself, widened by ``tau``.
+    """
+
+    pairs: list[dict] = field(default_factory=list)
+
+    @property
+    def excess_sd(self) -> float:
+        """Per-configuration step error beyond the shared factor (nats of log loss): the spread of the
+        backtests' residuals in excess of the law's in-sample residuals at the larger size, pooled over the
+        pairs by their run counts (0 without pairs, and for pairs saved before it was recorded)."""
+        runs = np.array([float(p["runs"]) for p in self.pairs])
+        if not runs.size:
+            return 0.0
+        var = np.array([float(p.get("excess_sd", 0.0)) ** 2 for p in self.pairs])
+        return float(np.sqrt((runs * var).sum() / runs.sum()))
+
+    def to_dict(self) -> dict:
+        return {"pairs": [dict(p) for p in self.pairs]}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "SizeStep":
+        return cls([dict(p) for p in (data or {}).get("pairs", [])])
+
+    def posterior_grid(self, prior, spread, n: int = 241) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(m values, tau values, posterior weights (m × tau))`` of the pairs' hierarchical model."""
+        mu0, sd0 = _lognormal_parameters(prior)
+        tau_sd = _halfnormal_sigma(spread)
+        m = np.linspace(mu0 - 6 * sd0, mu0 + 6 * sd0, n)
+        tau = np.linspace(0.0, 5 * tau_sd, n // 2 + 1)[1:]
+        logp = -0.5 * ((m - mu0) / sd0) ** 2
+        logp = logp[:, None] - 0.5 * (tau / tau_sd)[None, :] ** 2
+        for p in self.pairs:
+            var = tau[None, :] ** 2 + float(p["se_log_k"]) ** 2
+            logp = logp - 0.5 * (np.log(float(p["k"])) - m[:, None]) ** 2 / var - 0.5 * np.log(var)
+        w = np.exp(logp - logp.max())
+        return m, tau, w / w.sum()
+
+    def factor_draws(self, prior, spread, size: int, rng: np.random.Generator) -> np.ndarray:
+        """``size`` draws of the factor ``k`` of a new size step (posterior predictive; see the class)."""
+        m, tau, w = self.posterior_grid(prior, spread)
+        cell = rng.choice(w.size, size=int(size), p=w.ravel())
+        i, j = np.unravel_index(cell, w.shape)
+        return np.exp(m[i] + tau[j] * rng.standard_normal(int(size)))
+
+    def summary(self, prior, spread) -> dict:
+        """Posterior mean of ``m`` and ``tau`` and the median / 90 % range of a new step's factor."""
+        m, tau, w = self.posterior_grid(prior, spread)
+        draws = self.factor_draws(prior, spread, 20000, np.random.default_rng(0))
+        lo, med, hi = np.quantile(draws, [0.05, 0.5, 0.95])
+        return {"mean_log_k": float((w.sum(axis=1) * m).sum()), "tau": float((w.sum(axis=0) * tau).sum()),
+                "k_median": float(med), "k_90": [float(lo), float(hi)], "pairs": len(self.pairs)}
+
+
+def _lognormal_parameters(prior) -> tuple[float, float]:
+    if prior.dist != "LogNormal":
+        raise RunsError(f"the size_scaling prior must be a LogNormal (a factor on Chinchilla's size term), "
+                        f"got {prior!r}")
+    return float(prior.kwargs.get("mu", 0.0)), float(prior.kwargs.get("sigma", 1.0))
+
+
+def _halfnormal_sigma(prior) -> float:
+    if prior.dist != "HalfNormal":
+        raise RunsError(f"the size_step_spread prior must be a HalfNormal, got {prior!r}")
+    return float(prior.kwargs.get("sigma", 1.0))

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     lm = {k: v for k, v in lm.items() if k in args.methods.split(",")}
     for item in args.model_config:
         name, cfg = item.split("=", 1)
-        lm[name] = partial(BayesOptLawMethod, model_config=json.loads(cfg))
+        lm[name] = partial(BayesOptLawMethod, model_config=json.loads(cfg), outcomes=True)  # as bayes_optlaw
     out = {}
     for title, (train, test) in splits(args.only):
         t0 = time.perf_counter()

@@ -7,7 +7,8 @@
    Printed for the LossCast StepLaw train split and the embedded grid (Marin's pairs are its held-out size step,
    so they are not used here).
 2. **One-size splits** (fit on one size, score the next larger one): the Bayesian law with
-   ``one_size_scaling="chinchilla"`` (default) and ``"none"`` (the law alone), beside least squares:
+   ``new_size="nearest_size"`` (default: the law at the fitted size + the size step) and ``"features"`` (the
+   law's own features at the new size), beside least squares and reusing the best configuration:
 
    * embedded grid (group main): fit 200K, score 793K;
    * LossCast StepLaw train split: fit 200M, score 242M;
@@ -89,9 +90,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = {}
     methods = {"proxy_best": ProxyBest, "optlaw_ls": OptLawLS,
-               "bayes_chinchilla": partial(BayesOptLawMethod, model_config={"one_size_scaling": "chinchilla"},
+               "bayes_nearest_size": partial(BayesOptLawMethod, model_config={"new_size": "nearest_size"},
                                    outcomes=True),
-               "bayes_none": partial(BayesOptLawMethod, model_config={"one_size_scaling": "none"}, outcomes=True)}
+               "bayes_features": partial(BayesOptLawMethod, model_config={"new_size": "features"}, outcomes=True)}
     for title, runs, (fit_size, score_size) in sources(args.only):
         entry = {}
         if "held-out" not in title:

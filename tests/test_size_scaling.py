@@ -1,4 +1,4 @@
-"""The size-scaling prior of one-size laws (bayes_optlaws.size_scaling) and how the law uses it.
+"""The size step of unseen sizes (bayes_optlaws.size_scaling) and how the law uses it (new_size="nearest_size").
 
 The fitted-law tests use the SYNTHETIC grid of tests/synthetic.py restricted to one size (not real data)."""
 
@@ -13,10 +13,12 @@ import pytest
 
 from bayes_optlaws.extrapolation import ExtrapolationWarning
 from bayes_optlaws.features import FeatureSpec
+from bayes_optlaws.loss_model import loss_priors
 from bayes_optlaws.optlaw import BayesOptLaw
 from bayes_optlaws.priors import Prior
 from bayes_optlaws.runs import RunsError
-from bayes_optlaws.size_scaling import chinchilla_log_shift, chinchilla_loss, check_mode, size_shift_draws
+from bayes_optlaws.size_scaling import (SizeStep, check_mode, chinchilla_log_shift, chinchilla_loss, nearest_fitted_size,
+                                        size_shift_draws)
 
 FIT_SIZE = 80_000
 SAMPLER = {"draws": 100, "tune": 200, "chains": 2}
@@ -38,16 +40,22 @@ def test_log_shift_is_negative_upwards_zero_at_the_same_size_and_antisymmetric()
 
 def test_shift_draws_scale_the_chinchilla_shift_per_draw():
     factor = np.array([0.5, 1.0, 2.0])
-    shift = size_shift_draws(factor, 1e8, [1e8, 4e8], [1e10, 1e10])
+    shift = size_shift_draws(factor, [1e8, 1e8], [1e8, 4e8], [1e10, 1e10])
     assert shift.shape == (3, 2)
     assert np.all(shift[:, 0] == 0.0)
     assert shift[:, 1] == pytest.approx(factor * float(chinchilla_log_shift(1e8, 4e8, 1e10)))
 
 
 def test_unknown_mode_is_a_clear_error():
-    assert check_mode(None) == "none"
-    with pytest.raises(RunsError, match="one_size_scaling must be one of chinchilla, none"):
+    assert check_mode(None) == "features"  # what models saved before the option did
+    with pytest.raises(RunsError, match=r"new_size'\] must be one of nearest_size, features, got 'kaplan'"):
         check_mode("kaplan")
+
+
+def test_nearest_fitted_size_is_nearest_in_log_n():
+    fitted = [1e6, 4e6, 16e6]
+    # 2.1e6 is nearer 4e6 than 1e6 in log N (ratios 1.9 vs 2.1); fitted sizes map to themselves
+    assert nearest_fitted_size(fitted, [5e5, 2.1e6, 1.9e6, 4e6, 1e9]).tolist() == [1e6, 4e6, 1e6, 4e6, 16e6]
 
 
 def test_prior_sample_is_seeded_and_follows_the_distribution():
@@ -97,22 +105,84 @@ def test_switching_the_prior_off_restores_the_feature_form_and_says_so(one_size_
     law = one_size_law
     original = dict(law.model_config)
     try:
-        law.model_config = {**original, "one_size_scaling": "none"}
-        with pytest.warns(ExtrapolationWarning, match="one_size_scaling='none'"):
+        law.model_config = {**original, "new_size": "features"}
+        with pytest.warns(ExtrapolationWarning, match="new_size='features'"):
             off = law.predict_draws(_candidates([FIT_SIZE, 4 * FIT_SIZE]))
     finally:
         law.model_config = original
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         on = law.predict_draws(_candidates([FIT_SIZE, 4 * FIT_SIZE]))
-    assert np.array_equal(off.loss[:, 0], on.loss[:, 0])  # the fitted size is predicted as before
+    assert off.loss[:, 0] == pytest.approx(on.loss[:, 0], rel=1e-12)  # the fitted size is predicted as before
     assert not np.allclose(off.loss[:, 1], on.loss[:, 1])
 
 
-def test_a_law_with_several_sizes_does_not_use_the_prior(fitted_law):
-    assert len(fitted_law.sizes_) > 1 and not fitted_law._one_size_scaling()
+def test_several_sizes_predict_an_unseen_size_from_the_nearest_fitted_one(fitted_law):
+    """The session law (25K, 80K, 200K): 800K is the 200K law plus the size step, one factor per draw; a fitted
+    size is predicted as before."""
+    sizes = fitted_law.sizes_
+    cand = _candidates([sizes[-1], 4 * sizes[-1], sizes[0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        draws = fitted_law.predict_draws(cand)
+        law_alone = fitted_law.predict_draws(cand.iloc[[0, 2]])
+    log_mu = np.log(draws.loss)
+    k = (log_mu[:, 1] - log_mu[:, 0]) / float(chinchilla_log_shift(sizes[-1], 4 * sizes[-1], 1000 * 4096))
+    priors = loss_priors(fitted_law.model_config)
+    summary = fitted_law.size_step_.summary(priors["size_scaling"], priors["size_step_spread"])
+    assert summary["pairs"] == 2  # 25K -> 80K and 80K -> 200K
+    assert np.median(k) == pytest.approx(summary["k_median"], rel=0.1)
+    assert np.log(law_alone.loss[:, 0]) == pytest.approx(log_mu[:, 0], rel=1e-12)
 
 
 def test_a_bad_mode_is_refused_before_any_sampling(synthetic_table):
-    with pytest.raises(RunsError, match="one_size_scaling"):
-        BayesOptLaw(FeatureSpec(lr_ref=0.3), model_config={"one_size_scaling": "kaplan"}).fit(synthetic_table)
+    with pytest.raises(RunsError, match="new_size"):
+        BayesOptLaw(FeatureSpec(lr_ref=0.3), model_config={"new_size": "kaplan"}).fit(synthetic_table)
+
+
+def test_size_step_posterior_is_the_prior_without_pairs_and_follows_the_pairs_with_them():
+    prior, spread = Prior("LogNormal", mu=0.0, sigma=0.5), Prior("HalfNormal", sigma=0.25)
+    alone = SizeStep().summary(prior, spread)
+    assert alone["k_median"] == pytest.approx(1.0, abs=0.03) and alone["pairs"] == 0
+    three = SizeStep([{"from": 1, "to": 2, "k": 0.45, "se_log_k": 0.02, "runs": 50}] * 3).summary(prior, spread)
+    assert three["k_median"] == pytest.approx(0.45, rel=0.15)
+    assert three["k_90"][1] - three["k_90"][0] < alone["k_90"][1] - alone["k_90"][0]
+    with pytest.raises(RunsError, match="must be a LogNormal"):
+        SizeStep().summary(Prior("Normal", mu=1.0, sigma=0.5), spread)
+
+
+def _size_stepped_runs(k_true: float, sizes=(25_000, 80_000, 200_000, 640_000), seed: int = 0) -> pd.DataFrame:
+    """SYNTHETIC runs whose loss changes with size exactly as k_true times Chinchilla's size term (the schedule
+    and token effects of tests/synthetic.py at 80K, the same at every size), with 1 % noise."""
+    from synthetic import synthetic_runs
+
+    base = synthetic_runs(seed=seed, sizes=(80_000,), noise=0.0)
+    base = base[~base["diverged"]]
+    rng = np.random.default_rng(seed + 1)
+    tables = []
+    for n in sizes:
+        t = base.copy()
+        t["model_params"] = n
+        t["run_id"] = [f"n{n}-{r}" for r in base["run_id"]]
+        step = k_true * chinchilla_log_shift(80_000, n, t["tokens"].to_numpy(float))
+        t["final_loss"] = base["final_loss"].to_numpy() * np.exp(step + rng.normal(0, 0.01, len(t)))
+        tables.append(t)
+    return pd.concat(tables, ignore_index=True)
+
+
+def test_parameter_recovery_the_size_step_is_learned_and_extrapolates():
+    """SYNTHETIC parameter recovery: the true law's size step is 0.5 × Chinchilla's; fitted on 25K-200K, the
+    backtest recovers it and the 640K runs are predicted within their intervals."""
+    runs = _size_stepped_runs(0.5)
+    train, test = runs[runs["model_params"] < 640_000], runs[runs["model_params"] == 640_000]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        law = BayesOptLaw(FeatureSpec(lr_ref=0.3), sampler_config=SAMPLER, random_seed=1,
+                          fit_divergence=False).fit(train)
+        draws = law.predict_draws(test.rename(columns={"run_id": "name"}))
+    assert [p["k"] for p in law.size_step_.pairs] == pytest.approx([0.5, 0.5], abs=0.1)
+    y = np.log(test["final_loss"].to_numpy())
+    log_pred = np.log(draws.loss_noisy)
+    lo, hi = np.quantile(log_pred, [0.05, 0.95], axis=0)
+    assert np.mean((y >= lo) & (y <= hi)) >= 0.8
+    assert abs(float(np.mean(np.log(draws.loss).mean(axis=0) - y))) < 0.02  # |bias| in nats of log loss

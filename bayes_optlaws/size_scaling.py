@@ -15,7 +15,7 @@ only learn their schedule part.  Evaluated at another size, such a law extrapola
 arbitrarily and its intervals held no size uncertainty at all (measured: LossCast Marin, fit 130M, score 300M,
 50 % / 90 % intervals covered 16 % / 24 % of the runs).
 
-With :data:`DEFAULT_SIZE_SCALING` on, a one-size law predicts a candidate at another size ``N`` as
+With ``new_size="nearest_size"``, a one-size law predicts a candidate at another size ``N`` as
 
     log L(N, D, schedule) = law(N_fit, D, schedule) + k · [log L_c(N, D) − log L_c(N_fit, D)],   k ~ prior
 
@@ -33,8 +33,7 @@ between the best runs of two sizes at the same D; ``benchmarks/bench_size_scalin
 * embedded tiny-LM grid (25K–793K, far below Chinchilla's range): k = 0.43 ± 0.05.
 
 Hence the default prior ``k ~ LogNormal(0, 0.5)``: centred on Chinchilla (no tuning on any data), its 95 % range
-0.38–2.7 covers both.  A law fitted on two or more sizes learns the size effect from its data and does not use
-this prior.
+0.38–2.7 covers both.  A law fitted on two or more sizes updates it with its own backtests (:class:`SizeStep`).
 """
 
 from __future__ import annotations

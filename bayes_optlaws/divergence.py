@@ -19,11 +19,11 @@ schedule that stays below rho has score −1, so the old ``P(diverge) = logistic
             + sigma_size · z[size_i]                                   (z: zero-sum offsets over model sizes)
 
 with ``f`` the warmup fraction t1 / T and ``B`` tokens per step (divergence on public data comes from peak LR ×
-batch size too).  With ``beta_features_sd`` > 0 (default 2) the logistic baseline's inputs enter as direct terms,
-``+ beta_log_lr · z_lr + beta_features · (z_f, z_N, z_D)`` (:data:`FEATURES`, standardised with the training
-mean / sd stored in the fit; ``beta_log_lr >= 0``), with ``beta_lr_sd`` 0 (collinear with them).  The size
-offsets pool the level across ``model_params`` groups; a size the model has not seen gets a fresh
-``Normal(0, sigma_size)`` offset per draw, shared by all its candidates.  Outcome models
+batch size too). With the ``beta_log_lr`` / ``beta_features`` priors on (default scale 2) the logistic baseline's
+inputs enter as direct terms, ``+ beta_log_lr · z_lr + beta_features · (z_f, z_N, z_D)`` (:data:`FEATURES`,
+standardised with the training mean / sd stored in the fit; ``beta_log_lr >= 0``), with the ``beta_lr`` prior's
+scale 0 (collinear with them). The size offsets pool the level across ``model_params`` groups; a size the model has
+not seen gets a fresh ``Normal(0, sigma_size)`` offset per draw, shared by all its candidates.  Outcome models
 (``DEFAULT_DIVERGENCE_CONFIG["outcome"]``):
 
 * ``"two_logistic"`` (default): two copies of the predictor, each with its own slopes, size levels and intercept:
@@ -31,8 +31,8 @@ offsets pool the level across ``model_params`` groups; a size the model has not 
   ``P(unstable) = (1 − P(diverged)) · P(unstable | not diverged)``.  With ``unstable_boundary="shared"``
   (default) the unstable copy uses the diverged copy's rho and kappa (one critical LR, one area score; its own
   ``u_k``), with ``"own"`` it has its own;
-* ``"ordered"``: cut-points ``cut_unstable < cut_diverged`` on one predictor.  With ``diverged_slopes_sd`` > 0
-  the diverged cut gets its own slopes ``gamma`` on the standardised features (partial proportional odds) in
+* ``"ordered"``: cut-points ``cut_unstable < cut_diverged`` on one predictor.  With a ``diverged_slopes`` prior of
+  scale > 0 the diverged cut gets its own slopes ``gamma`` on the standardised features (partial proportional odds) in
   the sequential form that never gives a negative probability: ``P(diverged) = σ(eta + gamma · z −
   cut_diverged)``, ``P(unstable) = (1 − P(diverged)) · σ(eta − cut_unstable)``; with 0 it is
   ``pm.OrderedLogistic``: ``P(diverged) = σ(eta − cut_diverged)``, ``P(unstable) = σ(eta − cut_unstable) −
@@ -41,7 +41,10 @@ offsets pool the level across ``model_params`` groups; a size the model has not 
 * ``"area_logistic"``: the first model, ``P(diverge) = σ(k · score)`` (five parameters, no companions, no
   cut-point; floor ``σ(−k)``), kept for comparison and to load models saved before the outcome model.
 
-Every prior is in :data:`DEFAULT_DIVERGENCE_CONFIG`; NUTS settings come from the law's ``sampler_config``.
+Every prior is a :class:`~bayes_optlaws.priors.Prior` in :data:`DEFAULT_DIVERGENCE_PRIORS`;
+``divergence_config["priors"]`` replaces any of them by name (the number shorthands of earlier versions, e.g.
+``k_median`` or ``cut_sd``, still work), and a fit records all of them, as dicts, in its config.  The other
+settings are in :data:`DEFAULT_DIVERGENCE_CONFIG`; NUTS settings come from the law's ``sampler_config``.
 :func:`fit_divergence` runs a prior predictive check, samples, and records R-hat / ESS / divergences.
 :meth:`DivergenceFit.predict` is numpy, vectorised over draws and runs (sorted cumulative sums of each run's grid,
 one ``searchsorted`` per 32 runs, run-major; the shared area score is computed once).
@@ -85,47 +88,97 @@ import xarray as xr
 from . import instability as ins
 from . import loss_model as lm
 from .posterior import posterior_arrays
+from .priors import SCALE_PARAMETER, Prior, recorded_config, resolve_priors, shorthand_priors
 from .schedules import Schedule
 
 GRID_POINTS = 128
 
-#: priors and settings of the divergence / instability model (every entry is used; see the module docstring)
+#: priors of the divergence / instability model (:class:`~bayes_optlaws.priors.Prior`); the unstable copy's
+#: ``u_`` parameters have the same.  A slope prior of scale 0 leaves its term out of the model (slope fixed at 0).
+DEFAULT_DIVERGENCE_PRIORS = {
+    "log_c": Prior("Normal", mu=0.0, sigma=0.5),       # log rho level, about the centre between the largest safe
+                                                       #   and the smallest diverged normalised peak LR
+    "a": Prior("Normal", mu=0.0, sigma=0.3),           # exponent of D in rho
+    "b": Prior("Normal", mu=0.0, sigma=0.3),           # exponent of N in rho
+    "log_kappa": Prior("Normal", mu=0.0, sigma=1.0),   # log kappa (warmup weight)
+    "k": Prior("LogNormal", mu=float(np.log(0.5)), sigma=1.0),  # slope on the area score
+    "beta_lr": Prior("HalfNormal", sigma=0.0),         # slope on log(peak LR / rho) (>= 0: monotone in LR); off
+                                                       #   with the feature terms (collinear with them)
+    "beta_log_lr": Prior("HalfNormal", sigma=2.0),     # feature term: standardised log peak LR (>= 0)
+    "beta_features": Prior("Normal", mu=0.0, sigma=2.0),  # feature terms: warmup fraction, log N, log D
+    "diverged_slopes": Prior("Normal", mu=0.0, sigma=0.0),  # "ordered": diverged-only slopes on the FEATURES
+                                                       #   (partial proportional odds, sequential form); off
+    "beta_batch": Prior("Normal", mu=0.0, sigma=1.0),  # slope on centred log tokens per step
+    "beta_warmup": Prior("Normal", mu=0.0, sigma=0.0),  # slope on the warmup fraction (0..1); off
+    "cut": Prior("Normal", mu=0.0, sigma=5.0),         # each cut-point (cut_diverged, u_cut_unstable, cut_unstable)
+    "cut_gap": Prior("LogNormal", mu=float(np.log(3.0)), sigma=1.0),  # "ordered": cut_diverged - cut_unstable
+    "sigma_size": Prior("HalfNormal", sigma=1.0),      # scale of the per-size level offsets
+}
+#: priors that must be positive (scales, and slopes that keep P(diverge) monotone in the peak LR)
+POSITIVE_PRIORS = ("k", "beta_lr", "beta_log_lr", "cut_gap", "sigma_size")
+#: the number shorthands of earlier versions (and of the models they saved): ``<name>_sd: number`` sets that
+#: prior's sigma (see :func:`divergence_priors` for ``k_median`` / ``k_log_sd``, ``cut_gap_median`` and
+#: ``beta_features_sd``)
+LEGACY_PRIOR_KEYS = {"log_c_sd": ("log_c", "Normal"), "a_sd": ("a", "Normal"), "b_sd": ("b", "Normal"),
+                     "log_kappa_sd": ("log_kappa", "Normal"), "beta_lr_sd": ("beta_lr", "HalfNormal"),
+                     "diverged_slopes_sd": ("diverged_slopes", "Normal"),
+                     "beta_batch_sd": ("beta_batch", "Normal"), "beta_warmup_sd": ("beta_warmup", "Normal"),
+                     "cut_sd": ("cut", "Normal"), "sigma_size_sd": ("sigma_size", "HalfNormal")}
+SHORTHAND_KEYS = tuple(LEGACY_PRIOR_KEYS) + ("k_median", "k_log_sd", "cut_gap_median", "beta_features_sd")
+
+#: settings of the divergence / instability model (every entry is used; see the module docstring)
 DEFAULT_DIVERGENCE_CONFIG = {
+    "priors": {},                    # name -> Prior (or its dict) over DEFAULT_DIVERGENCE_PRIORS; a fit records
+                                     #   every prior it used here, as dicts
     "grid_points": 64,               # midpoints per schedule for the areas A and W
     "outcome": "two_logistic",       # "two_logistic" | "ordered" | "binary" | "area_logistic"
     "unstable_gap": ins.DEFAULT_UNSTABLE_GAP,  # nats above the block's best from which a run is unstable
     "exclude_unstable": True,        # fit the loss law on the normal runs only (BayesOptLaw.fit)
-    "log_c_sd": 0.5,                 # log rho level ~ Normal(centre between safe and diverged peak LRs, sd)
-    "a_sd": 0.3,                     # exponent of D in rho ~ Normal(0, sd)
-    "b_sd": 0.3,                     # exponent of N in rho ~ Normal(0, sd)
-    "log_kappa_sd": 1.0,             # log kappa (warmup weight) ~ Normal(0, sd)
-    "k_median": 0.5,                 # slope on the area score ~ LogNormal(log median, k_log_sd)
-    "k_log_sd": 1.0,
-    "beta_lr_sd": 0.0,               # slope on log(peak LR / rho) ~ HalfNormal(sd) (>= 0: monotone in LR);
-                                     #   set 0 with the feature terms (collinear with them)
-    "beta_features_sd": 2.0,         # slopes on the standardised FEATURES (the logistic baseline's inputs):
-                                     #   log peak LR ~ HalfNormal(sd), the others ~ Normal(0, sd); 0: left out
     "unstable_boundary": "shared",   # "two_logistic": the unstable copy's critical LR rho and warmup weight kappa
                                      #   are its own ("own") or the diverged copy's ("shared")
-    "diverged_slopes_sd": 0.0,       # diverged-only extra slopes on the FEATURES ~ Normal(0, sd) (partial
-                                     #   proportional odds, sequential form); 0: proportional odds
-    "beta_batch_sd": 1.0,            # slope on centred log tokens per step ~ Normal(0, sd)
-    "beta_warmup_sd": 0.0,           # slope on the warmup fraction (0..1) ~ Normal(0, sd)
-    "cut_sd": 5.0,                   # lower cut-point ~ Normal(0, sd)
-    "cut_gap_median": 3.0,           # cut_diverged − cut_unstable ~ LogNormal(log median, 1)
-    "sigma_size_sd": 1.0,            # scale of the per-size level offsets ~ HalfNormal(sd)
     "prior_draws": 300,              # draws of the prior predictive check
     "target_accept": 0.85,           # NUTS target acceptance of this model (None: the law's sampler_config):
                                      #   on the grid 81 leapfrog steps per draw vs 252 at 0.95, and log_c mixes
                                      #   better (R-hat 1.007, ESS 467 vs 1.033, 147); 0-1 divergent transitions
 }
 
+
+def divergence_priors(config: dict | None) -> dict[str, Prior]:
+    """The priors of a divergence config: :data:`DEFAULT_DIVERGENCE_PRIORS`, then the number shorthands it
+    holds (:data:`LEGACY_PRIOR_KEYS`; ``k_median`` / ``k_log_sd`` give ``k ~ LogNormal(log median, sd)``,
+    ``cut_gap_median`` gives ``cut_gap ~ LogNormal(log median, 1)``, ``beta_features_sd`` sets both feature-term
+    priors), then its ``priors`` entries; checked (PriorError, a RunsError, on a bad one)."""
+    config = config or {}
+    extra = {}
+    if config.get("k_median") is not None or config.get("k_log_sd") is not None:
+        k = DEFAULT_DIVERGENCE_PRIORS["k"].kwargs
+        median = config.get("k_median")
+        extra["k"] = Prior("LogNormal", mu=float(np.log(median)) if median is not None else k["mu"],
+                           sigma=float(config.get("k_log_sd") if config.get("k_log_sd") is not None else k["sigma"]))
+    if config.get("cut_gap_median") is not None:
+        extra["cut_gap"] = Prior("LogNormal", mu=float(np.log(config["cut_gap_median"])), sigma=1.0)
+    if config.get("beta_features_sd") is not None:
+        sd = float(config["beta_features_sd"])
+        extra.update(beta_log_lr=Prior("HalfNormal", sigma=sd), beta_features=Prior("Normal", mu=0.0, sigma=sd))
+    overrides = {**shorthand_priors(config, LEGACY_PRIOR_KEYS), **extra, **(config.get("priors") or {})}
+    return resolve_priors(DEFAULT_DIVERGENCE_PRIORS, overrides, positive=POSITIVE_PRIORS,
+                          where="divergence_config priors")
+
+
+def recorded_divergence_config(config: dict | None) -> dict:
+    """What a fit records: ``config`` over the defaults, its number shorthands replaced by every prior, as dicts."""
+    return recorded_config(config, DEFAULT_DIVERGENCE_CONFIG, dict.fromkeys(SHORTHAND_KEYS),
+                           divergence_priors(config))
+
+
 OUTCOME_MODELS = ("ordered", "two_logistic", "binary", "area_logistic")
 #: the logistic baseline's inputs as direct linear terms, each standardised with its training mean and sd
 FEATURES = ("log_peak_lr", "warmup_frac", "log_N", "log_D")
 #: config entries added after models were first saved, with the values that reproduce those models
-LATER_CONFIG_OFF = {"beta_features_sd": 0.0, "diverged_slopes_sd": 0.0, "unstable_boundary": "own",
-                    "target_accept": None}
+LATER_CONFIG_OFF = {"unstable_boundary": "own", "target_accept": None}
+#: prior shorthands added after models were first saved, with the values that reproduce those models (for a saved
+#: config without a ``priors`` entry)
+LATER_PRIORS_OFF = {"beta_features_sd": 0.0, "diverged_slopes_sd": 0.0}
 AREA_PARAMS = ("log_c", "a", "b", "log_kappa", "k")
 
 
@@ -233,21 +286,26 @@ def _param_names(prefix: str, own_area: bool = True) -> tuple[str, ...]:
     return tuple(prefix + p for p in (RHO_PARAMS if own_area else ()) + rest)
 
 
-def _slope(name: str, sd: float, positive: bool = False):
-    """A companion's slope ~ Normal(0, sd) (``positive``: HalfNormal(sd)); sd 0 leaves the companion out of the
-    model (slope fixed at 0)."""
-    if sd <= 0:
-        return 0.0
-    return pm.HalfNormal(name, sd) if positive else pm.Normal(name, 0.0, sd)
+def is_off(prior: Prior) -> bool:
+    """Whether ``prior`` leaves its term out of the model: a scale parameter of 0."""
+    return prior.dist in SCALE_PARAMETER and prior.scale <= 0
 
 
-def _tensor_area(prefix: str, inp: DivergenceInputs, log_c_center: float, cfg: dict):
+def _slope(name: str, prior: Prior):
+    """A companion's slope with its prior; a prior of scale 0 leaves the companion out (slope fixed at 0)."""
+    return 0.0 if is_off(prior) else prior.create_variable(name)
+
+
+def _shifted(prior: Prior, shift: float) -> Prior:
+    """``prior`` with its location ``mu`` moved by ``shift`` (a prior stated relative to a data-derived centre)."""
+    return Prior(prior.dist, **{**prior.kwargs, "mu": prior.kwargs.get("mu", 0.0) + float(shift)})
+
+
+def _tensor_area(prefix: str, inp: DivergenceInputs, log_c_center: float, priors: dict):
     """Priors of the critical LR ``rho = c · D^a / N^b`` and the warmup weight kappa, and the area score of every
-    run (PyTensor): ``(score, log_rho, log_c)``."""
-    log_c = pm.Normal(prefix + "log_c", log_c_center, cfg["log_c_sd"])
-    a = pm.Normal(prefix + "a", 0.0, cfg["a_sd"])
-    b = pm.Normal(prefix + "b", 0.0, cfg["b_sd"])
-    log_kappa = pm.Normal(prefix + "log_kappa", 0.0, cfg["log_kappa_sd"])
+    run (PyTensor): ``(score, log_rho, log_c)``.  The ``log_c`` prior is about ``log_c_center``."""
+    log_c = _shifted(priors["log_c"], log_c_center).create_variable(prefix + "log_c")
+    a, b, log_kappa = (priors[name].create_variable(prefix + name) for name in ("a", "b", "log_kappa"))
     log_rho = log_c + a * inp.log_D - b * inp.log_N
     rho = pt.exp(log_rho)[:, None]
     area_above = (inp.w * pt.maximum(inp.eta - rho, 0.0)).sum(axis=1)
@@ -257,8 +315,8 @@ def _tensor_area(prefix: str, inp: DivergenceInputs, log_c_center: float, cfg: d
     return (area_above - kw) / (area_above + kw), log_rho, log_c
 
 
-def _tensor_predictor(prefix: str, inp: DivergenceInputs, centers: tuple[float, float], cfg: dict, n_sizes: int,
-                      area_only: bool = False, area=None):
+def _tensor_predictor(prefix: str, inp: DivergenceInputs, centers: tuple[float, float], priors: dict,
+                      n_sizes: int, area_only: bool = False, area=None):
     """Priors and the linear predictor ``eta`` (runs) of one copy of the boundary, in PyTensor.
 
     ``centers`` = (prior centre of log rho, training mean of log peak LR).  The companions are centred so that
@@ -267,35 +325,36 @@ def _tensor_predictor(prefix: str, inp: DivergenceInputs, centers: tuple[float, 
     prior centre (the constants are absorbed by the cut-points; ``area_only``: the old ``k · score``).
     ``area``: another copy's ``(score, log_rho, log_c)`` to share instead of this copy's own rho and kappa."""
     log_c_center, log_lr_center = centers
-    score, log_rho, log_c = area if area is not None else _tensor_area(prefix, inp, log_c_center, cfg)
-    k = pm.LogNormal(prefix + "k", np.log(cfg["k_median"]), cfg["k_log_sd"])
+    score, log_rho, log_c = area if area is not None else _tensor_area(prefix, inp, log_c_center, priors)
+    k = priors["k"].create_variable(prefix + "k")
     # a higher peak LR relative to rho never makes a run safer: beta_lr >= 0 (with k > 0, P rises with peak LR)
-    beta_lr = _slope(prefix + "beta_lr", cfg["beta_lr_sd"], positive=True)
-    beta_batch, beta_warmup = (_slope(prefix + name, cfg[name + "_sd"]) for name in ("beta_batch", "beta_warmup"))
+    beta_lr, beta_batch, beta_warmup = (_slope(prefix + name, priors[name])
+                                        for name in ("beta_lr", "beta_batch", "beta_warmup"))
     if area_only:
         return k * score
     log_ratio = np.log(inp.eta_max) - log_lr_center - (log_rho - log_c)
     eta = k * (score + 1.0) + beta_lr * log_ratio + beta_batch * inp.log_B + beta_warmup * inp.warmup_frac
-    if cfg["beta_features_sd"] > 0:
-        eta = eta + _feature_terms(prefix, inp, cfg["beta_features_sd"])
+    if not (is_off(priors["beta_log_lr"]) and is_off(priors["beta_features"])):
+        eta = eta + _feature_terms(prefix, inp, priors)
     if n_sizes >= 2:
-        sigma_size = pm.HalfNormal(prefix + "sigma_size", cfg["sigma_size_sd"])
+        sigma_size = priors["sigma_size"].create_variable(prefix + "sigma_size")
         raw = pm.ZeroSumNormal(prefix + "size_offset_raw", sigma=1.0, dims="size")
         eta = eta + sigma_size * raw[inp.size]
     return eta, (score, log_rho, log_c)
 
 
-def _feature_terms(prefix: str, inp: DivergenceInputs, sd: float):
+def _feature_terms(prefix: str, inp: DivergenceInputs, priors: dict):
     """``beta_log_lr · z_lr + beta_features · (z_warmup, z_N, z_D)`` on the standardised features: the log
-    peak LR's slope is >= 0 (a higher LR never makes a run safer), the others have either sign."""
-    beta_log_lr = pm.HalfNormal(prefix + "beta_log_lr", sd)
-    beta_features = pm.Normal(prefix + "beta_features", 0.0, sd, shape=len(FEATURES) - 1)
+    peak LR's slope is >= 0 (a positive prior: a higher LR never makes a run safer), the others have either
+    sign.  The two are on or off together (both priors of scale 0: off)."""
+    beta_log_lr = priors["beta_log_lr"].create_variable(prefix + "beta_log_lr")
+    beta_features = priors["beta_features"].create_variable(prefix + "beta_features", shape=len(FEATURES) - 1)
     return beta_log_lr * inp.z[:, 0] + pt.dot(inp.z[:, 1:], beta_features)
 
 
-def _cutpoints(prefix: str, cfg: dict):
-    lower = pm.Normal(prefix + "cut_unstable", 0.0, cfg["cut_sd"])
-    gap = pm.LogNormal(prefix + "cut_gap", np.log(cfg["cut_gap_median"]), 1.0)
+def _cutpoints(prefix: str, priors: dict):
+    lower = priors["cut"].create_variable(prefix + "cut_unstable")
+    gap = priors["cut_gap"].create_variable(prefix + "cut_gap")
     return lower, lower + gap
 
 
@@ -305,6 +364,7 @@ def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_cen
     """The PyMC graph.  ``outcome``: codes 0/1/2 (normal/unstable/diverged, :func:`instability.outcome_codes`),
     or booleans ``diverged`` (then unstable runs are unknown and count as normal)."""
     cfg = {**DEFAULT_DIVERGENCE_CONFIG, **(config or {})}
+    priors = divergence_priors(cfg)
     kind = cfg["outcome"]
     if kind not in OUTCOME_MODELS:
         raise ValueError(f"divergence config 'outcome' must be one of {', '.join(OUTCOME_MODELS)}, got {kind!r}")
@@ -320,26 +380,26 @@ def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_cen
         coords["size"] = list(sizes)
     with pm.Model(coords=coords) as model:
         if kind == "area_logistic":
-            eta = _tensor_predictor("", inp, centers, cfg, 0, area_only=True)
+            eta = _tensor_predictor("", inp, centers, priors, 0, area_only=True)
             pm.Deterministic("p_diverge", pm.math.invlogit(eta), dims="run")
             pm.Bernoulli("diverged", logit_p=eta, observed=(y == 2).astype("int64"), dims="run")
-        elif kind == "ordered" and cfg["diverged_slopes_sd"] > 0:
-            _sequential_ordered(inp, y, _tensor_predictor("", inp, centers, cfg, n_sizes)[0], cfg)
+        elif kind == "ordered" and not is_off(priors["diverged_slopes"]):
+            _sequential_ordered(inp, y, _tensor_predictor("", inp, centers, priors, n_sizes)[0], priors)
         elif kind == "ordered":
-            eta, _ = _tensor_predictor("", inp, centers, cfg, n_sizes)
-            cut_u, cut_d = _cutpoints("", cfg)
+            eta, _ = _tensor_predictor("", inp, centers, priors, n_sizes)
+            cut_u, cut_d = _cutpoints("", priors)
             p_div = pm.Deterministic("p_diverge", pm.math.invlogit(eta - cut_d), dims="run")
             pm.Deterministic("p_unstable", pm.math.invlogit(eta - cut_u) - p_div, dims="run")
             pm.OrderedLogistic("outcome", eta=eta, cutpoints=pt.stack([cut_u, cut_d]), observed=y, dims="run")
         else:
-            eta, area = _tensor_predictor("", inp, centers, cfg, n_sizes)
-            cut_d = pm.Normal("cut_diverged", 0.0, cfg["cut_sd"])
+            eta, area = _tensor_predictor("", inp, centers, priors, n_sizes)
+            cut_d = priors["cut"].create_variable("cut_diverged")
             p_div = pm.Deterministic("p_diverge", pm.math.invlogit(eta - cut_d), dims="run")
             pm.Bernoulli("diverged", logit_p=eta - cut_d, observed=(y == 2).astype("int64"), dims="run")
             if kind == "two_logistic":
                 shared = area if cfg["unstable_boundary"] == "shared" else None
-                eta_u, _ = _tensor_predictor("u_", inp, centers, cfg, n_sizes, area=shared)
-                cut_u = pm.Normal("u_cut_unstable", 0.0, cfg["cut_sd"])
+                eta_u, _ = _tensor_predictor("u_", inp, centers, priors, n_sizes, area=shared)
+                cut_u = priors["cut"].create_variable("u_cut_unstable")
                 p_u = pm.math.invlogit(eta_u - cut_u)
                 pm.Deterministic("p_unstable", (1.0 - p_div) * p_u, dims="run")
                 keep = np.flatnonzero(y < 2)
@@ -347,13 +407,13 @@ def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_cen
     return model
 
 
-def _sequential_ordered(inp: DivergenceInputs, y: np.ndarray, eta, cfg: dict) -> None:
+def _sequential_ordered(inp: DivergenceInputs, y: np.ndarray, eta, priors: dict) -> None:
     """The ordered outcome with diverged-only slopes (partial proportional odds), in the sequential form that
     keeps every probability valid: ``P(diverged) = σ(eta + gamma · z − cut_diverged)`` and
-    ``P(unstable | not diverged) = σ(eta − cut_unstable)``, ``gamma ~ Normal(0, diverged_slopes_sd)`` (shrunk
+    ``P(unstable | not diverged) = σ(eta − cut_unstable)``, ``gamma`` ~ the ``diverged_slopes`` prior (shrunk
     towards the shared predictor)."""
-    cut_u, cut_d = _cutpoints("", cfg)
-    gamma = pm.Normal("diverged_slopes", 0.0, cfg["diverged_slopes_sd"], shape=len(FEATURES))
+    cut_u, cut_d = _cutpoints("", priors)
+    gamma = priors["diverged_slopes"].create_variable("diverged_slopes", shape=len(FEATURES))
     logit_div = eta + pt.dot(inp.z, gamma) - cut_d
     p_div = pm.Deterministic("p_diverge", pm.math.invlogit(logit_div), dims="run")
     pm.Deterministic("p_unstable", (1.0 - p_div) * pm.math.invlogit(eta - cut_u), dims="run")
@@ -597,7 +657,9 @@ class DivergenceFit:
     def from_settings(cls, s: dict, idata: xr.DataTree) -> "DivergenceFit":
         """Inverse of :meth:`settings`; a config saved before an entry of :data:`LATER_CONFIG_OFF` existed
         gets that entry's "off" value (the model it was fitted with)."""
-        cfg = {**DEFAULT_DIVERGENCE_CONFIG, **LATER_CONFIG_OFF, **s["config"]}
+        saved = s["config"]
+        cfg = {**DEFAULT_DIVERGENCE_CONFIG, **LATER_CONFIG_OFF,
+               **({} if "priors" in saved else LATER_PRIORS_OFF), **saved}
         excess = float("nan") if s.get("unstable_excess") is None else float(s["unstable_excess"])
         return cls(cfg, s["lr_ref"], s["log_N_center"], s["log_D_center"], s["log_B_center"], s["log_c_center"],
                    s["log_lr_center"],
@@ -609,7 +671,8 @@ class DivergenceFit:
 def legacy_fit(settings: dict, idata: xr.DataTree) -> DivergenceFit:
     """A model saved before the outcome model (five-parameter ``area_logistic`` boundary, no per-size
     offsets): its posterior with the law's stored centres."""
-    cfg = {**DEFAULT_DIVERGENCE_CONFIG, **LATER_CONFIG_OFF, "outcome": "area_logistic", "grid_points": GRID_POINTS}
+    cfg = {**DEFAULT_DIVERGENCE_CONFIG, **LATER_CONFIG_OFF, **LATER_PRIORS_OFF, "outcome": "area_logistic",
+           "grid_points": GRID_POINTS}
     lr_ref = settings["feature_spec"]["lr_ref"]
     fit = DivergenceFit(cfg, lr_ref, settings["log_N_center"], settings["log_D_center"], 0.0,
                         settings["div_log_c_center"], 0.0, [], float("nan"), settings.get("n_train_runs", 0), {},
@@ -654,7 +717,7 @@ def fit_divergence(runs: pd.DataFrame, lr_ref: float, config: dict | None = None
     ``emit_warnings=False`` leaves the prior-check and diagnostic messages in the fit (for a caller that runs this
     in a worker thread and warns from its own)."""
 
-    cfg = {**DEFAULT_DIVERGENCE_CONFIG, **(config or {})}
+    cfg = recorded_divergence_config(config)  # every prior checked, and recorded as dicts, before any slow work
     scfg = {**lm.DEFAULT_SAMPLER_CONFIG, **(sampler_config or {})}
     labels = ins.label_outcomes(runs, cfg["unstable_gap"])
     codes = ins.outcome_codes(labels)

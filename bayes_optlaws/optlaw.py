@@ -98,6 +98,7 @@ class BayesOptLaw:
         say = progress or (lambda msg: None)
         t0 = time.perf_counter()
         self.model_config = lm.resolved_config(self.model_config)  # priors checked before any slow work
+        div.divergence_priors(self.divergence_config)
         size_scaling.check_mode(self.model_config.get("new_size"))
         full = validate_runs(runs)
         runs = select_fit_rows(full, groups)

@@ -5,11 +5,13 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytest
 
 from bayes_optlaws import divergence as div
 from bayes_optlaws import instability as ins
 from bayes_optlaws.optlaw import BayesOptLaw
+from bayes_optlaws.priors import Prior, PriorError
 from bayes_optlaws.schedules import Schedule
 
 
@@ -201,12 +203,20 @@ def test_a_config_saved_before_the_feature_terms_loads_with_them_off():
     post = xr.Dataset({name: (("chain", "draw"), np.zeros((1, 2))) for name in
                        ("log_c", "a", "b", "log_kappa", "k", "beta_lr", "cut_unstable", "cut_gap")})
     idata = xr.DataTree.from_dict({"posterior": post})
-    old_config = {k: v for k, v in div.DEFAULT_DIVERGENCE_CONFIG.items() if k not in div.LATER_CONFIG_OFF}
-    settings = {"config": {**old_config, "outcome": "ordered", "beta_lr_sd": 3.0}, "lr_ref": 0.3,
+    old_config = {k: v for k, v in div.DEFAULT_DIVERGENCE_CONFIG.items()
+                  if k not in div.LATER_CONFIG_OFF and k != "priors"}
+    old_priors = {"log_c_sd": 0.5, "a_sd": 0.3, "b_sd": 0.3, "log_kappa_sd": 1.0, "k_median": 6.0, "k_log_sd": 0.5,
+                  "beta_batch_sd": 1.0, "beta_warmup_sd": 0.0, "cut_sd": 5.0, "cut_gap_median": 3.0,
+                  "sigma_size_sd": 1.0}  # how models saved then spelled their priors
+    settings = {"config": {**old_config, **old_priors, "outcome": "ordered", "beta_lr_sd": 3.0}, "lr_ref": 0.3,
                 "log_N_center": 0.0, "log_D_center": 0.0, "log_B_center": 0.0, "log_c_center": 0.0,
                 "log_lr_center": 0.0, "sizes": [], "unstable_excess": None, "n_runs": 2, "counts": {}}
     fit = div.DivergenceFit.from_settings(settings, idata)
     assert fit.config["beta_features_sd"] == 0.0 and fit.config["diverged_slopes_sd"] == 0.0
+    priors = div.divergence_priors(fit.config)
+    assert div.is_off(priors["beta_features"]) and div.is_off(priors["diverged_slopes"])
+    assert priors["beta_lr"] == Prior("HalfNormal", sigma=3.0)
+    assert priors["k"] == Prior("LogNormal", mu=float(np.log(6.0)), sigma=0.5)
     assert fit.feature_stats is None and "diverged_slopes" not in fit.post
 
 
@@ -233,3 +243,57 @@ def test_a_shared_unstable_boundary_uses_the_diverged_copys_rho_and_kappa():
     assert "u_log_c" not in names and "u_k" in names and "log_c" in names
     with pytest.raises(ValueError, match="unstable_boundary"):
         div.build_divergence_model(inp, np.zeros(4, int), 0.0, {"unstable_boundary": "both"})
+
+
+# ---------------------------------------------------------------------------- priors as objects
+def test_default_priors_shorthands_and_overrides():
+    """No config: the default Prior objects.  The number shorthands of earlier versions map onto them; a
+    ``priors`` entry (object or dict) wins over a shorthand; bad names and supports are plain errors."""
+    assert div.divergence_priors(None) == div.DEFAULT_DIVERGENCE_PRIORS
+    short = div.divergence_priors({"k_median": 6.0, "cut_sd": 2.0, "beta_features_sd": 0.0})
+    assert short["k"] == Prior("LogNormal", mu=float(np.log(6.0)), sigma=1.0)
+    assert short["cut"] == Prior("Normal", mu=0.0, sigma=2.0)
+    assert div.is_off(short["beta_log_lr"]) and div.is_off(short["beta_features"])
+    both = div.divergence_priors({"cut_sd": 2.0, "priors": {"cut": {"dist": "StudentT",
+                                                                     "kwargs": {"nu": 4, "mu": 0, "sigma": 3}}}})
+    assert both["cut"] == Prior("StudentT", nu=4, mu=0, sigma=3)
+    with pytest.raises(PriorError, match="unknown prior.*kappa"):
+        div.divergence_priors({"priors": {"kappa": Prior("Normal", sigma=1)}})
+    with pytest.raises(PriorError, match="k is a scale.*positive"):
+        div.divergence_priors({"priors": {"k": Prior("Normal", mu=0, sigma=1)}})
+
+
+def _logp_at_initial_point(config):
+    rng = np.random.default_rng(0)
+    inp = div.divergence_inputs([Schedule.from_spec(s) for s in SCHEDULES], np.full(len(SCHEDULES), 4096.0),
+                                np.full(len(SCHEDULES), 1e6), 0.3, 0.0, 0.0, 32)
+    inp = div.standardise_features(inp, div.feature_stats(inp))
+    codes = rng.integers(0, 3, len(SCHEDULES))
+    model = div.build_divergence_model(inp, codes, 0.0, config)
+    point = model.initial_point(random_seed=1)
+    return float(model.compile_logp()(point)), model
+
+
+SCHEDULES = [{"family": "cosine", "peak_lr": lr, "warmup": 10, "total": 100} for lr in (0.05, 0.1, 0.2, 0.4, 0.8)]
+
+
+def test_a_prior_object_builds_the_same_model_as_its_shorthand_and_changes_it():
+    """``priors={"k": LogNormal(log 6, 1)}`` and the old ``k_median=6`` give the same log density; another k prior
+    gives another; the default's k draws have the default's median."""
+    six = Prior("LogNormal", mu=float(np.log(6.0)), sigma=1.0)
+    by_object, _ = _logp_at_initial_point({"outcome": "binary", "priors": {"k": six}})
+    by_shorthand, _ = _logp_at_initial_point({"outcome": "binary", "k_median": 6.0})
+    default, model = _logp_at_initial_point({"outcome": "binary"})
+    assert by_object == pytest.approx(by_shorthand, abs=1e-9) and by_object != pytest.approx(default, abs=1e-3)
+    draws = pm.draw(model["k"], draws=4000, random_seed=0)
+    assert np.median(draws) == pytest.approx(0.5, rel=0.1)
+
+
+def test_a_fit_records_every_prior_as_a_dict(fitted_law):
+    """The fitted divergence model's config lists every prior it used (dicts, no number shorthands), and they
+    read back to the priors of the law's own config."""
+    config = fitted_law.div_fit_.config
+    assert set(config["priors"]) == set(div.DEFAULT_DIVERGENCE_PRIORS)
+    assert not set(div.SHORTHAND_KEYS) & set(config)
+    assert {k: Prior.from_dict(v) for k, v in config["priors"].items()} == \
+        div.divergence_priors(fitted_law.divergence_config)

@@ -94,16 +94,6 @@ class Prior:
             raise PriorError(f"prior of {name}: {self!r} cannot be built ({exc})") from None
 
 
-    def sample(self, size: int, rng: np.random.Generator) -> np.ndarray:
-        """``size`` independent draws of this prior outside any model (seeded by ``rng``), e.g. for a term the
-        data cannot inform and that enters only at prediction time."""
-        try:
-            dist = getattr(pm, self.dist).dist(**self.kwargs)
-        except (TypeError, ValueError) as exc:
-            raise PriorError(f"{self!r} cannot be drawn from ({exc})") from None
-        return np.asarray(pm.draw(dist, draws=int(size), random_seed=int(rng.integers(2**31))), float)
-
-
 def as_prior(value, role: str) -> Prior:
     """A :class:`Prior` from a Prior or its dict (a settings file), with ``role`` named in the error."""
     if isinstance(value, Prior):

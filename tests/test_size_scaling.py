@@ -58,15 +58,6 @@ def test_nearest_fitted_size_is_nearest_in_log_n():
     assert nearest_fitted_size(fitted, [5e5, 2.1e6, 1.9e6, 4e6, 1e9]).tolist() == [1e6, 4e6, 1e6, 4e6, 16e6]
 
 
-def test_prior_sample_is_seeded_and_follows_the_distribution():
-    prior = Prior("LogNormal", mu=0.0, sigma=0.5)
-    a = prior.sample(4000, np.random.default_rng(1))
-    b = prior.sample(4000, np.random.default_rng(1))
-    assert np.array_equal(a, b)
-    assert np.median(a) == pytest.approx(1.0, abs=0.05)
-    assert np.std(np.log(a)) == pytest.approx(0.5, abs=0.03)
-
-
 @pytest.fixture(scope="module")
 def one_size_law(synthetic_table):
     runs = synthetic_table[synthetic_table["model_params"] == FIT_SIZE].reset_index(drop=True)

@@ -445,9 +445,9 @@ class BayesOptLaw:
         factor = step.factor_draws(priors["size_scaling"], priors["size_step_spread"], S, rng)
         shift = size_scaling.size_shift_draws(factor, law_cand["model_params"].to_numpy(float),
                                               cand["model_params"].to_numpy(float), cand["tokens"].to_numpy(float))
-        moved = (law_cand["model_params"].to_numpy() != cand["model_params"].to_numpy())[None, :]
-        # each configuration's own step error, beyond the shared factor (epistemic: one value per draw)
-        return shift + moved * step.excess_sd * rng.standard_normal(shift.shape)
+        # each configuration's own step error, beyond the shared factor, growing with the step's length
+        error_sd = step.excess_sd_at(law_cand["model_params"].to_numpy(float), cand["model_params"].to_numpy(float))
+        return shift + error_sd[None, :] * rng.standard_normal(shift.shape)
 
     def _one_size_message(self) -> str:
         """The warning for predictions at another size by a law fitted on one size."""

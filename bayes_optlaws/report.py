@@ -275,8 +275,12 @@ def size_step_text(law) -> str:
                       for p in law.size_step_.pairs)
     learned = f"factor per fitted step: {steps}" if steps else "one fitted size: the factor is the prior's"
     lo, hi = summary["k_90"]
+    from .size_scaling import EXCESS_DISTANCE_POWER
+
+    error = (f"; each configuration's own step error: {law.size_step_.error_rate:.4f} nats of log loss × "
+             f"|Δ log N|^{EXCESS_DISTANCE_POWER:g}" if law.size_step_.pairs else "")
     return (f"the nearest fitted size plus k × Chinchilla's size term; {learned}; a new step: k "
-            f"{summary['k_median']:.2f} (90 % {lo:.2f}–{hi:.2f})")
+            f"{summary['k_median']:.2f} (90 % {lo:.2f}–{hi:.2f}){error}")
 
 
 def _summary_section(law, model_label: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import json
 import os
@@ -262,3 +263,19 @@ def test_report_renders_in_headless_chromium(chromium, written_report, tmp_path)
     assert len(np.unique(im.reshape(-1, 3)[::97], axis=0)) > 50
     shutil.rmtree(tmp_path / "profile-shot", ignore_errors=True)
     shutil.rmtree(tmp_path / "profile-dom", ignore_errors=True)
+
+
+def test_the_summary_states_how_an_unseen_size_is_predicted(fitted_law):
+    """The report's size-step row: the learned factor of every fitted step, a new step's factor, and each
+    configuration's own step error as the law uses it."""
+    from bayes_optlaws.report import size_step_text
+
+    text = size_step_text(fitted_law)
+    pairs = fitted_law.size_step_.pairs
+    assert len(pairs) == len(fitted_law.sizes_) - 1
+    for p in pairs:
+        assert f"{p['k']:.2f}" in text
+    assert f"{fitted_law.size_step_.error_rate:.4f} nats of log loss" in text
+    features = copy.copy(fitted_law)
+    features.model_config = {**fitted_law.model_config, "new_size": "features"}
+    assert "new_size='features'" in size_step_text(features)

@@ -177,3 +177,21 @@ def test_parameter_recovery_the_size_step_is_learned_and_extrapolates():
     lo, hi = np.quantile(log_pred, [0.05, 0.95], axis=0)
     assert np.mean((y >= lo) & (y <= hi)) >= 0.8
     assert abs(float(np.mean(np.log(draws.loss).mean(axis=0) - y))) < 0.02  # |bias| in nats of log loss
+
+
+def test_the_step_error_grows_with_the_steps_length(monkeypatch):
+    """Per-configuration step error per unit of |Δ log N| ** power, pooled over the pairs by run count: with
+    power 1, two pairs with the same rate give that rate times any length; with power 0, one pooled error for any
+    length; a row that does not move gets none, and so does every row without pairs."""
+    import bayes_optlaws.size_scaling as ss
+
+    e = np.e
+    step = SizeStep([{"from": 1e6, "to": 1e6 * e, "k": 1.0, "se_log_k": 0.1, "excess_sd": 0.02, "runs": 10},
+                     {"from": 1e6 * e, "to": 1e6 * e ** 3, "k": 1.0, "se_log_k": 0.1, "excess_sd": 0.04, "runs": 30}])
+    rows = ([1e6 * e ** 3, 1e6 * e ** 3, 1e6], [1e6 * e ** 6, 1e6 * e ** 3, 1e6 * e ** 0.5])
+    monkeypatch.setattr(ss, "EXCESS_DISTANCE_POWER", 1.0)
+    np.testing.assert_allclose(step.excess_sd_at(*rows), [0.06, 0.0, 0.01], rtol=1e-9)
+    monkeypatch.setattr(ss, "EXCESS_DISTANCE_POWER", 0.0)
+    pooled = np.sqrt((10 * 0.02 ** 2 + 30 * 0.04 ** 2) / 40)
+    np.testing.assert_allclose(step.excess_sd_at(*rows), [pooled, 0.0, pooled], rtol=1e-9)
+    assert SizeStep().excess_sd_at([1e6], [4e6]).tolist() == [0.0]

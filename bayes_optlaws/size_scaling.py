@@ -8,12 +8,12 @@ more fitted sizes, ``k`` is learned by a backtest of this very rule on each adja
 
 * LossCast StepLaw, fit 72M–242M, score 372M: MAE 0.0186 vs 0.0269 for the law's own features and 0.0267 for
   least squares; bias +0.004; within-budget regret 0.0034 (least squares 0.0107); 50 / 90 % intervals cover
-  49 / 92 %.  The learned factors were 0.86, 0.74, 1.11;
+  51 / 93 %.  The learned factors were 0.86, 0.74, 1.11;
 * embedded grid, fit 25K–200K, score 793K: MAE 0.216 (least squares 0.217, features 0.214), Spearman 0.91 (0.81),
-  but intervals too narrow (0.31 / 0.69; features 0.58 / 0.92): on the 22 normally trained runs the log-loss
+  but intervals too narrow (0.31 / 0.75; features 0.58 / 0.92): on the 22 normally trained runs the log-loss
   residuals spread 0.061 against a predictive sd of 0.041.  Learned factors 0.35, 0.37; step error 0.026;
 * LossCast Marin, fit 130M (one size), score 300M: MAE 0.074 (least squares 0.050), bias −0.073 (Marin gains less
-  than Chinchilla from 130M to 300M; the prior alone sets k), coverage 0.77 / 0.97 (features 0.16 / 0.24).
+  than Chinchilla from 130M to 300M; the prior alone sets k), coverage 0.78 / 0.97 (features 0.16 / 0.24).
 
 Limits of the backtest: the law evaluated at the smaller size of a pair was fitted on the larger one too (its
 population terms are shared), so the step errors it measures are optimistic — but only a little: refitting the law

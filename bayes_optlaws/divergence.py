@@ -88,7 +88,7 @@ import xarray as xr
 from . import instability as ins
 from . import loss_model as lm
 from .posterior import posterior_arrays
-from .priors import SCALE_PARAMETER, Prior, recorded_config, resolve_priors, shorthand_priors
+from .priors import SCALE_PARAMETER, Prior, PriorError, recorded_config, resolve_priors, shorthand_priors
 from .schedules import Schedule
 
 GRID_POINTS = 128
@@ -161,8 +161,13 @@ def divergence_priors(config: dict | None) -> dict[str, Prior]:
         sd = float(config["beta_features_sd"])
         extra.update(beta_log_lr=Prior("HalfNormal", sigma=sd), beta_features=Prior("Normal", mu=0.0, sigma=sd))
     overrides = {**shorthand_priors(config, LEGACY_PRIOR_KEYS), **extra, **(config.get("priors") or {})}
-    return resolve_priors(DEFAULT_DIVERGENCE_PRIORS, overrides, positive=POSITIVE_PRIORS,
-                          where="divergence_config priors")
+    priors = resolve_priors(DEFAULT_DIVERGENCE_PRIORS, overrides, positive=POSITIVE_PRIORS,
+                            where="divergence_config priors")
+    if is_off(priors["beta_log_lr"]) != is_off(priors["beta_features"]):
+        raise PriorError("divergence_config priors: the feature terms beta_log_lr and beta_features are in or out "
+                         f"of the model together, but one has scale 0 and the other not ({priors['beta_log_lr']!r}, "
+                         f"{priors['beta_features']!r}); give both scale 0 to leave them out")
+    return priors
 
 
 def recorded_divergence_config(config: dict | None) -> dict:

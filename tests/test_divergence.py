@@ -261,6 +261,8 @@ def test_default_priors_shorthands_and_overrides():
         div.divergence_priors({"priors": {"kappa": Prior("Normal", sigma=1)}})
     with pytest.raises(PriorError, match="k is a scale.*positive"):
         div.divergence_priors({"priors": {"k": Prior("Normal", mu=0, sigma=1)}})
+    with pytest.raises(PriorError, match="together"):
+        div.divergence_priors({"priors": {"beta_log_lr": Prior("HalfNormal", sigma=0.0)}})
 
 
 def _logp_at_initial_point(config):

@@ -30,10 +30,9 @@ import pandas as pd
 from . import __version__
 from . import continual as ct
 from . import divergence as div
-from . import loss_model as lm
-from .features import FeatureSpec, Standardiser
+from .features import FeatureSpec
 from .jsonsafe import json_safe
-from .posterior import posterior_arrays
+from .loss_law import LossLawFit
 from .size_scaling import SizeStep
 from .runs import RunsError, atomic_write_text, validate_runs
 
@@ -50,9 +49,8 @@ STAGE_RUNS_FILE = "stage_runs.csv"
 #: the fitted state of a BayesOptLaw: what fit() sets, save_model() writes and load_model() restores (the
 #: completeness guard: a fitted and a loaded model have exactly these, tested)
 FITTED_ATTRIBUTES = (
-    "spec_", "exponent_search_", "standardiser_", "y_mean_", "y_sd_", "sizes_", "levels_", "group_means_",
-    "noise_floor_", "diverged_loss_", "log_N_center_", "log_D_center_", "prior_check_", "ppc_", "loo_",
-    "loss_idata_", "loss_post_", "loss_diagnostics_", "div_fit_", "div_idata_", "div_post_", "div_diagnostics_",
+    "spec_", "exponent_search_", "loss_fit_",
+    "noise_floor_", "diverged_loss_", "log_N_center_", "log_D_center_", "div_fit_", "div_idata_", "div_post_", "div_diagnostics_",
     "div_log_c_center_", "unstable_excess_", "excluded_unstable_", "stage_fit_", "train_runs_", "history_runs_",
     "fit_seconds_", "data_hash_", "settings_", "size_step_",
 )
@@ -75,11 +73,7 @@ def model_settings(law) -> dict:
         "package_version": __version__,
         "feature_spec": law.spec_.to_dict(),
         "feature_names": law.spec_.feature_names,
-        "standardiser": law.standardiser_.to_dict(),
-        "y_mean": law.y_mean_, "y_sd": law.y_sd_,
-        "sizes": law.sizes_,
-        "levels": law.levels_,
-        "group_means": np.asarray(law.group_means_).tolist(),
+        **law.loss_fit_.settings(),  # the loss law's state, flat (the keys of every model saved before it)
         "model_config": law.model_config,
         "sampler_config": law.sampler_config,
         "random_seed": law.random_seed,
@@ -88,15 +82,11 @@ def model_settings(law) -> dict:
         "log_N_center": law.log_N_center_, "log_D_center": law.log_D_center_,
         "div_log_c_center": law.div_log_c_center_,
         "has_divergence_model": law.div_post_ is not None,
-        "loss_diagnostics": law.loss_diagnostics_,
         "divergence_diagnostics": law.div_diagnostics_,
         "divergence_config": law.divergence_config,
         "divergence_model": law.div_fit_.settings() if law.div_fit_ is not None else None,
         "excluded_unstable": list(law.excluded_unstable_),
         "data_hash": law.data_hash_,
-        "prior_check": law.prior_check_,
-        "posterior_check": law.ppc_,
-        "loo": law.loo_,
         "n_train_runs": int(len(law.train_runs_)),
         "fit_seconds": law.fit_seconds_,
         "exponent_search": (None if law.exponent_search_ is None
@@ -202,25 +192,17 @@ def load_model(path):
                       sampler_config=s["sampler_config"], random_seed=s["random_seed"],
                       divergence_config=s.get("divergence_config"))
     law.spec_ = FeatureSpec.from_dict(s["feature_spec"])
-    law.standardiser_ = Standardiser.from_dict(s["standardiser"])
-    law.y_mean_, law.y_sd_ = s["y_mean"], s["y_sd"]
-    law.sizes_ = [int(x) for x in s["sizes"]]
-    law.levels_ = list(s.get("levels") or [])
-    law.group_means_ = np.asarray(s["group_means"], float)
+    law.loss_fit_ = LossLawFit.from_settings(s, _open(path / LOSS_FILE))
     law.noise_floor_ = float("nan") if s["noise_floor"] is None else s["noise_floor"]
     law.diverged_loss_ = s["diverged_loss"]
     law.log_N_center_, law.log_D_center_ = s["log_N_center"], s["log_D_center"]
     law.div_log_c_center_ = s.get("div_log_c_center")
-    law.loss_diagnostics_ = s["loss_diagnostics"]
     law.div_diagnostics_ = s["divergence_diagnostics"]
     law.data_hash_ = s["data_hash"]
-    law.prior_check_, law.ppc_, law.loo_ = s.get("prior_check"), s.get("posterior_check"), s.get("loo")
     law.fit_seconds_ = s.get("fit_seconds")
     search = s.get("exponent_search")  # {"columns": [...], "data": [[...], ...]}, or None (fixed exponents)
     law.exponent_search_ = None if search is None else pd.DataFrame(search["data"], columns=search["columns"])
     law.settings_ = s
-    law.loss_idata_ = _open(path / LOSS_FILE)
-    law.loss_post_ = posterior_arrays(law.loss_idata_, lm.POSTERIOR_VARS)
     law._set_divergence(_load_divergence(s, path))
     law.excluded_unstable_ = list(s.get("excluded_unstable") or [])
     law.size_step_ = SizeStep.from_dict(s["size_step"]) if s.get("size_step") is not None else None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,7 +33,7 @@ from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table
 from .runs import RunsError, validate_candidates, validate_runs
 from .schedules import Schedule
 from .extrapolation import ExtrapolationWarning, FittedRange
-from .posterior import posterior_arrays
+from .loss_law import LossLawFit
 from .draws import PredictionDraws  # noqa: F401  (re-exported: moved to draws.py)
 
 
@@ -126,16 +125,14 @@ class BayesOptLaw:
         self.model_config["covariates"] = cov.resolve(self.model_config.get("covariates"), ok)
         self.model_config["group_column"] = cov.resolve_group_column(self.model_config.get("group_column"), ok)
         X = self._with_covariates(design_matrix(ok_int, spec), ok, "runs")
-        self.standardiser_ = Standardiser.fit(X)
-        self.y_mean_, self.y_sd_ = float(y.mean()), float(y.std()) or 1.0
-        self.sizes_ = sorted(int(s) for s in ok["model_params"].unique())
-        group = np.array([self.sizes_.index(int(s)) for s in ok["model_params"]])
-        level, self.levels_ = cov.group_index(ok, self._group_column)
-        Xs = self.standardiser_.transform(X)
-        data = lm.LossData(Xs, (y - self.y_mean_) / self.y_sd_, group, self.sizes_, self.loss_feature_names_,
-                           size_covariates(Xs, group, len(self.sizes_), spec.feature_names), level,
-                           self.levels_)
-        self.group_means_ = data.group_means
+        standardiser = Standardiser.fit(X)
+        y_mean, y_sd = float(y.mean()), float(y.std()) or 1.0
+        sizes = sorted(int(s) for s in ok["model_params"].unique())
+        group = np.array([sizes.index(int(s)) for s in ok["model_params"]])
+        level, levels = cov.group_index(ok, self._group_column)
+        Xs = standardiser.transform(X)
+        data = lm.LossData(Xs, (y - y_mean) / y_sd, group, sizes, self.loss_feature_names_,
+                           size_covariates(Xs, group, len(sizes), spec.feature_names), level, levels)
         self.noise_floor_ = replicate_noise(runs)
         self.diverged_loss_ = (float(runs.loc[runs["diverged"], "final_loss"].mean())
                                if runs["diverged"].any() and runs.loc[runs["diverged"], "final_loss"].notna().any()
@@ -145,7 +142,11 @@ class BayesOptLaw:
         # one model after another (each samples its chains on every core, see loss_model.nuts_kwargs): running
         # the divergence model in a worker thread beside the loss law (tried) crashed once in PyTensor's prior
         # predictive sampling ("Scalar check failed"), so compiled PyTensor functions are not run concurrently
-        self._fit_loss_law(data, len(ok), say)
+        say(f"sampling the loss model: {len(ok)} runs, {len(sizes)} model sizes, "
+            f"{len(self.loss_feature_names_)} terms (4 chains, nutpie)")
+        self.loss_fit_ = LossLawFit.fit(data, standardiser, y_mean, y_sd, self.model_config, self.sampler_config,
+                                        self.random_seed)
+        _warn(self.loss_fit_.warnings)
         self.size_step_ = self._fit_size_step(ok, y)
         self._fit_side_models(runs, full, say)
         self.fit_seconds_ = time.perf_counter() - t0
@@ -154,20 +155,19 @@ class BayesOptLaw:
         say(f"done in {self.fit_seconds_:.0f} s")
         return self
 
-    def _fit_loss_law(self, data: lm.LossData, n_runs: int, say) -> None:
-        """Prior predictive check, NUTS, diagnostics, posterior predictive check and LOO of the loss law."""
-        say(f"sampling the loss model: {n_runs} runs, {len(self.sizes_)} model sizes, "
-            f"{len(self.loss_feature_names_)} terms (4 chains, nutpie)")
-        self.prior_check_ = lm.prior_check(data, self.model_config, random_seed=self.random_seed)
-        model = lm.build_loss_model(data, self.model_config)
-        self.loss_idata_ = lm.sample_loss_model(model, self.sampler_config, random_seed=self.random_seed)
-        self.loss_diagnostics_ = lm.diagnostics(
-            self.loss_idata_, ["intercept", "theta", "sigma", "sigma_size", "size_offset_raw", "sigma_slope",
-                               "slope_offset_raw", "sigma_level", "level_offset_raw"])
-        self.loss_post_ = posterior_arrays(self.loss_idata_, lm.POSTERIOR_VARS)
-        self.ppc_ = lm.posterior_check(self.loss_post_, data, self.model_config["nu"], self.random_seed)
-        self.loo_ = lm.loo_check(self.loss_idata_)
-        _warn(self.prior_check_["warnings"] + self.ppc_["warnings"] + self.loo_["warnings"])
+    # the loss law's fitted state, by the names of earlier versions (read-only; see loss_law.LossLawFit)
+    standardiser_ = property(lambda self: self.loss_fit_.standardiser)
+    y_mean_ = property(lambda self: self.loss_fit_.y_mean)
+    y_sd_ = property(lambda self: self.loss_fit_.y_sd)
+    sizes_ = property(lambda self: self.loss_fit_.sizes)
+    levels_ = property(lambda self: self.loss_fit_.levels)
+    group_means_ = property(lambda self: self.loss_fit_.group_means)
+    loss_idata_ = property(lambda self: self.loss_fit_.idata)
+    loss_post_ = property(lambda self: self.loss_fit_.post)
+    loss_diagnostics_ = property(lambda self: self.loss_fit_.diagnostics)
+    prior_check_ = property(lambda self: self.loss_fit_.prior_check)
+    ppc_ = property(lambda self: self.loss_fit_.ppc)
+    loo_ = property(lambda self: self.loss_fit_.loo)
 
     def _fit_size_step(self, ok: pd.DataFrame, log_loss: np.ndarray) -> size_scaling.SizeStep:
         """Backtest of the nearest-size rule on the fitted sizes: for each adjacent pair, the law evaluated at the
@@ -286,7 +286,7 @@ class BayesOptLaw:
 
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self) -> None:
-        if not hasattr(self, "loss_post_"):
+        if getattr(self, "loss_fit_", None) is None:
             raise RuntimeError("this BayesOptLaw is not fitted yet; call fit(runs) or BayesOptLaw.load(path)")
 
     def _candidate_table(self, candidates: pd.DataFrame, model_params=None, tokens_per_step=None,
@@ -422,20 +422,9 @@ class BayesOptLaw:
 
     def _pretraining_log_loss(self, X_raw: np.ndarray, cand: pd.DataFrame, rng) -> tuple[np.ndarray, np.ndarray]:
         """Draws of (mean, new-run) log loss from the pre-training law (samples × rows)."""
-        X = self.standardiser_.transform(self._with_covariates(X_raw, cand, "candidates"))
-        group = np.array([self.sizes_.index(int(s)) if int(s) in self.sizes_ else -1 for s in cand["model_params"]])
         level, _ = cov.group_index(cand, self._group_column, self.levels_, "candidates")
-        # candidates of the same unseen size share one fresh offset per draw
-        mu = np.empty((self.loss_post_["intercept"].shape[0], len(cand)))
-        sizes = cand["model_params"].to_numpy()
-        walk = self.model_config.get("new_size_offset", "exchangeable") == "random_walk"
-        for size in np.unique(sizes):
-            cols = np.flatnonzero(sizes == size)
-            where = lm.new_size_position(self.sizes_, size) if walk and int(size) not in self.sizes_ else None
-            mu[:, cols] = lm.predict_mu(self.loss_post_, X[cols], group[cols], rng, self.group_means_, where)
-        mu += lm.level_offsets(self.loss_post_, level, rng)
-        z_noisy = lm.add_noise(self.loss_post_, mu, self.model_config["nu"], rng)
-        return mu * self.y_sd_ + self.y_mean_, z_noisy * self.y_sd_ + self.y_mean_
+        return self.loss_fit_.predict_log_loss(self._with_covariates(X_raw, cand, "candidates"),
+                                               cand["model_params"].to_numpy(), level, self.model_config, rng)
 
     def _size_step_draws(self, law_cand: pd.DataFrame, cand: pd.DataFrame, S: int, rng) -> np.ndarray:
         """Draws (S × candidates) of the log-loss change from the size each candidate was evaluated at to its

@@ -64,6 +64,7 @@ DEFAULT_PRIORS = {
     "sigma_level": Prior("HalfNormal", sigma=0.5),       # offsets of the pooled group column (e.g. optimizer)
     "size_scaling": Prior("LogNormal", mu=0.0, sigma=0.5),  # factor on Chinchilla's size term (unseen sizes)
     "size_step_spread": Prior("HalfNormal", sigma=0.25),  # how much that factor varies between size steps (log)
+    "size_step_token_slope": Prior("Normal", mu=0.0, sigma=0.25),  # d log(factor) / d log D (0: Chinchilla's)
 }
 #: the shorthand of earlier versions (and of saved models): ``prior_<name>[_sd]: number`` sets that prior's sigma
 LEGACY_PRIOR_KEYS = {"prior_intercept_sd": ("intercept", "Normal"), "prior_slope_sd": ("slope", "Normal"),

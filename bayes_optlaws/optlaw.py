@@ -173,20 +173,19 @@ class BayesOptLaw:
         """Backtest of the nearest-size rule on the fitted sizes: for each adjacent pair, the law evaluated at the
         smaller size for every run of the larger one, and the factor on Chinchilla's step that takes it to the
         observed log losses (:class:`~bayes_optlaws.size_scaling.SizeStep`)."""
-        pairs = []
+        backtests = []
         sizes = ok["model_params"].to_numpy()
         for lower, upper in zip(self.sizes_[:-1], self.sizes_[1:]):
             rows = sizes == upper
             upper_runs = ok[rows].reset_index(drop=True)
             fitted_here, from_lower = (self._law_log_loss(upper_runs.assign(model_params=size))
                                        for size in (upper, lower))
-            step = size_scaling.chinchilla_log_shift(lower, upper, upper_runs["tokens"].to_numpy(float))
-            k, se_log_k = size_scaling.step_factor(log_loss[rows] - from_lower, step)
-            step_error = log_loss[rows] - from_lower - k * step
-            excess = max(float(np.var(step_error)) - float(np.var(log_loss[rows] - fitted_here)), 0.0)
-            pairs.append({"from": int(lower), "to": int(upper), "k": k, "se_log_k": se_log_k,
-                          "excess_sd": float(np.sqrt(excess)), "runs": int(rows.sum())})
-        return size_scaling.SizeStep(pairs)
+            tokens = upper_runs["tokens"].to_numpy(float)
+            backtests.append({"from": lower, "to": upper, "observed": log_loss[rows] - from_lower,
+                              "chinchilla": size_scaling.chinchilla_log_shift(lower, upper, tokens),
+                              "log_tokens": np.log(tokens), "in_sample": log_loss[rows] - fitted_here})
+        prior = lm.loss_priors(self.model_config)["size_step_token_slope"]
+        return size_scaling.SizeStep.from_backtests(backtests, prior)
 
     def _law_log_loss(self, runs: pd.DataFrame) -> np.ndarray:
         """Posterior-mean log loss of the pre-training law for single-stage ``runs`` at their ``model_params``
@@ -431,7 +430,8 @@ class BayesOptLaw:
         own size, by the size-scaling prior (0 where they are the same)."""
         priors = lm.loss_priors(self.model_config)
         step = self.size_step_ if self.size_step_ is not None else size_scaling.SizeStep()
-        factor = step.factor_draws(priors["size_scaling"], priors["size_step_spread"], S, rng)
+        factor = step.factor_draws_at(priors["size_scaling"], priors["size_step_spread"],
+                                      priors["size_step_token_slope"], np.log(cand["tokens"].to_numpy(float)), S, rng)
         shift = size_scaling.size_shift_draws(factor, law_cand["model_params"].to_numpy(float),
                                               cand["model_params"].to_numpy(float), cand["tokens"].to_numpy(float))
         # each configuration's own step error, beyond the shared factor, growing with the step's length

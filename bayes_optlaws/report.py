@@ -279,6 +279,10 @@ def size_step_text(law) -> str:
 
     error = (f"; each configuration's own step error: {law.size_step_.error_rate:.4f} nats of log loss × "
              f"|Δ log N|^{EXCESS_DISTANCE_POWER:g}" if law.size_step_.pairs else "")
+    slope, slope_sd = law.size_step_.token_slope_posterior(priors["size_step_token_slope"])
+    if slope_sd > 0 or slope != 0:
+        error += (f"; k × (D / {human_count(np.exp(law.size_step_.log_tokens_ref))} tokens)^γ, γ = {slope:.2f} ± "
+                  f"{slope_sd:.2f}")
     return (f"the nearest fitted size plus k × Chinchilla's size term; {learned}; a new step: k "
             f"{summary['k_median']:.2f} (90 % {lo:.2f}–{hi:.2f}){error}")
 

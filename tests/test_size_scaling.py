@@ -195,3 +195,45 @@ def test_the_step_error_grows_with_the_steps_length(monkeypatch):
     pooled = np.sqrt((10 * 0.02 ** 2 + 30 * 0.04 ** 2) / 40)
     np.testing.assert_allclose(step.excess_sd_at(*rows), [pooled, 0.0, pooled], rtol=1e-9)
     assert SizeStep().excess_sd_at([1e6], [4e6]).tolist() == [0.0]
+
+
+def _backtest(k0, gamma, ref, n_per_budget=20, seed=0, budgets=(1e9, 4e9, 1.6e10, 6.4e10), lower=1e8, upper=2e8):
+    """SYNTHETIC backtest of one size pair whose factor is k0 * (D / e^ref) ** gamma, with a little noise."""
+    rng = np.random.default_rng(seed)
+    D = np.repeat(np.array(budgets), n_per_budget)
+    chin = chinchilla_log_shift(lower, upper, D)
+    observed = k0 * np.exp(gamma * (np.log(D) - ref)) * chin + rng.normal(0, 1e-4, D.size)
+    return {"from": lower, "to": upper, "observed": observed, "chinchilla": chin, "log_tokens": np.log(D),
+            "in_sample": rng.normal(0, 1e-4, D.size)}
+
+
+def test_the_factor_of_a_step_follows_the_token_count_it_was_learned_at():
+    """SYNTHETIC parameter recovery: two pairs whose factor rises as D^0.2 give gamma 0.2 (tight), the factor at
+    the backtests' mean log D, and new-step draws that rise with D the same way."""
+    ref = float(np.mean(np.log([1e9, 4e9, 1.6e10, 6.4e10])))
+    backtests = [_backtest(0.8, 0.2, ref, seed=1), _backtest(0.8, 0.2, ref, seed=2, lower=2e8, upper=4e8)]
+    slope_prior = Prior("Normal", mu=0.0, sigma=0.25)
+    step = SizeStep.from_backtests(backtests, slope_prior)
+    assert step.token_slope == pytest.approx(0.2, abs=0.01) and step.token_slope_se < 0.01
+    assert step.log_tokens_ref == pytest.approx(ref)
+    assert [p["k"] for p in step.pairs] == pytest.approx([0.8, 0.8], rel=0.02)
+    prior, spread = Prior("LogNormal", mu=0.0, sigma=0.5), Prior("HalfNormal", sigma=0.25)
+    draws = step.factor_draws_at(prior, spread, slope_prior, [ref - 1.0, ref, ref + 1.0], 4000,
+                                 np.random.default_rng(0))
+    medians = np.median(draws, axis=0)
+    assert medians[2] / medians[1] == pytest.approx(np.exp(0.2), rel=0.02)
+    assert medians[1] / medians[0] == pytest.approx(np.exp(0.2), rel=0.02)
+    again = SizeStep.from_dict(json.loads(json.dumps(step.to_dict())))
+    assert again == step
+
+
+def test_a_step_without_a_token_slope_keeps_one_factor_for_every_token_count():
+    """A one-size law (no backtests) and a step saved before the token slope: gamma fixed at 0; a pair with one
+    token budget cannot estimate it, so the prior sets it."""
+    slope_prior = Prior("Normal", mu=0.0, sigma=0.25)
+    old = SizeStep.from_dict({"pairs": [{"from": 1, "to": 2, "k": 0.5, "se_log_k": 0.1, "runs": 10}]})
+    for step in (SizeStep.from_backtests([], slope_prior), old):
+        assert step.token_slope_posterior(slope_prior) == (0.0, 0.0)
+    one_budget = SizeStep.from_backtests([_backtest(0.8, 0.0, 0.0, budgets=(1e9,))], slope_prior)
+    assert one_budget.token_slope_se == float("inf")
+    assert one_budget.token_slope_posterior(slope_prior) == (0.0, 0.25)

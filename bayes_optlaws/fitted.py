@@ -49,8 +49,8 @@ STAGE_RUNS_FILE = "stage_runs.csv"
 #: the fitted state of a BayesOptLaw: what fit() sets, save_model() writes and load_model() restores (the
 #: completeness guard: a fitted and a loaded model have exactly these, tested)
 FITTED_ATTRIBUTES = (
-    "spec_", "exponent_search_", "loss_fit_",
-    "noise_floor_", "diverged_loss_", "log_N_center_", "log_D_center_", "div_fit_", "div_idata_", "div_post_", "div_diagnostics_",
+    "spec_", "exponent_search_", "loss_fit_", "noise_floor_", "diverged_loss_", "log_N_center_", "log_D_center_",
+    "div_fit_", "div_idata_", "div_post_", "div_diagnostics_",
     "div_log_c_center_", "unstable_excess_", "excluded_unstable_", "stage_fit_", "train_runs_", "history_runs_",
     "fit_seconds_", "data_hash_", "settings_", "size_step_",
 )

@@ -265,26 +265,24 @@ def size_step_text(law) -> str:
     """How the law predicts a model size it was not fitted on, with the size-step factor it learned."""
     from .loss_model import loss_priors
     from .plots import human_count
+    from .size_scaling import EXCESS_DISTANCE_POWER
 
     if law.model_config.get("new_size", "features") != "nearest_size":
         return "from the law's features at that size (new_size='features')"
+    step = law.size_step_
     priors = loss_priors(law.model_config)
-    summary = law.size_step_.summary(priors["size_scaling"], priors["size_step_spread"])
+    summary = step.summary(priors["size_scaling"], priors["size_step_spread"])
 
-    steps = "; ".join(f"{p['k']:.2f} ({human_count(p['from'])} → {human_count(p['to'])})"
-                      for p in law.size_step_.pairs)
+    steps = "; ".join(f"{p['k']:.2f} ({human_count(p['from'])} → {human_count(p['to'])})" for p in step.pairs)
     learned = f"factor per fitted step: {steps}" if steps else "one fitted size: the factor is the prior's"
     lo, hi = summary["k_90"]
-    from .size_scaling import EXCESS_DISTANCE_POWER
-
-    error = (f"; each configuration's own step error: {law.size_step_.error_rate:.4f} nats of log loss × "
-             f"|Δ log N|^{EXCESS_DISTANCE_POWER:g}" if law.size_step_.pairs else "")
-    slope, slope_sd = law.size_step_.token_slope_posterior(priors["size_step_token_slope"])
-    if slope_sd > 0 or slope != 0:
-        error += (f"; k × (D / {human_count(np.exp(law.size_step_.log_tokens_ref))} tokens)^γ, γ = {slope:.2f} ± "
-                  f"{slope_sd:.2f}")
+    error = (f"; each configuration's own step error: {step.error_rate:.4f} nats of log loss × "
+             f"|Δ log N|^{EXCESS_DISTANCE_POWER:g}" if step.pairs else "")
+    slope, slope_sd = step.token_slope_posterior(priors["size_step_token_slope"])
+    tokens = (f"; k × (D / {human_count(np.exp(step.log_tokens_ref))} tokens)^γ, γ = {slope:.2f} ± {slope_sd:.2f}"
+              if slope_sd > 0 or slope != 0 else "")
     return (f"the nearest fitted size plus k × Chinchilla's size term; {learned}; a new step: k "
-            f"{summary['k_median']:.2f} (90 % {lo:.2f}–{hi:.2f}){error}")
+            f"{summary['k_median']:.2f} (90 % {lo:.2f}–{hi:.2f}){error}{tokens}")
 
 
 def _summary_section(law, model_label: str | None) -> str:

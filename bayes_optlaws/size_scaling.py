@@ -15,9 +15,10 @@ on the grid), and with gamma learned the 372M predictions no longer lean with th
   least squares (0.0186 with one factor for every D); bias +0.0004; within-budget regret 0.0039 (least squares
   0.0107); 50 / 90 % intervals cover 61 / 93 % (51 / 93 % with one factor: the 50 % intervals are now a little
   wide).  The learned factors, with one factor for every D, were 0.86, 0.74, 1.11;
-* embedded grid, fit 25K–200K, score 793K: MAE 0.216 (least squares 0.217, features 0.214), Spearman 0.91 (0.81),
-  but intervals too narrow (0.31 / 0.75; features 0.58 / 0.92): on the 22 normally trained runs the log-loss
-  residuals spread 0.061 against a predictive sd of 0.041.  Learned factors 0.35, 0.37; step error 0.026;
+* embedded grid, fit 25K–200K, score 793K: MAE 0.217 (least squares 0.217, features 0.214), Spearman 0.91 (0.81),
+  but intervals too narrow (0.31 / 0.72; 0.31 / 0.75 with one factor for every D; features 0.58 / 0.92): on the
+  22 normally trained runs the log-loss residuals spread 0.061 against a predictive sd of 0.041 (one factor for
+  every D).  Learned factors, with one factor for every D, 0.35, 0.37; step error 0.026;
 * LossCast Marin, fit 130M (one size), score 300M: MAE 0.074 (least squares 0.050), bias −0.073 (Marin gains less
   than Chinchilla from 130M to 300M; the prior alone sets k), coverage 0.78 / 0.97 (features 0.16 / 0.24).
 
@@ -139,9 +140,8 @@ def token_slope(backtests: list[dict]) -> tuple[float, float]:
     if sxx <= 0:
         return 0.0, float("inf")
     gamma = float((w * x * y).sum() / sxx)
-    dof = max(len(x) - len(xs) - 1, 1)
-    resid_var = float((w * (y - gamma * x) ** 2).sum() / w.sum()) * len(x) / dof
-    return gamma, float(np.sqrt(resid_var * w.sum() / len(x) / sxx))
+    dof = max(len(x) - len(xs) - 1, 1)  # one mean per pair and the slope
+    return gamma, float(np.sqrt((w * (y - gamma * x) ** 2).sum() / dof / sxx))
 
 
 def step_factor(observed_step, chinchilla_step) -> tuple[float, float]:

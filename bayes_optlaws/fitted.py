@@ -22,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -46,14 +48,50 @@ STAGE_FILE = "stage_posterior.nc"
 STAGE_RUNS_FILE = "stage_runs.csv"
 
 
+@dataclass(frozen=True)
+class StoredComponent:
+    """How one fitted component of a law is stored: the law's attribute that holds it, the netCDF file of its
+    posterior (the DataTree groups kept, minus per-run deterministics that predictions recompute), where its
+    settings go in settings.json (``None``: at the top level, as the loss law's have been since the first format)
+    and how it is rebuilt from them and its posterior."""
+
+    attribute: str
+    posterior_file: str
+    settings_key: str | None
+    groups: tuple[str, ...]
+    drop: tuple[str, ...]
+    rebuild: Callable[[dict, dict, object], object]  # (its settings, the whole settings.json, posterior) -> component
+
+
+#: the components with a posterior, in the order they are fitted; a missing one (no divergence model, no stage
+#: model) is ``None`` on the law and has no file
+COMPONENTS = (
+    StoredComponent("loss_fit_", LOSS_FILE, None, ("posterior", "sample_stats", "log_likelihood", "observed_data"),
+                    ("mu",), lambda own, _all, idata: LossLawFit.from_settings(own, idata)),
+    # a directory saved before the outcome model has a posterior but no "divergence_model" settings: it loads as
+    # the five-parameter area_logistic boundary it was fitted with
+    StoredComponent("div_fit_", DIV_FILE, "divergence_model", ("posterior", "sample_stats"),
+                    ("p_diverge", "p_unstable"),
+                    lambda own, all_, idata: (div.legacy_fit(all_, idata) if own is None
+                                              else div.DivergenceFit.from_settings(own, idata))),
+    StoredComponent("stage_fit_", STAGE_FILE, "stage_model", ("posterior", "sample_stats"), (),
+                    lambda own, _all, idata: ct.StageFit.from_settings(own, idata)),
+)
+
+#: the tables a law keeps, as CSV files: (attribute, file); ``history_runs_`` is written only when it holds more
+#: than ``train_runs_`` and ``stage_runs_`` only with a stage model
+TABLES = (("train_runs_", RUNS_FILE), ("history_runs_", HISTORY_FILE), ("stage_runs_", STAGE_RUNS_FILE))
+
+#: the rest of a BayesOptLaw's fitted state, set by fit() and by load_model() alike
+OWN_ATTRIBUTES = (
+    "model_config_", "sampler_config_", "divergence_config_", "stage_config_", "spec_", "exponent_search_",
+    "noise_floor_", "diverged_loss_", "log_N_center_", "log_D_center_", "excluded_unstable_", "size_step_",
+    "fit_seconds_", "data_hash_", "settings_",
+)
+
 #: the fitted state of a BayesOptLaw: what fit() sets, save_model() writes and load_model() restores (the
 #: completeness guard: a fitted and a loaded model have exactly these, tested)
-FITTED_ATTRIBUTES = (
-    "spec_", "exponent_search_", "loss_fit_", "noise_floor_", "diverged_loss_", "log_N_center_", "log_D_center_",
-    "div_fit_", "div_idata_", "div_post_", "div_diagnostics_",
-    "div_log_c_center_", "unstable_excess_", "excluded_unstable_", "stage_fit_", "train_runs_", "history_runs_",
-    "fit_seconds_", "data_hash_", "settings_", "size_step_",
-)
+FITTED_ATTRIBUTES = (tuple(c.attribute for c in COMPONENTS) + ("train_runs_", "history_runs_") + OWN_ATTRIBUTES)
 
 
 class ModelFormatError(RunsError):
@@ -73,27 +111,31 @@ def model_settings(law) -> dict:
         "package_version": __version__,
         "feature_spec": law.spec_.to_dict(),
         "feature_names": law.spec_.feature_names,
-        **law.loss_fit_.settings(),  # the loss law's state, flat (the keys of every model saved before it)
-        "model_config": law.model_config,
-        "sampler_config": law.sampler_config,
+        "model_config": law.model_config_,
+        "sampler_config": law.sampler_config_,
         "random_seed": law.random_seed,
         "noise_floor": None if not np.isfinite(law.noise_floor_) else law.noise_floor_,
         "diverged_loss": law.diverged_loss_,
         "log_N_center": law.log_N_center_, "log_D_center": law.log_D_center_,
+        # the divergence model's, also in its own settings: kept at the top level for models saved before it
         "div_log_c_center": law.div_log_c_center_,
-        "has_divergence_model": law.div_post_ is not None,
+        "has_divergence_model": law.div_fit_ is not None,
         "divergence_diagnostics": law.div_diagnostics_,
-        "divergence_config": law.divergence_config,
-        "divergence_model": law.div_fit_.settings() if law.div_fit_ is not None else None,
+        "divergence_config": law.divergence_config_,
         "excluded_unstable": list(law.excluded_unstable_),
         "data_hash": law.data_hash_,
         "n_train_runs": int(len(law.train_runs_)),
         "fit_seconds": law.fit_seconds_,
         "exponent_search": (None if law.exponent_search_ is None
                             else json_safe(law.exponent_search_.to_dict(orient="split", index=False))),
-        "stage_model": law.stage_fit_.settings() if law.stage_fit_ is not None else None,
         "size_step": law.size_step_.to_dict() if law.size_step_ is not None else None,
     }
+    for comp in COMPONENTS:
+        fitted = getattr(law, comp.attribute)
+        if comp.settings_key is None:
+            s.update(fitted.settings())
+        else:
+            s[comp.settings_key] = fitted.settings() if fitted is not None else None
     s["id"] = model_id(s)
     return s
 
@@ -114,21 +156,26 @@ def save_model(law, path, force: bool = False) -> Path:
         shutil.rmtree(path)
     path.mkdir(parents=True)
     settings = model_settings(law)
-    keep = [g for g in ("posterior", "sample_stats", "log_likelihood", "observed_data")
-            if g in law.loss_idata_.children]
-    _write(_subset(law.loss_idata_, keep, drop=("mu",)), path / LOSS_FILE)
-    if law.div_idata_ is not None:
-        keep = [g for g in ("posterior", "sample_stats") if g in law.div_idata_.children]
-        _write(_subset(law.div_idata_, keep, drop=("p_diverge", "p_unstable")), path / DIV_FILE)
-    if law.stage_fit_ is not None:
-        keep = [g for g in ("posterior", "sample_stats") if g in law.stage_fit_.idata.children]
-        _write(_subset(law.stage_fit_.idata, keep), path / STAGE_FILE)
-        law.stage_runs_.to_csv(path / STAGE_RUNS_FILE, index=False)
-    law.train_runs_.to_csv(path / RUNS_FILE, index=False)
-    if len(law.history_runs_) != len(law.train_runs_):
-        law.history_runs_.to_csv(path / HISTORY_FILE, index=False)
+    for comp in COMPONENTS:
+        fitted = getattr(law, comp.attribute)
+        if fitted is not None:
+            keep = [g for g in comp.groups if g in fitted.idata.children]
+            _write(_subset(fitted.idata, keep, drop=comp.drop), path / comp.posterior_file)
+    for attribute, file in TABLES:
+        if _table_is_stored(law, attribute):
+            getattr(law, attribute).to_csv(path / file, index=False)
     atomic_write_text(path / SETTINGS, json.dumps(settings, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def _table_is_stored(law, attribute: str) -> bool:
+    """Whether :data:`TABLES`' ``attribute`` is written: the history only when larger than the training table,
+    the stage runs only with a stage model."""
+    if attribute == "history_runs_":
+        return len(law.history_runs_) != len(law.train_runs_)
+    if attribute == "stage_runs_":
+        return law.stage_fit_ is not None
+    return True
 
 
 def _subset(tree, groups, drop=()):
@@ -191,46 +238,40 @@ def load_model(path):
     law = BayesOptLaw(FeatureSpec.from_dict(s["feature_spec"]), model_config=s["model_config"],
                       sampler_config=s["sampler_config"], random_seed=s["random_seed"],
                       divergence_config=s.get("divergence_config"))
+    law._resolve_configs(check_priors=False)
+    for comp in COMPONENTS:  # the loss law always has its posterior; the others only when they were fitted
+        stored = comp.attribute == "loss_fit_" or (path / comp.posterior_file).exists()
+        own = s if comp.settings_key is None else s.get(comp.settings_key)
+        setattr(law, comp.attribute, comp.rebuild(own, s, _open(path / comp.posterior_file)) if stored else None)
     law.spec_ = FeatureSpec.from_dict(s["feature_spec"])
-    law.loss_fit_ = LossLawFit.from_settings(s, _open(path / LOSS_FILE))
     law.noise_floor_ = float("nan") if s["noise_floor"] is None else s["noise_floor"]
     law.diverged_loss_ = s["diverged_loss"]
     law.log_N_center_, law.log_D_center_ = s["log_N_center"], s["log_D_center"]
-    law.div_log_c_center_ = s.get("div_log_c_center")
-    law.div_diagnostics_ = s["divergence_diagnostics"]
     law.data_hash_ = s["data_hash"]
     law.fit_seconds_ = s.get("fit_seconds")
     search = s.get("exponent_search")  # {"columns": [...], "data": [[...], ...]}, or None (fixed exponents)
     law.exponent_search_ = None if search is None else pd.DataFrame(search["data"], columns=search["columns"])
     law.settings_ = s
-    law._set_divergence(_load_divergence(s, path))
     law.excluded_unstable_ = list(s.get("excluded_unstable") or [])
     law.size_step_ = SizeStep.from_dict(s["size_step"]) if s.get("size_step") is not None else None
-    law.stage_fit_ = None
-    if s.get("stage_model"):
-        law.stage_fit_ = ct.StageFit.from_settings(s["stage_model"], _open(path / STAGE_FILE))
-        law.stage_runs_ = pd.read_csv(path / STAGE_RUNS_FILE, dtype={"run_id": str, "parent_run_id": str,
-                                                                     "schedule": str})
-    runs = pd.read_csv(path / RUNS_FILE, dtype={"run_id": str, "parent_run_id": str, "schedule": str})
-    law.train_runs_ = validate_runs(runs, where=str(path / RUNS_FILE))
-    law.history_runs_ = law.train_runs_
-    if (path / HISTORY_FILE).exists():
-        hist = pd.read_csv(path / HISTORY_FILE, dtype={"run_id": str, "parent_run_id": str, "schedule": str})
-        law.history_runs_ = validate_runs(hist, where=str(path / HISTORY_FILE))
+    law.train_runs_ = _read_runs(path / RUNS_FILE)
+    law.history_runs_ = _read_runs(path / HISTORY_FILE) if (path / HISTORY_FILE).exists() else law.train_runs_
+    if law.stage_fit_ is not None:
+        law.stage_runs_ = pd.read_csv(path / STAGE_RUNS_FILE, dtype=CSV_TYPES)
     if data_hash(law.train_runs_) != law.data_hash_:
         raise ModelFormatError(f"{path / RUNS_FILE}: training data does not match the model's data hash; refit.")
     return law
 
 
-def _load_divergence(s: dict, path: Path):
-    """The :class:`divergence.DivergenceFit` of a model directory (``None`` without one); a directory saved
-    before the outcome model loads as the five-parameter ``area_logistic`` boundary it was fitted with."""
-    if not s["has_divergence_model"]:
-        return None
-    idata = _open(path / DIV_FILE)
-    if s.get("divergence_model") is None:
-        return div.legacy_fit(s, idata)
-    return div.DivergenceFit.from_settings(s["divergence_model"], idata)
+#: the text columns of a saved runs table (read as strings, never as numbers)
+CSV_TYPES = {"run_id": str, "parent_run_id": str, "schedule": str}
+
+
+def _read_runs(path: Path) -> pd.DataFrame:
+    """A runs table of a model directory, validated (a missing file is a ModelFormatError)."""
+    if not path.exists():
+        raise ModelFormatError(f"{path}: missing from the model directory; refit the model")
+    return validate_runs(pd.read_csv(path, dtype=CSV_TYPES), where=str(path))
 
 
 def data_hash(runs: pd.DataFrame) -> str:

@@ -10,6 +10,8 @@ Fitted state lives in attributes ending in ``_``.  All randomness flows from ``r
 
 from __future__ import annotations
 
+import copy
+import inspect
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -70,17 +72,53 @@ class BayesOptLaw:
                  sampler_config: dict | None = None, divergence_draws: int | None = None, random_seed: int = 0,
                  fit_divergence: bool = True, fit_stages: bool = True, stage_config: dict | None = None,
                  divergence_config: dict | None = None) -> None:
+        # scikit-learn's convention: the constructor stores its arguments as given (get_params / clone read them
+        # back); fit() resolves them against the defaults into model_config_, sampler_config_, ...
         self.feature_spec = feature_spec
-        self.blocks = tuple(blocks) if blocks is not None else None
-        self.model_config = {**lm.DEFAULT_MODEL_CONFIG, **(model_config or {})}
-        self.sampler_config = {**lm.DEFAULT_SAMPLER_CONFIG, **(sampler_config or {})}
+        self.blocks = blocks
+        self.model_config = model_config
+        self.sampler_config = sampler_config
         self.divergence_draws = divergence_draws
-        self.random_seed = int(random_seed)
+        self.random_seed = random_seed
         self.fit_divergence = fit_divergence
         self.fit_stages = fit_stages
-        self.stage_config = {**ct.DEFAULT_STAGE_CONFIG, **(stage_config or {})}
-        self.divergence_config = {**div.DEFAULT_DIVERGENCE_CONFIG, **(divergence_config or {})}
-        self.name = "bayes_optlaw"
+        self.stage_config = stage_config
+        self.divergence_config = divergence_config
+
+    name = "bayes_optlaw"
+
+    def get_params(self, deep: bool = False) -> dict:
+        """The constructor's arguments, as given (scikit-learn's estimator API; ``deep`` is accepted and ignored:
+        no argument is itself an estimator)."""
+        return {name: getattr(self, name) for name in CONSTRUCTOR_PARAMETERS}
+
+    def set_params(self, **params) -> "BayesOptLaw":
+        """Change constructor arguments (an unknown name is a ValueError); takes effect at the next :meth:`fit`."""
+        unknown = sorted(set(params) - set(CONSTRUCTOR_PARAMETERS))
+        if unknown:
+            raise ValueError(f"BayesOptLaw has no parameter {', '.join(unknown)}; its parameters are "
+                             f"{', '.join(CONSTRUCTOR_PARAMETERS)}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def clone(self) -> "BayesOptLaw":
+        """An unfitted law with the same constructor arguments (copies of the config dicts)."""
+        return type(self)(**copy.deepcopy(self.get_params()))
+
+    def _resolve_configs(self, check_priors: bool = True) -> None:
+        """The configs a fit uses (``*_config_``): the defaults updated by the constructor's arguments, with the
+        loss law's priors resolved and checked (``check_priors``; a loaded model's saved config already is)."""
+        model = {**lm.DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
+        self.model_config_ = lm.resolved_config(model) if check_priors else model
+        self.divergence_config_ = {**div.DEFAULT_DIVERGENCE_CONFIG, **(self.divergence_config or {})}
+        self._resolve_stage_configs()
+
+    def _resolve_stage_configs(self) -> None:
+        """The sampler's and the stage model's configs (``sampler_config_``, ``stage_config_``): all that
+        :meth:`fit_continual` re-reads, so ``law.set_params(sampler_config=...)`` takes effect there too."""
+        self.sampler_config_ = {**lm.DEFAULT_SAMPLER_CONFIG, **(self.sampler_config or {})}
+        self.stage_config_ = {**ct.DEFAULT_STAGE_CONFIG, **(self.stage_config or {})}
 
     # ------------------------------------------------------------------ fitting
     def fit(self, runs: pd.DataFrame, progress: Callable[[str], None] | None = None,
@@ -96,9 +134,9 @@ class BayesOptLaw:
         """
         say = progress or (lambda msg: None)
         t0 = time.perf_counter()
-        self.model_config = lm.resolved_config(self.model_config)  # priors checked before any slow work
-        div.divergence_priors(self.divergence_config)
-        size_scaling.check_mode(self.model_config.get("new_size"))
+        self._resolve_configs()
+        div.divergence_priors(self.divergence_config_)
+        size_scaling.check_mode(self.model_config_.get("new_size"))
         full = validate_runs(runs)
         runs = select_fit_rows(full, groups)
         runs = runs[~ct.is_stage(runs)].reset_index(drop=True)
@@ -111,7 +149,7 @@ class BayesOptLaw:
         if len(ok) < 5:
             raise RunsError(f"only {len(ok)} non-diverged runs with a final loss; the loss model needs at least 5")
         base = self.feature_spec or FeatureSpec(lr_ref=reference_lr(runs),
-                                                blocks=self.blocks or FeatureSpec(1.0).blocks)
+                                                blocks=tuple(self.blocks or FeatureSpec(1.0).blocks))
         say(f"computing segment integrals for {len(runs)} runs")
         integrals = integrals_table(runs, base.lr_ref, base.history_escape)
         ok_int = integrals.loc[ok.index]
@@ -122,8 +160,8 @@ class BayesOptLaw:
         else:
             spec, self.exponent_search_ = self.feature_spec, None
         self.spec_ = spec
-        self.model_config["covariates"] = cov.resolve(self.model_config.get("covariates"), ok)
-        self.model_config["group_column"] = cov.resolve_group_column(self.model_config.get("group_column"), ok)
+        self.model_config_["covariates"] = cov.resolve(self.model_config_.get("covariates"), ok)
+        self.model_config_["group_column"] = cov.resolve_group_column(self.model_config_.get("group_column"), ok)
         X = self._with_covariates(design_matrix(ok_int, spec), ok, "runs")
         standardiser = Standardiser.fit(X)
         y_mean, y_sd = float(y.mean()), float(y.std()) or 1.0
@@ -144,7 +182,7 @@ class BayesOptLaw:
         # predictive sampling ("Scalar check failed"), so compiled PyTensor functions are not run concurrently
         say(f"sampling the loss model: {len(ok)} runs, {len(sizes)} model sizes, "
             f"{len(self.loss_feature_names_)} terms (4 chains, nutpie)")
-        self.loss_fit_ = LossLawFit.fit(data, standardiser, y_mean, y_sd, self.model_config, self.sampler_config,
+        self.loss_fit_ = LossLawFit.fit(data, standardiser, y_mean, y_sd, self.model_config_, self.sampler_config_,
                                         self.random_seed)
         _warn(self.loss_fit_.warnings)
         self.size_step_ = self._fit_size_step(ok, y)
@@ -168,6 +206,12 @@ class BayesOptLaw:
     prior_check_ = property(lambda self: self.loss_fit_.prior_check)
     ppc_ = property(lambda self: self.loss_fit_.ppc)
     loo_ = property(lambda self: self.loss_fit_.loo)
+    # ... and the divergence model's (None / NaN without one; see divergence.DivergenceFit)
+    div_idata_ = property(lambda self: None if self.div_fit_ is None else self.div_fit_.idata)
+    div_post_ = property(lambda self: None if self.div_fit_ is None else self.div_fit_.post)
+    div_diagnostics_ = property(lambda self: None if self.div_fit_ is None else self.div_fit_.diagnostics)
+    div_log_c_center_ = property(lambda self: None if self.div_fit_ is None else self.div_fit_.log_c_center)
+    unstable_excess_ = property(lambda self: float("nan") if self.div_fit_ is None else self.div_fit_.unstable_excess)
 
     def _fit_size_step(self, ok: pd.DataFrame, log_loss: np.ndarray) -> size_scaling.SizeStep:
         """Backtest of the nearest-size rule on the fitted sizes: for each adjacent pair, the law evaluated at the
@@ -184,7 +228,7 @@ class BayesOptLaw:
             backtests.append({"from": lower, "to": upper, "observed": log_loss[rows] - from_lower,
                               "chinchilla": size_scaling.chinchilla_log_shift(lower, upper, tokens),
                               "log_tokens": np.log(tokens), "in_sample": log_loss[rows] - fitted_here})
-        prior = lm.loss_priors(self.model_config)["size_step_token_slope"]
+        prior = lm.loss_priors(self.model_config_)["size_step_token_slope"]
         return size_scaling.SizeStep.from_backtests(backtests, prior)
 
     def _law_log_loss(self, runs: pd.DataFrame) -> np.ndarray:
@@ -197,12 +241,12 @@ class BayesOptLaw:
     def _fit_side_models(self, runs: pd.DataFrame, full: pd.DataFrame, say) -> None:
         """The divergence model (on ``runs``) and the stage model (on the stages of ``full``), when there is
         something to fit; their warnings come from this thread."""
-        self._set_divergence(None)
+        self.div_fit_ = None
         self.stage_fit_ = None
         if self.fit_divergence and runs["diverged"].any() and (~runs["diverged"]).any():
-            self._set_divergence(div.fit_divergence(runs, self.spec_.lr_ref, self.divergence_config,
-                                                    self.sampler_config, random_seed=self.random_seed + 1,
-                                                    draws=self.divergence_draws, say=say, emit_warnings=False))
+            self.div_fit_ = div.fit_divergence(runs, self.spec_.lr_ref, self.divergence_config_, self.sampler_config_,
+                                               random_seed=self.random_seed + 1, draws=self.divergence_draws, say=say,
+                                               emit_warnings=False)
             _warn(self.div_fit_.warnings)
         elif self.fit_divergence:
             warnings.warn("the runs table has no diverged runs (or only diverged runs): the divergence boundary "
@@ -215,13 +259,13 @@ class BayesOptLaw:
     @property
     def covariates_(self) -> list[str]:
         """The covariates the fitted law uses (resolved at fit time; a model saved before covariates has none)."""
-        names = self.model_config.get("covariates")
+        names = self.model_config_.get("covariates")
         return list(names) if isinstance(names, (list, tuple)) else []
 
     @property
     def _group_column(self) -> str | None:
         """The pooled group column (resolved at fit time; ``"auto"`` left by an older saved model means none)."""
-        col = self.model_config.get("group_column")
+        col = self.model_config_.get("group_column")
         return None if col in (None, "auto") else col
 
     @property
@@ -240,19 +284,11 @@ class BayesOptLaw:
         out are recorded in ``excluded_unstable_`` (run ids)."""
         keep = ~runs["diverged"].to_numpy(bool) & np.isfinite(runs["final_loss"].to_numpy(float))
         self.excluded_unstable_ = []
-        if self.divergence_config["exclude_unstable"]:
-            unstable = ins.label_outcomes(runs, self.divergence_config["unstable_gap"]) == "unstable"
+        if self.divergence_config_["exclude_unstable"]:
+            unstable = ins.label_outcomes(runs, self.divergence_config_["unstable_gap"]) == "unstable"
             self.excluded_unstable_ = runs.loc[keep & unstable, "run_id"].astype(str).tolist()
             keep &= ~unstable
         return keep
-
-    def _set_divergence(self, fit) -> None:
-        """Attach a fitted :class:`divergence.DivergenceFit` (also used when loading)."""
-        self.div_fit_ = fit
-        self.div_idata_, self.div_post_ = (None, None) if fit is None else (fit.idata, fit.post)
-        self.div_diagnostics_ = None if fit is None else fit.diagnostics
-        self.div_log_c_center_ = None if fit is None else fit.log_c_center
-        self.unstable_excess_ = float("nan") if fit is None else fit.unstable_excess
 
     def fit_continual(self, runs: pd.DataFrame, progress: Callable[[str], None] | None = None) -> "BayesOptLaw":
         """(Re)fit only the stage model on the continual-training rows of ``runs``, with this law's features.
@@ -261,6 +297,7 @@ class BayesOptLaw:
         by leave-one-stage-out evaluation (the pre-training law stays as it is).
         """
         self._check_fitted()
+        self._resolve_stage_configs()
         self.stage_fit_, self.stage_runs_ = self._fit_stage_model(validate_runs(runs), progress or (lambda m: None))
         _warn(self.stage_fit_.warnings)
         self.settings_ = fitted.model_settings(self)
@@ -280,7 +317,7 @@ class BayesOptLaw:
             f"{', '.join(sorted(set(scen)))} (4 chains, nutpie)")
         fit = ct.fit_stage_model(X_raw, np.log(stages["final_loss"].to_numpy(float)),
                                  stages["parent_run_id"].astype(str).to_numpy(), scen, self.spec_.feature_names,
-                                 self.stage_config, self.sampler_config, random_seed=self.random_seed + 2)
+                                 self.stage_config_, self.sampler_config_, random_seed=self.random_seed + 2)
         return fit, stages.reset_index(drop=True)
 
     # ------------------------------------------------------------------ prediction
@@ -354,7 +391,7 @@ class BayesOptLaw:
         """Whether unseen sizes are predicted at the nearest fitted size plus the size step of
         :mod:`bayes_optlaws.size_scaling` (``model_config["new_size"] == "nearest_size"``; a model saved before
         this option predicts them from its features)."""
-        return size_scaling.check_mode(self.model_config.get("new_size", "features")) == "nearest_size"
+        return size_scaling.check_mode(self.model_config_.get("new_size", "features")) == "nearest_size"
 
     def _size_anchored(self, cand: pd.DataFrame, hist: pd.DataFrame,
                        X_raw: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -423,12 +460,12 @@ class BayesOptLaw:
         """Draws of (mean, new-run) log loss from the pre-training law (samples × rows)."""
         level, _ = cov.group_index(cand, self._group_column, self.levels_, "candidates")
         return self.loss_fit_.predict_log_loss(self._with_covariates(X_raw, cand, "candidates"),
-                                               cand["model_params"].to_numpy(), level, self.model_config, rng)
+                                               cand["model_params"].to_numpy(), level, self.model_config_, rng)
 
     def _size_step_draws(self, law_cand: pd.DataFrame, cand: pd.DataFrame, S: int, rng) -> np.ndarray:
         """Draws (S × candidates) of the log-loss change from the size each candidate was evaluated at to its
         own size, by the size-scaling prior (0 where they are the same)."""
-        priors = lm.loss_priors(self.model_config)
+        priors = lm.loss_priors(self.model_config_)
         step = self.size_step_ if self.size_step_ is not None else size_scaling.SizeStep()
         factor = step.factor_draws_at(priors["size_scaling"], priors["size_step_spread"],
                                       priors["size_step_token_slope"], np.log(cand["tokens"].to_numpy(float)), S, rng)
@@ -443,7 +480,7 @@ class BayesOptLaw:
         head = (f"the law was fitted on one model size ({self.sizes_[0]:,} parameters): how the loss changes with "
                 "size is not learned from these data, so ")
         if self._nearest_size_rule():
-            prior = lm.loss_priors(self.model_config)["size_scaling"]
+            prior = lm.loss_priors(self.model_config_)["size_scaling"]
             return head + ("predictions at another size take the size step from Chinchilla's loss surface "
                            f"(Hoffmann et al. 2022) times an uncertain factor ({prior!r}), with the schedule's "
                            "effect at the fitted size; fit on at least two sizes to learn it")
@@ -502,6 +539,10 @@ class BayesOptLaw:
     @classmethod
     def load(cls, path) -> "BayesOptLaw":
         return fitted.load_model(path)
+
+
+#: the arguments of ``BayesOptLaw(...)``, in order: what :meth:`BayesOptLaw.get_params` returns
+CONSTRUCTOR_PARAMETERS = tuple(name for name in inspect.signature(BayesOptLaw.__init__).parameters if name != "self")
 
 
 def _warn(messages: list[str]) -> None:

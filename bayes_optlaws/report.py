@@ -267,10 +267,10 @@ def size_step_text(law) -> str:
     from .plots import human_count
     from .size_scaling import EXCESS_DISTANCE_POWER
 
-    if law.model_config.get("new_size", "features") != "nearest_size":
+    if law.model_config_.get("new_size", "features") != "nearest_size":
         return "from the law's features at that size (new_size='features')"
     step = law.size_step_
-    priors = loss_priors(law.model_config)
+    priors = loss_priors(law.model_config_)
     summary = step.summary(priors["size_scaling"], priors["size_step_spread"])
 
     steps = "; ".join(f"{p['k']:.2f} ({human_count(p['from'])} → {human_count(p['to'])})" for p in step.pairs)
@@ -309,7 +309,7 @@ def _summary_section(law, model_label: str | None) -> str:
         ("exponents p_s / p_cc / p_e / p_m", f"{spec.p_s:g} / {spec.p_cc:g} / {spec.p_e:g} / {spec.p_m:g}"),
         ("reference LR (normalised LR 1.0)", f"{spec.lr_ref:g}"),
         ("feature blocks", ", ".join(spec.blocks) + f" ({len(spec.feature_names)} features + intercept)"),
-        ("sampler", ", ".join(f"{k} {v}" for k, v in law.sampler_config.items() if k in ("chains", "draws",
+        ("sampler", ", ".join(f"{k} {v}" for k, v in law.sampler_config_.items() if k in ("chains", "draws",
                                                                                            "tune",
                                                                                            "nuts_sampler"))),
     ]

@@ -298,4 +298,4 @@ def test_a_fit_records_every_prior_as_a_dict(fitted_law):
     assert set(config["priors"]) == set(div.DEFAULT_DIVERGENCE_PRIORS)
     assert not set(div.SHORTHAND_KEYS) & set(config)
     assert {k: Prior.from_dict(v) for k, v in config["priors"].items()} == \
-        div.divergence_priors(fitted_law.divergence_config)
+        div.divergence_priors(fitted_law.divergence_config_)

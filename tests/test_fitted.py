@@ -102,6 +102,25 @@ def test_a_fitted_and_a_loaded_model_have_the_same_fitted_state(fitted_law, save
     assert loaded.settings_["id"] == fitted_law.settings_["id"]
     assert loaded.fit_seconds_ == pytest.approx(fitted_law.fit_seconds_)
     assert loaded.exponent_search_ is None and fitted_law.exponent_search_ is None  # a fixed FeatureSpec
+    assert loaded.model_config_ == fitted_law.model_config_ and loaded.sampler_config_ == fitted_law.sampler_config_
+
+
+def test_saving_and_loading_loop_over_every_component(fitted_law, saved_model):
+    """Each component of :data:`fitted.COMPONENTS` the law has is written to its own posterior file and comes
+    back with the same settings; one it lacks (no stage model in the synthetic table) has no file."""
+    import json as _json
+
+    from bayes_optlaws.fitted import COMPONENTS
+
+    loaded = load_model(saved_model)
+    present = [c for c in COMPONENTS if getattr(fitted_law, c.attribute) is not None]
+    assert {c.attribute for c in present} == {"loss_fit_", "div_fit_"}
+    for comp in COMPONENTS:
+        original, back = getattr(fitted_law, comp.attribute), getattr(loaded, comp.attribute)
+        assert (saved_model / comp.posterior_file).exists() == (original is not None) == (back is not None)
+        if original is not None:
+            assert _json.dumps(back.settings(), sort_keys=True, default=str) == \
+                _json.dumps(original.settings(), sort_keys=True, default=str)
 
 
 def test_saving_refuses_an_incomplete_fitted_state(fitted_law, tmp_path):

@@ -34,9 +34,9 @@ def test_settings_round_trip_predicts_identically(fitted_law):
     runs = fitted_law.train_runs_[~fitted_law.train_runs_["diverged"]].head(6).reset_index(drop=True)
     X = _design(fitted_law, runs)
     level = np.zeros(len(runs), dtype=int)
-    first = fit.predict_log_loss(X, runs["model_params"].to_numpy(), level, fitted_law.model_config,
+    first = fit.predict_log_loss(X, runs["model_params"].to_numpy(), level, fitted_law.model_config_,
                                  np.random.default_rng(5))
-    second = again.predict_log_loss(X, runs["model_params"].to_numpy(), level, fitted_law.model_config,
+    second = again.predict_log_loss(X, runs["model_params"].to_numpy(), level, fitted_law.model_config_,
                                     np.random.default_rng(5))
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
@@ -49,7 +49,7 @@ def test_prediction_is_close_to_the_fitted_runs_and_noisier_for_a_new_run(fitted
     runs = fitted_law.train_runs_[~fitted_law.train_runs_["diverged"]].reset_index(drop=True)
     runs = runs[fitted_law._loss_rows(runs)].reset_index(drop=True)
     mu, noisy = fitted_law.loss_fit_.predict_log_loss(_design(fitted_law, runs), runs["model_params"].to_numpy(),
-                                                      np.zeros(len(runs), dtype=int), fitted_law.model_config,
+                                                      np.zeros(len(runs), dtype=int), fitted_law.model_config_,
                                                       np.random.default_rng(0))
     y = np.log(runs["final_loss"].to_numpy())
     assert np.corrcoef(mu.mean(axis=0), y)[0, 1] > 0.95

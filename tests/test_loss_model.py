@@ -112,7 +112,7 @@ def test_numpy_scorer_matches_pymc_on_new_candidates(fitted_law):
                             {"family": "constant", "peak_lr": 0.006, "warmup": 50, "total": 1500})]})
     X_new = law.standardiser_.transform(design_matrix(integrals_table(new, law.spec_.lr_ref), law.spec_))
     g_new = np.full(len(new), 1)
-    model = lm.build_loss_model(data, law.model_config)
+    model = lm.build_loss_model(data, law.model_config_)
     with model:
         T, _ = lm.rotation(data.X)
         pm.set_data(lm.rotated_design(X_new, g_new, T, data.group_means), coords={"obs": np.arange(len(new))})

@@ -82,3 +82,34 @@ def test_a_refit_with_the_same_seed_is_identical_draw_for_draw(fitted_law, synth
         assert first.keys() == second.keys()
         for name in first:
             np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
+def test_the_constructor_stores_its_arguments_and_fit_resolves_them(fitted_law):
+    """scikit-learn's convention: get_params() gives back what the constructor got; fit() writes the resolved
+    configs (defaults filled in, priors resolved, covariates chosen) into *_config_ and leaves the arguments."""
+    from bayes_optlaws import loss_model as lm
+    from conftest import TEST_SAMPLER
+
+    params = fitted_law.get_params()
+    assert params["model_config"] is None and params["sampler_config"] == TEST_SAMPLER
+    assert params["random_seed"] == 3 and set(params) >= {"feature_spec", "divergence_config", "stage_config"}
+    assert set(lm.DEFAULT_MODEL_CONFIG) <= set(fitted_law.model_config_)
+    assert isinstance(fitted_law.model_config_["covariates"], list)  # "auto" resolved on the data
+    assert fitted_law.sampler_config_ == {**lm.DEFAULT_SAMPLER_CONFIG, **TEST_SAMPLER}
+
+
+def test_clone_is_unfitted_with_equal_but_independent_parameters(fitted_law):
+    twin = fitted_law.clone()
+    assert type(twin) is BayesOptLaw and twin.get_params() == fitted_law.get_params()
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(twin))  # no fitted state
+    twin.sampler_config["draws"] = 1
+    assert fitted_law.sampler_config["draws"] != 1  # deep copies: changing the clone leaves the original
+    with pytest.raises(RuntimeError, match="not fitted"):
+        twin.predict(fitted_law.train_runs_.head(2))
+
+
+def test_set_params_changes_arguments_and_refuses_unknown_names():
+    law = BayesOptLaw().set_params(random_seed=5, model_config={"nu": 4.0})
+    assert law.get_params()["random_seed"] == 5 and law.model_config == {"nu": 4.0}
+    with pytest.raises(ValueError, match="no parameter n_draws; its parameters are feature_spec"):
+        BayesOptLaw().set_params(n_draws=3)

@@ -278,5 +278,5 @@ def test_the_summary_states_how_an_unseen_size_is_predicted(fitted_law):
     assert f"{fitted_law.size_step_.error_rate:.4f} nats of log loss" in text
     assert ("γ = " in text) == (fitted_law.size_step_.token_slope_se != 0)
     features = copy.copy(fitted_law)
-    features.model_config = {**fitted_law.model_config, "new_size": "features"}
+    features.model_config_ = {**fitted_law.model_config_, "new_size": "features"}
     assert "new_size='features'" in size_step_text(features)

@@ -94,13 +94,13 @@ def test_one_size_law_takes_the_size_step_from_the_prior(one_size_law):
 
 def test_switching_the_prior_off_restores_the_feature_form_and_says_so(one_size_law):
     law = one_size_law
-    original = dict(law.model_config)
+    original = dict(law.model_config_)
     try:
-        law.model_config = {**original, "new_size": "features"}
+        law.model_config_ = {**original, "new_size": "features"}
         with pytest.warns(ExtrapolationWarning, match="new_size='features'"):
             off = law.predict_draws(_candidates([FIT_SIZE, 4 * FIT_SIZE]))
     finally:
-        law.model_config = original
+        law.model_config_ = original
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         on = law.predict_draws(_candidates([FIT_SIZE, 4 * FIT_SIZE]))
@@ -119,7 +119,7 @@ def test_several_sizes_predict_an_unseen_size_from_the_nearest_fitted_one(fitted
         law_alone = fitted_law.predict_draws(cand.iloc[[0, 2]])
     log_mu = np.log(draws.loss)
     k = (log_mu[:, 1] - log_mu[:, 0]) / float(chinchilla_log_shift(sizes[-1], 4 * sizes[-1], 1000 * 4096))
-    priors = loss_priors(fitted_law.model_config)
+    priors = loss_priors(fitted_law.model_config_)
     summary = fitted_law.size_step_.summary(priors["size_scaling"], priors["size_step_spread"])
     assert summary["pairs"] == 2  # 25K -> 80K and 80K -> 200K
     assert np.median(k) == pytest.approx(summary["k_median"], rel=0.1)

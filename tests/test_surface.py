@@ -70,7 +70,7 @@ def test_surface_grid_matches_observed_losses_on_their_own_grid(fitted_law, synt
 
 def test_surface_grid_without_a_divergence_model(fitted_law):
     law = copy.copy(fitted_law)
-    law.div_post_ = None
+    law.div_fit_ = None
     grid = surface.surface_grid(law, N, STEPS, TPS, peak_lrs=[1e-2, 3e-1], warmups=[0.0, 0.1])
     assert not grid.has_divergence and np.all(np.isnan(grid.p_diverge))
     assert grid.stable().all()

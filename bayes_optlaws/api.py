@@ -17,17 +17,19 @@ import pandas as pd
 from .optlaw import BayesOptLaw, PredictionDraws
 from .paths import DEFAULT_MODEL, DEFAULT_RUNS
 from .ranking import Ranking, rank
-from .runs import RunsError, read_candidates, read_runs, validate_candidates
+from .runs import RunsError, read_candidate_table, read_table
+from .runset import RunSet
 from .schedules import scale_spec
 
 
-def _runs_frame(runs) -> pd.DataFrame:
-    if isinstance(runs, pd.DataFrame):
-        return runs
+def _run_set(runs) -> RunSet:
+    """A runs table (a path, a DataFrame or a run set) validated once, into a run set."""
+    if isinstance(runs, (pd.DataFrame, RunSet)):
+        return RunSet.of_runs(runs)
     path = Path(runs)
     if path == DEFAULT_RUNS and not path.exists():
         raise RunsError(f"the embedded grid {path} is missing from this checkout")
-    return read_runs(path)[0]
+    return RunSet.of_runs(read_table(path), where=str(path))
 
 
 def fit(runs=DEFAULT_RUNS, *, random_seed: int = 0, sampler_config: dict | None = None, progress=None,
@@ -35,7 +37,7 @@ def fit(runs=DEFAULT_RUNS, *, random_seed: int = 0, sampler_config: dict | None 
     """Fit a :class:`BayesOptLaw` on a runs table (path or DataFrame); ``groups`` selects the fitting rows
     (default: group "main" when present, else all)."""
     return BayesOptLaw(random_seed=random_seed, sampler_config=sampler_config, **kwargs).fit(
-        _runs_frame(runs), progress=progress, groups=groups)
+        _run_set(runs), progress=progress, groups=groups)
 
 
 def load(path=DEFAULT_MODEL) -> BayesOptLaw:
@@ -43,10 +45,11 @@ def load(path=DEFAULT_MODEL) -> BayesOptLaw:
     return BayesOptLaw.load(path)
 
 
-def _candidates_frame(candidates) -> pd.DataFrame:
-    if isinstance(candidates, pd.DataFrame):
-        return validate_candidates(candidates)
-    return read_candidates(candidates)
+def _candidate_set(candidates) -> RunSet:
+    """Candidates (a path, a DataFrame or a run set) validated once, into a run set."""
+    if isinstance(candidates, (pd.DataFrame, RunSet)):
+        return RunSet.of_candidates(candidates)
+    return RunSet.of_candidates(read_candidate_table(candidates), where=str(candidates))
 
 
 def _training_tokens_per_step(law: BayesOptLaw) -> int:
@@ -75,8 +78,9 @@ def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=
     runs (their ``group`` label, e.g. ``weak_shift``: more of the same data, ``strong_shift``: new data).
     ``history_schedules``: instead of a parent in a runs table, the earlier stages' schedules (oldest first; any
     schedule form, dict or JSON) at the candidates' tokens per step — a checkpoint the model has never seen."""
-    cand = _candidates_frame(candidates).copy()
+    cand_set = _candidate_set(candidates)
     if tokens is not None:
+        cand = cand_set.table.copy()
         if tokens_per_step is None and ("tokens_per_step" not in cand.columns or cand["tokens_per_step"].isna().any()):
             from_training = _training_tokens_per_step(law)
             if "tokens_per_step" not in cand.columns:
@@ -87,20 +91,22 @@ def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=
         tps = cand["tokens_per_step"] if tokens_per_step is None else pd.Series(tokens_per_step, index=cand.index)
         cand["schedule"] = [json.dumps(scale_spec(s, int(round(tokens / int(t))))) for s, t in
                             zip(cand["schedule"], tps)]
-    history = _runs_frame(runs) if runs is not None else None
+        cand_set = RunSet.of_candidates(cand)  # new schedules: parsed (and checked) once more
+    cand = cand_set.table
+    history = _run_set(runs) if runs is not None else None
     if history_schedules:
         if parent_run_id is not None:
             raise RunsError("give either parent_run_id (--parent: the history is in a runs table) or explicit "
                             "earlier-stage schedules (--history), not both")
         history, parent_run_id = explicit_history(history_schedules, cand, tokens_per_step)
-    return law.predict_draws(cand, model_params=model_params, tokens_per_step=tokens_per_step,
+    return law.predict_draws(cand_set, model_params=model_params, tokens_per_step=tokens_per_step,
                              parent_run_id=parent_run_id, scenario=scenario, history_runs=history,
                              random_seed=random_seed)
 
 
-def explicit_history(schedules, candidates: pd.DataFrame, tokens_per_step=None) -> tuple[pd.DataFrame, str]:
-    """A history table for explicit earlier-stage schedules (oldest first): rows ``history-1`` … ``history-k``
-    chained by ``parent_run_id``; returns ``(table, run_id of the last stage)``."""
+def explicit_history(schedules, candidates: pd.DataFrame, tokens_per_step=None) -> tuple[RunSet, str]:
+    """A history for explicit earlier-stage schedules (oldest first): rows ``history-1`` … ``history-k``
+    chained by ``parent_run_id``, as a run set; returns ``(run set, run_id of the last stage)``."""
     from .schedules import Schedule
 
     if tokens_per_step is None:
@@ -108,18 +114,18 @@ def explicit_history(schedules, candidates: pd.DataFrame, tokens_per_step=None) 
         if len(tps) != 1:
             raise RunsError("explicit history needs one tokens per step: give --tokens-per-step")
         tokens_per_step = int(tps[0])
-    rows = []
+    rows, parsed = [], []
     for i, spec in enumerate(schedules, start=1):
         text = spec if isinstance(spec, str) else json.dumps(spec)
         try:
-            Schedule.from_spec(text)
+            parsed.append(Schedule.from_spec(text))
         except Exception as exc:
             raise RunsError(f"history stage {i}: {exc}") from None
         rows.append({"run_id": f"history-{i}", "schedule": text, "tokens_per_step": int(tokens_per_step),
                      "parent_run_id": f"history-{i - 1}" if i > 1 else None})
     if not rows:
         raise RunsError("explicit history is empty: give at least one earlier-stage schedule")
-    return pd.DataFrame(rows), rows[-1]["run_id"]
+    return RunSet(pd.DataFrame(rows), tuple(parsed)), rows[-1]["run_id"]
 
 
 def rank_candidates(law: BayesOptLaw, candidates, *, delta: float | None = None, max_p_diverge: float = 0.05,

@@ -89,6 +89,7 @@ from . import instability as ins
 from . import loss_model as lm
 from .posterior import posterior_arrays
 from .priors import SCALE_PARAMETER, Prior, PriorError, recorded_config, resolve_priors, shorthand_priors
+from .runset import RunSet
 from .schedules import Schedule
 
 GRID_POINTS = 128
@@ -633,20 +634,23 @@ class DivergenceFit:
         """The plain-language messages of its prior predictive check and sampler diagnostics."""
         return list((self.prior_check or {}).get("warnings", [])) + list((self.diagnostics or {}).get("warnings", []))
 
-    def inputs(self, runs: pd.DataFrame) -> DivergenceInputs:
-        """Schedule grids and (when the fit has feature statistics) standardised features of ``runs``."""
-        schedules = [Schedule.from_spec(s) for s in runs["schedule"]]
-        inp = divergence_inputs(schedules, runs["tokens_per_step"], runs["model_params"], self.lr_ref,
+    def inputs(self, runs: RunSet) -> DivergenceInputs:
+        """Schedule grids and (when the fit has feature statistics) standardised features of a run set's rows
+        (``tokens_per_step``, ``model_params`` and their parsed schedules)."""
+        table = runs.table
+        inp = divergence_inputs(runs.schedules, table["tokens_per_step"], table["model_params"], self.lr_ref,
                                 self.log_N_center, self.log_D_center, int(self.config["grid_points"]),
                                 self.log_B_center, self.sizes)
         return standardise_features(inp, self.feature_stats) if self.feature_stats else inp
 
-    def predict(self, runs: pd.DataFrame | DivergenceInputs,
+    def predict(self, runs: "RunSet | pd.DataFrame | DivergenceInputs",
                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(P(diverge), P(unstable)) draws (samples × rows) for a runs-like table (``schedule``,
-        ``tokens_per_step``, ``model_params``) or for its :meth:`inputs` (numpy only from there on: the
-        per-schedule Python work is all in :meth:`inputs`)."""
-        inp = runs if isinstance(runs, DivergenceInputs) else self.inputs(runs)
+        """(P(diverge), P(unstable)) draws (samples × rows) for a run set (a runs table or candidate list with
+        ``schedule``, ``model_params`` and ``tokens_per_step`` is validated into one) or for its :meth:`inputs`
+        (numpy only from there on: the per-schedule Python work is all in :meth:`inputs`)."""
+        if not isinstance(runs, DivergenceInputs):
+            runs = self.inputs(runs if isinstance(runs, RunSet) else RunSet.of_candidates(runs))
+        inp = runs
         return predict_outcome(self.post, inp, self.log_lr_center, self.config["outcome"], rng)
 
     def settings(self) -> dict:
@@ -713,16 +717,18 @@ def prior_predictive_check(model: pm.Model, codes: np.ndarray, kind: str, draws:
     return out
 
 
-def fit_divergence(runs: pd.DataFrame, lr_ref: float, config: dict | None = None,
+def fit_divergence(run_set: "RunSet | pd.DataFrame", lr_ref: float, config: dict | None = None,
                    sampler_config: dict | None = None, random_seed: int = 0, draws: int | None = None,
                    say=None, emit_warnings: bool = True) -> DivergenceFit:
-    """Fit the divergence / instability model on a validated runs table (single-stage runs with ``diverged``
-    and ``final_loss``).  Outcomes come from :func:`instability.label_outcomes` with the config's
+    """Fit the divergence / instability model on a run set (single-stage runs with ``diverged`` and
+    ``final_loss``; a DataFrame is validated into one).  Outcomes come from :func:`instability.label_outcomes` with the config's
     ``unstable_gap``.  Raises ``ValueError`` when no run, or every run, diverged (nothing to learn).
     ``emit_warnings=False`` leaves the prior-check and diagnostic messages in the fit (for a caller that runs this
     in a worker thread and warns from its own)."""
 
     cfg = recorded_divergence_config(config)  # every prior checked, and recorded as dicts, before any slow work
+    run_set = RunSet.of_runs(run_set)
+    runs = run_set.table
     scfg = {**lm.DEFAULT_SAMPLER_CONFIG, **(sampler_config or {})}
     labels = ins.label_outcomes(runs, cfg["unstable_gap"])
     codes = ins.outcome_codes(labels)
@@ -737,7 +743,7 @@ def fit_divergence(runs: pd.DataFrame, lr_ref: float, config: dict | None = None
         float(np.log(runs["tokens_per_step"].to_numpy(float)).mean()), 0.0, 0.0,
         sorted(int(s) for s in runs["model_params"].unique()), ins.unstable_excess(runs, cfg["unstable_gap"]),
         len(runs), {o: int(np.sum(labels == o)) for o in ins.OUTCOMES})
-    inp = fit.inputs(runs)
+    inp = fit.inputs(run_set)
     fit.feature_stats = feature_stats(inp)
     standardise_features(inp, fit.feature_stats)
     fit.log_c_center = _centre_log_c(inp.eta_max, diverged)

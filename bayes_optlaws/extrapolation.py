@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .schedules import Schedule
+from .runset import RunSet
 
 #: factor beyond which a prediction is flagged, per quantity
 WARN_FACTORS = {"N": 4.0, "D": 4.0, "lr": 2.0, "tps": 2.0}
@@ -40,10 +40,14 @@ class ExtrapolationWarning(UserWarning):
     """A candidate lies far outside the range of the runs the law was fitted on."""
 
 
-def _quantities(table: pd.DataFrame) -> dict[str, np.ndarray]:
-    peak = np.array([Schedule.from_spec(s).peak_lr for s in table["schedule"]], dtype=float)
-    return {"N": table["model_params"].to_numpy(float), "D": table["tokens"].to_numpy(float), "lr": peak,
+def _quantities(runs: RunSet) -> dict[str, np.ndarray]:
+    table = runs.table
+    return {"N": table["model_params"].to_numpy(float), "D": table["tokens"].to_numpy(float), "lr": runs.peak_lr,
             "tps": table["tokens_per_step"].to_numpy(float)}
+
+
+def _run_set(runs: "RunSet | pd.DataFrame") -> RunSet:
+    return RunSet.of_table(runs, required=("schedule", "model_params", "tokens", "tokens_per_step"))
 
 
 @dataclass
@@ -56,10 +60,12 @@ class FittedRange:
     loss_floor: float
 
     @classmethod
-    def from_runs(cls, runs: pd.DataFrame, vocab_size: float | None = None) -> "FittedRange":
-        """The range of a (validated) runs table; ``vocab_size`` (or a unique ``x_vocab_size`` column) sets the
-        ceiling to ``ln(vocab_size)``."""
+    def from_runs(cls, runs: "RunSet | pd.DataFrame", vocab_size: float | None = None) -> "FittedRange":
+        """The range of a run set (or a validated runs table); ``vocab_size`` (or a unique ``x_vocab_size``
+        column) sets the ceiling to ``ln(vocab_size)``."""
+        runs = _run_set(runs)
         q = _quantities(runs)
+        runs = runs.table
         if vocab_size is None and "x_vocab_size" in runs.columns:
             sizes = pd.to_numeric(runs["x_vocab_size"], errors="coerce").dropna().unique()
             vocab_size = float(sizes.max()) if len(sizes) else None
@@ -69,11 +75,12 @@ class FittedRange:
         return cls({k: float(v.min()) for k, v in q.items()}, {k: float(v.max()) for k, v in q.items()}, ceiling,
                    0.25 * float(finite.min()))
 
-    def factors(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Extrapolation factors (≥ 1) per row of a candidate table with ``model_params, tokens,
-        tokens_per_step, schedule``: columns ``extrap_N, extrap_D, extrap_lr, extrap_tps, extrap_max``."""
-        q = _quantities(table)
-        out = pd.DataFrame(index=table.index)
+    def factors(self, candidates: "RunSet | pd.DataFrame") -> pd.DataFrame:
+        """Extrapolation factors (≥ 1) per row of a candidate run set (or table with ``model_params, tokens,
+        tokens_per_step, schedule``): columns ``extrap_N, extrap_D, extrap_lr, extrap_tps, extrap_max``."""
+        candidates = _run_set(candidates)
+        q = _quantities(candidates)
+        out = pd.DataFrame(index=candidates.table.index)
         for key, x in q.items():
             with np.errstate(divide="ignore", invalid="ignore"):
                 f = np.maximum.reduce([x / self.high[key], self.low[key] / x, np.ones_like(x)])

@@ -17,14 +17,14 @@ ours"); they are hypotheses tested by the ablation in :mod:`bayes_optlaws.evalua
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .runs import history_of
+from .runs import RunsError
+from .runset import RunSet
 from .schedules import Schedule
 
 BLOCKS = ("scale", "convergence", "escape", "mixed")
@@ -146,56 +146,58 @@ def segment_integrals(schedule: Schedule, tokens_per_step: int, model_params: fl
                             warnings=warnings)
 
 
-def reference_lr(runs: pd.DataFrame) -> float:
+def reference_lr(runs: "RunSet") -> float:
     """The default ``lr_ref`` of a fit: the largest peak LR (raw units) of the runs' schedules — the LR the
     features call 1.0 (one rule for the law, its least-squares twin and the divergence model)."""
-    return float(max(Schedule.from_spec(s).peak_lr for s in runs["schedule"]))
+    return float(RunSet.of_table(runs, required=("schedule",)).peak_lr.max())
 
 
-def stages_from_runs(runs: pd.DataFrame, run_id: str) -> list[Stage]:
-    """Earlier stages of ``run_id`` (oldest first) as :class:`Stage` objects."""
-    return [Stage(Schedule.from_spec(r["schedule"]), int(r["tokens_per_step"])) for r in history_of(runs, run_id)]
+def stages_from_runs(runs: "RunSet", run_id: str) -> list[Stage]:
+    """Earlier stages of ``run_id`` (oldest first: its parent, the parent's parent, ...) as :class:`Stage`
+    objects, from a run set's parsed schedules (RunsError when ``run_id`` or a parent is not in it)."""
+    runs = RunSet.of_table(runs)
+    table = runs.table
+    chain = []
+    parent = table["parent_run_id"].iloc[runs.position(run_id)] if "parent_run_id" in table.columns else None
+    while isinstance(parent, str) and parent:
+        try:
+            row = runs.position(parent)
+        except RunsError:
+            raise RunsError(f"parent_run_id {parent!r} is not in the runs table that holds the history") from None
+        chain.append(Stage(runs.schedules[row], int(table["tokens_per_step"].iloc[row])))
+        parent = table["parent_run_id"].iloc[row]
+    return chain[::-1]
 
 
-def integrals_table(runs: pd.DataFrame, lr_ref: float, history_escape: str = "none",
-                    history_runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Segment integrals for every row of a (validated) runs table, indexed like ``runs``.
+def integrals_table(runs: "RunSet", lr_ref: float, history_escape: str = "none",
+                    history_runs: "RunSet | None" = None) -> pd.DataFrame:
+    """Segment integrals for every row of a run set, indexed like its table.
 
-    Rows with ``parent_run_id`` use their history from ``history_runs`` (default: ``runs`` itself).
+    Rows with ``parent_run_id`` take their earlier stages from ``history_runs`` (default: ``runs`` itself).
+    :meth:`RunSet.integrals` keeps the result for the next call with the same arguments; a DataFrame (with
+    ``run_id, schedule, tokens_per_step, model_params``) is parsed here, not validated.
     """
-    lookup = runs if history_runs is None else history_runs
+    runs = RunSet.of_table(runs, required=("schedule", "tokens_per_step", "model_params"))
+    lookup = runs if history_runs is None else RunSet.of_table(history_runs, "history runs")
+    table = runs.table
+    parents = table["parent_run_id"] if "parent_run_id" in table.columns else [None] * len(table)
     rows = []
-    parents = runs["parent_run_id"] if "parent_run_id" in runs.columns else [None] * len(runs)
-    for schedule, tps, params, parent in zip(runs["schedule"], runs["tokens_per_step"], runs["model_params"],
+    for schedule, tps, params, parent in zip(runs.schedules, table["tokens_per_step"], table["model_params"],
                                              parents):
-        if isinstance(parent, str) and parent:
-            seg = segment_integrals(Schedule.from_spec(schedule), int(tps), float(params), lr_ref,
-                                    _history_from_parent(lookup, parent), history_escape)
-            rows.append(tuple(getattr(seg, c) for c in INTEGRAL_COLUMNS))
-        else:
-            rows.append(_single_stage_integrals(str(schedule), int(tps), float(params), float(lr_ref)))
-    return pd.DataFrame(rows, index=runs.index, columns=list(INTEGRAL_COLUMNS))
+        history = _history_with_parent(lookup, parent) if isinstance(parent, str) and parent else None
+        seg = segment_integrals(schedule, int(tps), float(params), float(lr_ref), history, history_escape)
+        rows.append(tuple(getattr(seg, c) for c in INTEGRAL_COLUMNS))
+    return pd.DataFrame(rows, index=table.index, columns=list(INTEGRAL_COLUMNS))
 
 
-@lru_cache(maxsize=32768)
-def _single_stage_integrals(schedule: str, tokens_per_step: int, model_params: float,
-                            lr_ref: float) -> tuple[float, ...]:
-    """Segment integrals of a run trained from scratch, cached: every method of an evaluation (and every fold)
-    asks for the same runs again, and on a 1,800-run table the schedule grids dominate the cost."""
-    seg = segment_integrals(Schedule.from_spec(schedule), tokens_per_step, model_params, lr_ref)
-    return tuple(getattr(seg, c) for c in INTEGRAL_COLUMNS)
-
-
-def _history_from_parent(runs: pd.DataFrame, parent_id: str) -> list[Stage]:
-    by_id = runs.set_index("run_id", drop=False)
-    if parent_id not in by_id.index:
-        from .runs import RunsError
-
-        raise RunsError(f"parent_run_id {parent_id!r} is not in the runs table that holds the history")
-    chain = [*stages_from_runs(runs, parent_id)]
-    row = by_id.loc[parent_id]
-    chain.append(Stage(Schedule.from_spec(row["schedule"]), int(row["tokens_per_step"])))
-    return chain
+def _history_with_parent(lookup: RunSet, parent: str) -> list[Stage]:
+    """The stages a continuation of ``parent`` has behind it: the parent's own history and the parent."""
+    try:
+        row = lookup.position(parent)
+    except RunsError:
+        raise RunsError(f"parent_run_id {parent!r} is not in the runs table that holds the history") from None
+    own = Stage(lookup.schedules[row], int(lookup.table["tokens_per_step"].iloc[row]))
+    return [*stages_from_runs(lookup, parent), own]
 
 
 def design_matrix(integrals: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:

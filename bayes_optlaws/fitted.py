@@ -36,7 +36,8 @@ from .features import FeatureSpec
 from .jsonsafe import json_safe
 from .loss_law import LossLawFit
 from .size_scaling import SizeStep
-from .runs import RunsError, atomic_write_text, validate_runs
+from .runs import RunsError, atomic_write_text
+from .runset import RunSet
 
 FORMAT_VERSION = 1
 SETTINGS = "settings.json"
@@ -78,9 +79,9 @@ COMPONENTS = (
                     lambda own, _all, idata: ct.StageFit.from_settings(own, idata)),
 )
 
-#: the tables a law keeps, as CSV files: (attribute, file); ``history_runs_`` is written only when it holds more
-#: than ``train_runs_`` and ``stage_runs_`` only with a stage model
-TABLES = (("train_runs_", RUNS_FILE), ("history_runs_", HISTORY_FILE), ("stage_runs_", STAGE_RUNS_FILE))
+#: the tables a law keeps, as CSV files: (attribute, file); the history is written only when it holds more than
+#: the training runs and the stage runs only with a stage model
+TABLES = (("train_set_", RUNS_FILE), ("history_set_", HISTORY_FILE), ("stage_runs_", STAGE_RUNS_FILE))
 
 #: the rest of a BayesOptLaw's fitted state, set by fit() and by load_model() alike
 OWN_ATTRIBUTES = (
@@ -91,7 +92,7 @@ OWN_ATTRIBUTES = (
 
 #: the fitted state of a BayesOptLaw: what fit() sets, save_model() writes and load_model() restores (the
 #: completeness guard: a fitted and a loaded model have exactly these, tested)
-FITTED_ATTRIBUTES = (tuple(c.attribute for c in COMPONENTS) + ("train_runs_", "history_runs_") + OWN_ATTRIBUTES)
+FITTED_ATTRIBUTES = (tuple(c.attribute for c in COMPONENTS) + ("train_set_", "history_set_") + OWN_ATTRIBUTES)
 
 
 class ModelFormatError(RunsError):
@@ -163,7 +164,8 @@ def save_model(law, path, force: bool = False) -> Path:
             _write(_subset(fitted.idata, keep, drop=comp.drop), path / comp.posterior_file)
     for attribute, file in TABLES:
         if _table_is_stored(law, attribute):
-            getattr(law, attribute).to_csv(path / file, index=False)
+            table = getattr(law, attribute)
+            (table.table if isinstance(table, RunSet) else table).to_csv(path / file, index=False)
     atomic_write_text(path / SETTINGS, json.dumps(settings, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -171,7 +173,7 @@ def save_model(law, path, force: bool = False) -> Path:
 def _table_is_stored(law, attribute: str) -> bool:
     """Whether :data:`TABLES`' ``attribute`` is written: the history only when larger than the training table,
     the stage runs only with a stage model."""
-    if attribute == "history_runs_":
+    if attribute == "history_set_":
         return len(law.history_runs_) != len(law.train_runs_)
     if attribute == "stage_runs_":
         return law.stage_fit_ is not None
@@ -254,8 +256,8 @@ def load_model(path):
     law.settings_ = s
     law.excluded_unstable_ = list(s.get("excluded_unstable") or [])
     law.size_step_ = SizeStep.from_dict(s["size_step"]) if s.get("size_step") is not None else None
-    law.train_runs_ = _read_runs(path / RUNS_FILE)
-    law.history_runs_ = _read_runs(path / HISTORY_FILE) if (path / HISTORY_FILE).exists() else law.train_runs_
+    law.train_set_ = _read_runs(path / RUNS_FILE)
+    law.history_set_ = _read_runs(path / HISTORY_FILE) if (path / HISTORY_FILE).exists() else law.train_set_
     if law.stage_fit_ is not None:
         law.stage_runs_ = pd.read_csv(path / STAGE_RUNS_FILE, dtype=CSV_TYPES)
     if data_hash(law.train_runs_) != law.data_hash_:
@@ -267,11 +269,11 @@ def load_model(path):
 CSV_TYPES = {"run_id": str, "parent_run_id": str, "schedule": str}
 
 
-def _read_runs(path: Path) -> pd.DataFrame:
-    """A runs table of a model directory, validated (a missing file is a ModelFormatError)."""
+def _read_runs(path: Path) -> RunSet:
+    """A runs table of a model directory as a run set (a missing file is a ModelFormatError)."""
     if not path.exists():
         raise ModelFormatError(f"{path}: missing from the model directory; refit the model")
-    return validate_runs(pd.read_csv(path, dtype=CSV_TYPES), where=str(path))
+    return RunSet.of_runs(pd.read_csv(path, dtype=CSV_TYPES), where=str(path))
 
 
 def data_hash(runs: pd.DataFrame) -> str:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from .ranking import Ranking, candidate_summary, rank
 from .runs import RunsError
+from .runset import RunSet
 
 FAMILIES = ("linear", "cosine", "wsd-linear", "wsd-1-sqrt", "constant")
 DEFAULT_WARMUPS = (0.0, 0.01, 0.02, 0.05, 0.1)
@@ -53,13 +54,10 @@ def candidate_grid(total_steps: int, peak_lrs, warmups=DEFAULT_WARMUPS, cooldown
 def default_peak_lrs(law, n: int = 9, continual: bool = False) -> np.ndarray:
     """Log-spaced peak LRs spanning the training data's range of peak LRs (for a continuation predicted by the
     stage model: the range of its stage runs, which is all that model has seen)."""
-    from .schedules import Schedule
-
-    runs = law.train_runs_
+    runs = law.train_set_
     if continual and law.stage_fit_ is not None:
-        runs = law.stage_runs_
-    peaks = [Schedule.from_spec(s).peak_lr for s in runs["schedule"]]
-    return np.geomspace(min(peaks), max(peaks), n)
+        runs = RunSet.of_table(law.stage_runs_, "stage runs")
+    return np.geomspace(runs.peak_lr.min(), runs.peak_lr.max(), n)
 
 
 def optimize(law, *, model_params: int, tokens: int, tokens_per_step: int, families=FAMILIES, peak_lrs=None,

@@ -30,10 +30,9 @@ from . import loss_model as lm
 from . import size_scaling
 from . import fitted
 from .fitted import data_hash, model_id  # noqa: F401  (re-exported: a fitted model's identity lives in fitted.py)
-from .features import (FeatureSpec, Standardiser, design_matrix, integrals_table, reference_lr,
-                       select_exponents)
-from .runs import RunsError, validate_candidates, validate_runs
-from .schedules import Schedule
+from .features import FeatureSpec, Standardiser, design_matrix, reference_lr, select_exponents
+from .runs import RunsError
+from .runset import RunSet
 from .extrapolation import ExtrapolationWarning, FittedRange
 from .loss_law import LossLawFit
 from .draws import PredictionDraws  # noqa: F401  (re-exported: moved to draws.py)
@@ -137,22 +136,22 @@ class BayesOptLaw:
         self._resolve_configs()
         div.divergence_priors(self.divergence_config_)
         size_scaling.check_mode(self.model_config_.get("new_size"))
-        full = validate_runs(runs)
-        runs = select_fit_rows(full, groups)
-        runs = runs[~ct.is_stage(runs)].reset_index(drop=True)
-        if runs.empty:
+        full = RunSet.of_runs(runs)
+        train = full.rows(fit_row_mask(full.table, groups) & ~ct.is_stage(full.table).to_numpy())
+        if not len(train):
             raise RunsError("the runs table has no single-stage runs (every row has a parent_run_id); the "
                             "pre-training law needs runs trained from scratch")
-        self.history_runs_ = full
-        self.train_runs_ = runs
-        ok = runs[self._loss_rows(runs)]
-        if len(ok) < 5:
-            raise RunsError(f"only {len(ok)} non-diverged runs with a final loss; the loss model needs at least 5")
-        base = self.feature_spec or FeatureSpec(lr_ref=reference_lr(runs),
+        self.history_set_, self.train_set_ = full, train
+        runs = train.table
+        base = self.feature_spec or FeatureSpec(lr_ref=reference_lr(train),
                                                 blocks=tuple(self.blocks or FeatureSpec(1.0).blocks))
         say(f"computing segment integrals for {len(runs)} runs")
-        integrals = integrals_table(runs, base.lr_ref, base.history_escape)
-        ok_int = integrals.loc[ok.index]
+        train.integrals(base.lr_ref, base.history_escape)
+        fit_set = train.rows(self._loss_rows(runs))  # its integrals come along
+        ok = fit_set.table
+        if len(ok) < 5:
+            raise RunsError(f"only {len(ok)} non-diverged runs with a final loss; the loss model needs at least 5")
+        ok_int = fit_set.integrals(base.lr_ref, base.history_escape)
         y = np.log(ok["final_loss"].to_numpy(float))
         if self.feature_spec is None:
             say("searching exponent groups (inner 5-fold CV within blocks)")
@@ -185,8 +184,8 @@ class BayesOptLaw:
         self.loss_fit_ = LossLawFit.fit(data, standardiser, y_mean, y_sd, self.model_config_, self.sampler_config_,
                                         self.random_seed)
         _warn(self.loss_fit_.warnings)
-        self.size_step_ = self._fit_size_step(ok, y)
-        self._fit_side_models(runs, full, say)
+        self.size_step_ = self._fit_size_step(fit_set, y)
+        self._fit_side_models(train, full, say)
         self.fit_seconds_ = time.perf_counter() - t0
         self.data_hash_ = data_hash(runs)
         self.settings_ = fitted.model_settings(self)
@@ -206,6 +205,10 @@ class BayesOptLaw:
     prior_check_ = property(lambda self: self.loss_fit_.prior_check)
     ppc_ = property(lambda self: self.loss_fit_.ppc)
     loo_ = property(lambda self: self.loss_fit_.loo)
+    # the training tables of the run sets (train_set_: the single-stage runs the law is fitted on, history_set_:
+    # the whole table, where continual-training candidates find their parents)
+    train_runs_ = property(lambda self: self.train_set_.table)
+    history_runs_ = property(lambda self: self.history_set_.table)
     # ... and the divergence model's (None / NaN without one; see divergence.DivergenceFit)
     div_idata_ = property(lambda self: None if self.div_fit_ is None else self.div_fit_.idata)
     div_post_ = property(lambda self: None if self.div_fit_ is None else self.div_fit_.post)
@@ -213,37 +216,37 @@ class BayesOptLaw:
     div_log_c_center_ = property(lambda self: None if self.div_fit_ is None else self.div_fit_.log_c_center)
     unstable_excess_ = property(lambda self: float("nan") if self.div_fit_ is None else self.div_fit_.unstable_excess)
 
-    def _fit_size_step(self, ok: pd.DataFrame, log_loss: np.ndarray) -> size_scaling.SizeStep:
+    def _fit_size_step(self, ok: RunSet, log_loss: np.ndarray) -> size_scaling.SizeStep:
         """Backtest of the nearest-size rule on the fitted sizes: for each adjacent pair, the law evaluated at the
         smaller size for every run of the larger one, and the factor on Chinchilla's step that takes it to the
         observed log losses (:class:`~bayes_optlaws.size_scaling.SizeStep`)."""
         backtests = []
-        sizes = ok["model_params"].to_numpy()
+        sizes = ok.table["model_params"].to_numpy()
         for lower, upper in zip(self.sizes_[:-1], self.sizes_[1:]):
             rows = sizes == upper
-            upper_runs = ok[rows].reset_index(drop=True)
+            upper_runs = ok.rows(rows)
             fitted_here, from_lower = (self._law_log_loss(upper_runs.assign(model_params=size))
                                        for size in (upper, lower))
-            tokens = upper_runs["tokens"].to_numpy(float)
+            tokens = upper_runs.table["tokens"].to_numpy(float)
             backtests.append({"from": lower, "to": upper, "observed": log_loss[rows] - from_lower,
                               "chinchilla": size_scaling.chinchilla_log_shift(lower, upper, tokens),
                               "log_tokens": np.log(tokens), "in_sample": log_loss[rows] - fitted_here})
         prior = lm.loss_priors(self.model_config_)["size_step_token_slope"]
         return size_scaling.SizeStep.from_backtests(backtests, prior)
 
-    def _law_log_loss(self, runs: pd.DataFrame) -> np.ndarray:
+    def _law_log_loss(self, runs: RunSet) -> np.ndarray:
         """Posterior-mean log loss of the pre-training law for single-stage ``runs`` at their ``model_params``
         (which must be fitted sizes)."""
-        X_raw = design_matrix(integrals_table(runs, self.spec_.lr_ref, self.spec_.history_escape), self.spec_)
-        log_mu, _ = self._pretraining_log_loss(X_raw, runs, np.random.default_rng(self.random_seed + 11))
+        X_raw = design_matrix(runs.integrals(self.spec_.lr_ref, self.spec_.history_escape), self.spec_)
+        log_mu, _ = self._pretraining_log_loss(X_raw, runs.table, np.random.default_rng(self.random_seed + 11))
         return log_mu.mean(axis=0)
 
-    def _fit_side_models(self, runs: pd.DataFrame, full: pd.DataFrame, say) -> None:
+    def _fit_side_models(self, runs: RunSet, full: RunSet, say) -> None:
         """The divergence model (on ``runs``) and the stage model (on the stages of ``full``), when there is
         something to fit; their warnings come from this thread."""
         self.div_fit_ = None
         self.stage_fit_ = None
-        if self.fit_divergence and runs["diverged"].any() and (~runs["diverged"]).any():
+        if self.fit_divergence and runs.table["diverged"].any() and (~runs.table["diverged"]).any():
             self.div_fit_ = div.fit_divergence(runs, self.spec_.lr_ref, self.divergence_config_, self.sampler_config_,
                                                random_seed=self.random_seed + 1, draws=self.divergence_draws, say=say,
                                                emit_warnings=False)
@@ -252,7 +255,7 @@ class BayesOptLaw:
             warnings.warn("the runs table has no diverged runs (or only diverged runs): the divergence boundary "
                           "cannot be learned and P(diverge) will be reported as unknown (NaN)", UserWarning,
                           stacklevel=3)
-        if self.fit_stages and int(ct.is_stage(full).sum()) >= ct.MIN_STAGE_RUNS:
+        if self.fit_stages and int(ct.is_stage(full.table).sum()) >= ct.MIN_STAGE_RUNS:
             self.stage_fit_, self.stage_runs_ = self._fit_stage_model(full, say)
             _warn(self.stage_fit_.warnings)
 
@@ -298,75 +301,53 @@ class BayesOptLaw:
         """
         self._check_fitted()
         self._resolve_stage_configs()
-        self.stage_fit_, self.stage_runs_ = self._fit_stage_model(validate_runs(runs), progress or (lambda m: None))
+        self.stage_fit_, self.stage_runs_ = self._fit_stage_model(RunSet.of_runs(runs), progress or (lambda m: None))
         _warn(self.stage_fit_.warnings)
         self.settings_ = fitted.model_settings(self)
         return self
 
-    def _fit_stage_model(self, full: pd.DataFrame, say) -> tuple[ct.StageFit, pd.DataFrame]:
-        """The stage model on the non-diverged continual-training rows of a validated table (parents looked up
-        in the table itself) and those rows; needs only ``spec_``."""
-        stages = full[ct.is_stage(full) & ~full["diverged"] & np.isfinite(full["final_loss"])]
+    def _fit_stage_model(self, full: RunSet, say) -> tuple[ct.StageFit, pd.DataFrame]:
+        """The stage model on the non-diverged continual-training rows of a run set (parents looked up in the
+        set itself) and those rows; needs only ``spec_``."""
+        table = full.table
+        stage_set = full.rows(ct.is_stage(table) & ~table["diverged"] & np.isfinite(table["final_loss"]))
+        stages = stage_set.table
         if len(stages) < ct.MIN_STAGE_RUNS:
             raise RunsError(f"only {len(stages)} non-diverged continual-training rows (parent_run_id set); the "
                             f"stage model needs at least {ct.MIN_STAGE_RUNS}")
-        integrals = integrals_table(stages, self.spec_.lr_ref, self.spec_.history_escape, history_runs=full)
-        X_raw = design_matrix(integrals, self.spec_)
+        X_raw = design_matrix(stage_set.integrals(self.spec_.lr_ref, self.spec_.history_escape, full), self.spec_)
         scen = ct.scenario_labels(stages)
         say(f"sampling the stage model: {len(stages)} continual-training runs, scenarios "
             f"{', '.join(sorted(set(scen)))} (4 chains, nutpie)")
         fit = ct.fit_stage_model(X_raw, np.log(stages["final_loss"].to_numpy(float)),
                                  stages["parent_run_id"].astype(str).to_numpy(), scen, self.spec_.feature_names,
                                  self.stage_config_, self.sampler_config_, random_seed=self.random_seed + 2)
-        return fit, stages.reset_index(drop=True)
+        return fit, stages
 
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self) -> None:
         if getattr(self, "loss_fit_", None) is None:
             raise RuntimeError("this BayesOptLaw is not fitted yet; call fit(runs) or BayesOptLaw.load(path)")
 
-    def _candidate_table(self, candidates: pd.DataFrame, model_params=None, tokens_per_step=None,
-                         parent_run_id=None) -> pd.DataFrame:
-        """Fill target columns and return a runs-like table (tokens derived from the schedule length)."""
-        cand = candidates.copy()
-        if "name" not in cand.columns and "run_id" in cand.columns:
-            cand["name"] = cand["run_id"]
-        base_cols = ("name", "schedule", "model_params", "tokens_per_step", "parent_run_id", "scenario")
-        extra = [c for c in cand.columns if str(c).startswith("x_")]  # covariates / group column of the law
-        checked = validate_candidates(cand[[c for c in cand.columns if c in base_cols]])
-        for col in extra:
-            checked[col] = cand[col].to_numpy()
-        cand = checked
-        for col, value in (("model_params", model_params), ("tokens_per_step", tokens_per_step)):
-            if value is not None:
-                cand[col] = int(value)
-            if col not in cand.columns or cand[col].isna().any():
-                raise RunsError(f"candidates: no '{col}' for some candidates; give it as a column or argument "
-                                f"(--params / --tokens-per-step)")
-        if parent_run_id is not None:
-            cand["parent_run_id"] = parent_run_id
-        cand["tokens"] = [Schedule.from_spec(s).total * int(t)
-                          for s, t in zip(cand["schedule"], cand["tokens_per_step"])]
-        return cand
-
     def predict_draws(self, candidates: pd.DataFrame, *, model_params=None, tokens_per_step=None,
                       parent_run_id: str | None = None, scenario: str | None = None,
                       history_runs: pd.DataFrame | None = None, random_seed: int | None = None) -> PredictionDraws:
         """Joint posterior predictive draws for candidate schedules at a target size (vectorised numpy).
 
-        ``candidates`` has ``name, schedule`` (+ optional ``model_params``, ``tokens_per_step``,
-        ``parent_run_id``, ``scenario``).  With ``parent_run_id`` the history (earlier stages) is looked up in
+        ``candidates``: a table with ``name, schedule`` (+ optional ``model_params``, ``tokens_per_step``,
+        ``parent_run_id``, ``scenario``), validated here, or a :class:`~bayes_optlaws.runset.RunSet` of them
+        (validated already).  With ``parent_run_id`` the history (earlier stages) is looked up in
         ``history_runs`` (default: the runs table the model was fitted from) and, when the model has a stage
         model, the candidate is predicted by it in ``scenario`` (a ``group`` label of its stage runs, e.g.
         ``weak_shift``); without one, by the pre-training law with history-aware features (paper §6).
         """
         self._check_fitted()
-        cand = self._candidate_table(candidates, model_params, tokens_per_step, parent_run_id)
-        hist = self.history_runs_ if history_runs is None else history_runs
+        cand = RunSet.of_candidates(candidates).with_target(model_params, tokens_per_step, parent_run_id)
+        hist = self.history_set_ if history_runs is None else RunSet.of_table(history_runs, "history runs")
         seed = self.random_seed + 7 if random_seed is None else random_seed
         S = self.loss_post_["intercept"].shape[0]
         # every per-schedule (pure Python) step first: integrals and the divergence model's schedule grids ...
-        X_raw = design_matrix(self._integrals(cand, hist), self.spec_)
+        X_raw = design_matrix(cand.integrals(self.spec_.lr_ref, self.spec_.history_escape, hist), self.spec_)
         law_cand, X_law = self._size_anchored(cand, hist, X_raw)
         div_inputs = self.div_fit_.inputs(cand) if self._has_divergence_model() else cand
         # ... then the two numpy parts at once: the divergence / instability model is independent of the loss law
@@ -378,14 +359,8 @@ class BayesOptLaw:
             log_mu, log_noisy, extrap = self._log_loss_draws(cand, X_raw, law_cand, X_law, scenario,
                                                              np.random.default_rng(seed), S)
             p_div, p_unst = outcomes.result()
-        return PredictionDraws(list(cand["name"]), np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_,
+        return PredictionDraws(cand.names, np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_,
                                p_unst, self._unstable_excess_or_zero(), extrap)
-
-    def _integrals(self, cand: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
-        """Segment integrals of the candidates; each candidate's parent chain is looked up in ``hist``
-        (RunsError if a parent is missing)."""
-        return integrals_table(cand.rename(columns={"name": "run_id"}).reset_index(drop=True),
-                               self.spec_.lr_ref, self.spec_.history_escape, history_runs=hist)
 
     def _nearest_size_rule(self) -> bool:
         """Whether unseen sizes are predicted at the nearest fitted size plus the size step of
@@ -393,22 +368,24 @@ class BayesOptLaw:
         this option predicts them from its features)."""
         return size_scaling.check_mode(self.model_config_.get("new_size", "features")) == "nearest_size"
 
-    def _size_anchored(self, cand: pd.DataFrame, hist: pd.DataFrame,
-                       X_raw: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    def _size_anchored(self, cand: RunSet, hist: RunSet, X_raw: np.ndarray) -> tuple[RunSet, np.ndarray]:
         """The pre-training law's candidates and raw design: with the nearest-size rule, a candidate of a size
         the law was not fitted on is evaluated at the nearest fitted size (in log N); else ``(cand, X_raw)``."""
-        nearest = size_scaling.nearest_fitted_size(self.sizes_, cand["model_params"].to_numpy(float))
-        if not self._nearest_size_rule() or np.array_equal(nearest, cand["model_params"].to_numpy(float)):
+        own = cand.table["model_params"].to_numpy(float)
+        nearest = size_scaling.nearest_fitted_size(self.sizes_, own)
+        if not self._nearest_size_rule() or np.array_equal(nearest, own):
             return cand, X_raw
         anchored = cand.assign(model_params=nearest.astype("int64"))
-        return anchored, design_matrix(self._integrals(anchored, hist), self.spec_)
+        return anchored, design_matrix(anchored.integrals(self.spec_.lr_ref, self.spec_.history_escape, hist),
+                                       self.spec_)
 
-    def _log_loss_draws(self, cand: pd.DataFrame, X_raw: np.ndarray, law_cand: pd.DataFrame, X_law: np.ndarray,
+    def _log_loss_draws(self, cand_set: RunSet, X_raw: np.ndarray, law_set: RunSet, X_law: np.ndarray,
                         scenario: str | None, rng, S: int):
         """(mean, new-run) log-loss draws (S × candidates) from the pre-training law (on ``law_cand`` /
         ``X_law``, see :meth:`_size_anchored`, plus the size step to each candidate's own size) or the stage
         model (on the candidates' raw design ``X_raw``), held inside the physical bounds, and the candidates'
         extrapolation factors."""
+        cand, law_cand = cand_set.table, law_set.table
         log_mu, log_noisy = np.empty((S, len(cand))), np.empty((S, len(cand)))
         staged = ct.is_stage(cand).to_numpy() & (self.stage_fit_ is not None)
         pre = np.flatnonzero(~staged)
@@ -425,7 +402,7 @@ class BayesOptLaw:
             scen = self._scenarios(cand.iloc[cols], scenario)
             far = self.stage_fit_.outside_range(X_raw[cols])
             if far.any():
-                names = list(cand["name"].iloc[cols[far]])
+                names = list(cand["run_id"].iloc[cols[far]])
                 warnings.warn(f"{len(names)} continual candidate(s) ({', '.join(map(str, names[:4]))}"
                               f"{', ...' if len(names) > 4 else ''}) lie outside the range of the "
                               f"{self.stage_fit_.n_runs} stage runs the stage model was fitted on (e.g. a peak LR "
@@ -437,22 +414,22 @@ class BayesOptLaw:
                 idx = rng.choice(m.shape[0], size=S, replace=m.shape[0] < S)
                 m, n = m[idx], n[idx]
             log_mu[:, cols], log_noisy[:, cols] = m, n
-        return self._bounded(cand, log_mu, log_noisy)
+        return self._bounded(cand_set, log_mu, log_noisy)
 
     @property
     def fitted_range_(self) -> FittedRange:
         """N, D, peak LR and tokens-per-step range of the training runs, and the loss ceiling (recomputed from
         ``train_runs_``, so a loaded model has the same)."""
         if getattr(self, "_fitted_range", None) is None:
-            self._fitted_range = FittedRange.from_runs(self.train_runs_)
+            self._fitted_range = FittedRange.from_runs(self.train_set_)
         return self._fitted_range
 
-    def _bounded(self, cand: pd.DataFrame, log_mu: np.ndarray, log_noisy: np.ndarray):
+    def _bounded(self, cand: RunSet, log_mu: np.ndarray, log_noisy: np.ndarray):
         """Log-loss draws held inside the physical bounds, the extrapolation factors of every candidate, and a
         warning for candidates far outside the fitted range (:mod:`bayes_optlaws.extrapolation`)."""
         rng_ = self.fitted_range_
         factors = rng_.factors(cand)
-        rng_.warn_far(factors, cand["name"])
+        rng_.warn_far(factors, cand.names)
         extrap = {col: factors[col].to_numpy(float) for col in factors.columns}
         return rng_.bound_log_loss(log_mu), rng_.bound_log_loss(log_noisy), extrap
 
@@ -551,19 +528,20 @@ def _warn(messages: list[str]) -> None:
         warnings.warn(msg, lm.ConvergenceWarning, stacklevel=3)
 
 
-def select_fit_rows(runs: pd.DataFrame, groups: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Rows whose ``group`` is in ``groups`` (default: "main" when present, else all rows)."""
+def fit_row_mask(runs: pd.DataFrame, groups: tuple[str, ...] | None = None) -> np.ndarray:
+    """Which rows of a runs table the law is fitted on: those whose ``group`` is in ``groups`` (default:
+    "main" when present, else all rows; a row without a group always)."""
     if "group" not in runs.columns:
-        return runs
+        return np.ones(len(runs), bool)
     if groups is None:
         if not (runs["group"] == "main").any():
-            return runs
+            return np.ones(len(runs), bool)
         groups = ("main",)
-    keep = runs["group"].isin(list(groups)) | runs["group"].isna()
+    keep = (runs["group"].isin(list(groups)) | runs["group"].isna()).to_numpy()
     if not keep.any():
         raise RunsError(f"no runs in group(s) {', '.join(groups)}; the table has groups "
                         f"{', '.join(sorted(map(str, runs['group'].dropna().unique())))}")
-    return runs[keep].reset_index(drop=True)
+    return keep
 
 
 def size_covariates(X: np.ndarray, group: np.ndarray, n_sizes: int, feature_names: list[str]) -> np.ndarray | None:

@@ -155,6 +155,12 @@ def _unique_names(values: pd.Series, column: str, where: str, why: str) -> pd.Se
 
 def validate_runs(df: pd.DataFrame, where: str = "runs table") -> pd.DataFrame:
     """Return a typed copy of a runs table, or raise :class:`RunsError` at the first bad row/field."""
+    return checked_runs(df, where)[0]
+
+
+def checked_runs(df: pd.DataFrame, where: str = "runs table") -> tuple[pd.DataFrame, list[Schedule]]:
+    """:func:`validate_runs` and the schedules it parsed on the way, one per row (what a
+    :class:`~bayes_optlaws.runset.RunSet` keeps)."""
     _check_columns(df, REQUIRED_COLUMNS, OPTIONAL_COLUMNS, where, "runs table")
     out = df.copy()
     out["run_id"] = _unique_names(out["run_id"], "run_id", where, "every run needs a unique id")
@@ -188,7 +194,7 @@ def validate_runs(df: pd.DataFrame, where: str = "runs table") -> pd.DataFrame:
         _check_no_cycles(out, where)
     if "seed" in out.columns:
         out["seed"] = pd.to_numeric(out["seed"], errors="coerce").astype("Int64")
-    return out.reset_index(drop=True)
+    return out.reset_index(drop=True), schedules
 
 
 def _check_no_cycles(df: pd.DataFrame, where: str) -> None:
@@ -219,11 +225,16 @@ def history_of(df: pd.DataFrame, run_id: str) -> list[pd.Series]:
 
 def validate_candidates(df: pd.DataFrame, where: str = "candidates") -> pd.DataFrame:
     """Check a candidate list (``name, schedule`` and optional target columns); names must be unique."""
+    return checked_candidates(df, where)[0]
+
+
+def checked_candidates(df: pd.DataFrame, where: str = "candidates") -> tuple[pd.DataFrame, list[Schedule]]:
+    """:func:`validate_candidates` and the schedules it parsed on the way, one per row."""
     _check_columns(df, CANDIDATE_REQUIRED, CANDIDATE_OPTIONAL, where, "candidate list")
     out = df.copy()
     out["name"] = _unique_names(out["name"], "name", where, "every candidate needs a unique name")
     tmp = out.rename(columns={"name": "run_id"})
-    parse_schedules(tmp, where)
+    schedules = parse_schedules(tmp, where)
     for col in ("model_params", "tokens", "tokens_per_step"):
         if col in out.columns and out[col].notna().any():
             # blanks are allowed: the target (--params / --tokens-per-step) fills them
@@ -231,7 +242,7 @@ def validate_candidates(df: pd.DataFrame, where: str = "candidates") -> pd.DataF
             values = _numeric(tmp[filled], col, where, integer=True, positive=True)
             out[col] = pd.array([pd.NA] * len(out), dtype="Int64")
             out.loc[filled, col] = values.to_numpy()
-    return out
+    return out, schedules
 
 
 def read_toml(path: str | os.PathLike, what: str = "file") -> dict:
@@ -248,7 +259,12 @@ def read_toml(path: str | os.PathLike, what: str = "file") -> dict:
 
 
 def read_candidates(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a candidate list from CSV (``name,schedule,...``) or TOML (``[[candidate]]`` tables)."""
+    """Read and validate a candidate list from CSV (``name,schedule,...``) or TOML (``[[candidate]]`` tables)."""
+    return validate_candidates(read_candidate_table(path), where=str(path))
+
+
+def read_candidate_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A candidate list as read from CSV or TOML, not yet validated (a TOML schedule table becomes JSON text)."""
     path = Path(path)
     if path.suffix.lower() == ".toml":
         data = read_toml(path)
@@ -261,8 +277,8 @@ def read_candidates(path: str | os.PathLike) -> pd.DataFrame:
             if isinstance(r.get("schedule"), dict):
                 r["schedule"] = json.dumps(r["schedule"])
             records.append(r)
-        return validate_candidates(pd.DataFrame(records), where=str(path))
-    return validate_candidates(read_table(path), where=str(path))
+        return pd.DataFrame(records)
+    return read_table(path)
 
 
 # ---------------------------------------------------------------------------- writing

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .schedules import Schedule, schedule_family
+from .runset import RunSet
+from .schedules import schedule_family
 
 __all__ = ["SurfaceGrid", "surface_grid", "block_runs", "default_axes", "INTERVAL"]
 
@@ -83,35 +84,33 @@ class SurfaceGrid:
                 "q05": float(self.q05[i, j]), "q95": float(self.q95[i, j]), "on_edge": on_edge}
 
 
-def _warmup_fraction(schedule: Schedule) -> float:
-    return schedule.phases().t1 / schedule.total
-
-
-def block_runs(runs: pd.DataFrame, model_params, total_steps: int, tokens_per_step: int) -> pd.DataFrame:
+def block_runs(runs: "RunSet | pd.DataFrame", model_params, total_steps: int, tokens_per_step: int) -> pd.DataFrame:
     """The rows of ``runs`` in one (model size, token budget) block, with three added columns: ``peak_lr``
     (raw), ``warmup_frac`` (warmup steps / total steps) and ``family`` (schedule shape, e.g. ``linear``)."""
+    runs = RunSet.of_table(runs, "runs", required=("schedule", "model_params", "tokens"))
     tokens = int(total_steps) * int(tokens_per_step)
-    sel = runs[(runs["model_params"].astype(float) == float(model_params))
-               & (runs["tokens"].astype(float) == float(tokens))].copy()
-    schedules = [Schedule.from_spec(s) for s in sel["schedule"]]
-    sel["peak_lr"] = [s.peak_lr for s in schedules]
-    sel["warmup_frac"] = [_warmup_fraction(s) for s in schedules]
+    table = runs.table
+    in_block = ((table["model_params"].astype(float) == float(model_params))
+                & (table["tokens"].astype(float) == float(tokens))).to_numpy()
+    block, sel = runs.rows(in_block), table[in_block].copy()
+    sel["peak_lr"] = block.peak_lr
+    sel["warmup_frac"] = block.warmup_fraction
     sel["family"] = [schedule_family(s) for s in sel["schedule"]]
     return sel
 
 
-def default_axes(train_runs: pd.DataFrame, block: pd.DataFrame, n_lr: int = 25, n_w: int = 13
+def default_axes(train_runs: "RunSet | pd.DataFrame", block: pd.DataFrame, n_lr: int = 25, n_w: int = 13
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Grid axes covering every training run and the block's runs: ``n_lr`` peak LRs, log-spaced from 1.5×
     below the smallest to 1.5× above the largest, and ``n_w`` warmup fractions from 0 to the largest seen (at
     most 1), evenly spaced on the square-root axis the maps use."""
-    schedules = [Schedule.from_spec(s) for s in train_runs["schedule"]]
-    peaks = np.array([s.peak_lr for s in schedules])
+    train_runs = RunSet.of_table(train_runs, "runs", required=("schedule",))
+    peaks = train_runs.peak_lr
     lo, hi = peaks.min(), peaks.max()
     if len(block):
         lo, hi = min(lo, block["peak_lr"].min()), max(hi, block["peak_lr"].max())
     peak_lrs = np.geomspace(lo / 1.5, hi * 1.5, n_lr)
-    fractions = [_warmup_fraction(s) for s in schedules]
+    fractions = list(train_runs.warmup_fraction)
     top = max(max(fractions) if fractions else 0.0, float(block["warmup_frac"].max()) if len(block) else 0.0)
     top = 0.1 if top <= 0 else min(1.0, top)
     warmups = np.linspace(0.0, np.sqrt(top), n_w) ** 2
@@ -137,8 +136,8 @@ def surface_grid(law, model_params, total_steps: int, tokens_per_step: int, peak
     ``peak_lrs`` / ``warmups`` default to :func:`default_axes` of the law's training runs.
     """
     if peak_lrs is None or warmups is None:
-        block = block_runs(law.train_runs_, model_params, total_steps, tokens_per_step)
-        auto_lrs, auto_warmups = default_axes(law.train_runs_, block)
+        block = block_runs(law.train_set_, model_params, total_steps, tokens_per_step)
+        auto_lrs, auto_warmups = default_axes(law.train_set_, block)
         peak_lrs = auto_lrs if peak_lrs is None else peak_lrs
         warmups = auto_warmups if warmups is None else warmups
     peak_lrs = np.asarray(sorted(peak_lrs), float)

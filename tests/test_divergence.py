@@ -118,7 +118,9 @@ def test_the_loss_law_is_fitted_on_normal_runs_only(fitted_law, synthetic_table)
     runs = fitted_law.train_runs_
     unstable = runs.loc[ins.label_outcomes(runs) == "unstable", "run_id"].tolist()
     assert unstable and fitted_law.excluded_unstable_ == unstable
-    keep_all = BayesOptLaw(divergence_config={"exclude_unstable": False})._loss_rows(runs)
+    law = BayesOptLaw(divergence_config={"exclude_unstable": False})
+    law._resolve_configs()  # what fit() does first
+    keep_all = law._loss_rows(runs)
     assert keep_all.sum() == (~runs["diverged"]).sum()
 
 

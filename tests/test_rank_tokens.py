@@ -33,16 +33,17 @@ def mixed_law(fitted_law):
     law = copy.copy(fitted_law)
     runs = fitted_law.train_runs_.copy()
     runs.loc[runs.index[::2], "tokens_per_step"] = 2048
-    law.train_runs_ = runs
+    law.train_set_ = fitted_law.train_set_.assign(tokens_per_step=runs["tokens_per_step"])
     return law
 
 
 def _spy_on_candidates(law, monkeypatch) -> list[pd.DataFrame]:
-    """Record the candidate tables ``predict`` hands to ``law.predict_draws`` (after rescaling to --tokens)."""
+    """Record the candidate tables ``predict`` hands to ``law.predict_draws`` (a run set's table, after
+    rescaling to --tokens)."""
     seen, real = [], law.predict_draws
 
     def spy(cand, **kwargs):
-        seen.append(cand.copy())
+        seen.append(cand.table.copy())
         return real(cand, **kwargs)
 
     monkeypatch.setattr(law, "predict_draws", spy)

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from .. import divergence as div
-from ..features import (BLOCKS, FeatureSpec, design_matrix, integrals_table, reference_lr, ridge_fit,
-                        ridge_predict, select_exponents)
+from ..features import (BLOCKS, FeatureSpec, design_matrix, reference_lr, ridge_fit, ridge_predict,
+                        select_exponents)
 from ..optlaw import BayesOptLaw, block_key
+from ..runset import RunSet
 from .contract import require_fitted
 
 FAST_SAMPLER = {"draws": 500, "tune": 500, "chains": 4}
@@ -35,8 +36,10 @@ class OptLawLS:
         self.fixed = dict(fixed or {})  # e.g. {"p_s": 0.5}: that group held fixed, the others searched
 
     def fit(self, df: pd.DataFrame) -> "OptLawLS":
-        base = FeatureSpec(lr_ref=reference_lr(df), blocks=self.blocks)
-        integ = integrals_table(df, base.lr_ref)
+        runs = RunSet.of_runs(df)
+        df = runs.table
+        base = FeatureSpec(lr_ref=reference_lr(runs), blocks=self.blocks)
+        integ = runs.integrals(base.lr_ref)
         y = np.log(df["final_loss"].to_numpy(float))
         self.spec_, table = select_exponents(integ, y, block_key(df), base, seed=self.seed, alpha=self.alpha)
         if self.fixed:
@@ -50,7 +53,7 @@ class OptLawLS:
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         require_fitted(self, "coef_")
-        X = design_matrix(integrals_table(df, self.spec_.lr_ref), self.spec_)
+        X = design_matrix(RunSet.of_runs(df).integrals(self.spec_.lr_ref), self.spec_)
         return np.exp(ridge_predict(X, self.coef_, self.st_, self.b0_))
 
 
@@ -86,9 +89,7 @@ class BayesOptLawMethod:
 
     def _draws(self, df: pd.DataFrame):
         require_fitted(self, "law_")
-        keep = ["name", "schedule", "model_params", "tokens_per_step"] + [c for c in df.columns
-                                                                          if str(c).startswith("x_")]
-        cand = df.rename(columns={"run_id": "name"})[keep]
+        cand = df.drop(columns=[c for c in ("parent_run_id",) if c in df.columns])  # each run predicted on its own
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # extrapolation warnings: the evaluation reports the distance itself
             return self.law_.predict_draws(cand)
@@ -135,8 +136,9 @@ class BayesBoundary:
             return self
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.fit_ = div.fit_divergence(df.reset_index(drop=True), reference_lr(df), self.config,
-                                           self.sampler_config, random_seed=self.seed)
+            runs = RunSet.of_runs(df)
+            self.fit_ = div.fit_divergence(runs, reference_lr(runs), self.config, self.sampler_config,
+                                           random_seed=self.seed)
         return self
 
     def predict_outcome_proba(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ import pandas as pd
 from . import __version__
 from .jsonsafe import json_safe
 from .runs import RunsError, atomic_write_text
-from .schedules import Schedule, schedule_family
+from .schedules import schedule_family
 
 REPORT_NAME = "report.html"
 
@@ -154,7 +154,7 @@ def focus_block(law) -> dict:
     if not len(ok):
         ok = runs
     best = ok.loc[ok["final_loss"].astype(float).idxmin()] if ok["final_loss"].notna().any() else ok.iloc[0]
-    sched = Schedule.from_spec(best["schedule"])
+    sched = law.train_set_.schedule_of(best["run_id"])
     return {"model_params": int(best["model_params"]), "tokens": int(best["tokens"]),
             "tokens_per_step": int(best["tokens_per_step"]), "total_steps": int(sched.total),
             "run_id": str(best["run_id"]), "peak_lr": float(sched.peak_lr),
@@ -404,9 +404,8 @@ def training_draws(law, random_seed: int = 0):
     (``(runs, PredictionDraws)``, one draws column per run, same order): the input of
     :func:`bayes_optlaws.plots.ppc_by_block`."""
     runs = law.train_runs_
-    ok = runs[~runs["diverged"].astype(bool) & np.isfinite(runs["final_loss"].astype(float))]
-    cands = ok.rename(columns={"run_id": "name"})[["name", "schedule", "model_params", "tokens_per_step"]]
-    return ok, law.predict_draws(cands.reset_index(drop=True), random_seed=random_seed)
+    trained = (~runs["diverged"].astype(bool) & np.isfinite(runs["final_loss"].astype(float))).to_numpy()
+    return runs[trained], law.predict_draws(law.train_set_.rows(trained), random_seed=random_seed)
 
 
 def _ppc_section(law, random_seed: int) -> str:

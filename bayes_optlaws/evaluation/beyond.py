@@ -43,7 +43,7 @@ def _family(df: pd.DataFrame) -> pd.Series:
 def _evaluate_block(law, g: pd.DataFrame, parent: str | None, history: pd.DataFrame,
                     scenario: str | None = None) -> dict:
     ok = g[~g["diverged"]]
-    cands = ok.rename(columns={"run_id": "name"})[["name", "schedule", "model_params", "tokens_per_step"]]
+    cands = ok[["run_id", "schedule", "model_params", "tokens_per_step"]]
     draws = law.predict_draws(cands, parent_run_id=parent, scenario=scenario, history_runs=history)
     y = ok["final_loss"].to_numpy(float)
     mean = draws.loss.mean(axis=0)

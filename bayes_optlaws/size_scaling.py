@@ -21,7 +21,7 @@ on the grid), and with gamma learned the 372M predictions no longer lean with th
   every D).  Learned factors, with one factor for every D, 0.35, 0.37; step error 0.026;
 * each configuration's own step error drawn Student-t (5 dof, :data:`STEP_ERROR_NU`, chosen on the training
   backtests) instead of normal at the same sd, measured afterwards on the same fitted law (``--only steplaw|grid``,
-  2026-12-04): StepLaw coverage 0.59 / 0.93 (normal 0.62 / 0.93), MAE 0.0159, bias +0.0007, regret 0.0035
+  2026-12-07): StepLaw coverage 0.59 / 0.93 (normal 0.62 / 0.93), MAE 0.0159, bias +0.0007, regret 0.0035
   (0.0039: Monte Carlo noise of the posterior mean); grid 0.28 / 0.75 (0.31 / 0.72; one run of 36 each way),
   MAE 0.2171 (0.2169), bias +0.163.  The per-pair step error is, and was since the token slope, measured around
   the token-following factor (StepLaw rate 0.0088; 0.0094 around one factor per pair);

@@ -449,8 +449,8 @@ class BayesOptLaw:
         shift = size_scaling.size_shift_draws(factor, law_cand["model_params"].to_numpy(float),
                                               cand["model_params"].to_numpy(float), cand["tokens"].to_numpy(float))
         # each configuration's own step error, beyond the shared factor, growing with the step's length
-        error_sd = step.excess_sd_at(law_cand["model_params"].to_numpy(float), cand["model_params"].to_numpy(float))
-        return shift + error_sd[None, :] * rng.standard_normal(shift.shape)
+        return shift + step.error_draws(law_cand["model_params"].to_numpy(float), cand["model_params"].to_numpy(float),
+                                        S, rng)
 
     def _one_size_message(self) -> str:
         """The warning for predictions at another size by a law fitted on one size."""

@@ -1,6 +1,7 @@
 """How well Chinchilla's size term transfers, and the one-size law with and without the size-scaling prior.
 
-    .venv/bin/python benchmarks/bench_size_scaling.py [--factors-only] [--only grid|steplaw|marin] [--json PATH]
+    .venv/bin/python benchmarks/bench_size_scaling.py [--factors-only | --step-error] [--only grid|steplaw|marin]
+        [--json PATH]
 
 1. **Size-term factor k** (:mod:`bayes_optlaws.size_scaling`): for every pair of model sizes trained at the same
    token count, ``k = observed / Chinchilla`` change of log loss between the best non-diverged run of each size.
@@ -13,6 +14,15 @@
    * embedded grid (group main): fit 200K, score 793K;
    * LossCast StepLaw train split: fit 200M, score 242M;
    * LossCast Marin train split: fit 130M, score 300M (our held-out size step; figures reported, never tuned on).
+
+3. **Step error shape** (``--step-error``; training data only): the law fitted as in
+   ``bench_extrapolation.py`` (grid 25K–200K, StepLaw 72M–242M), its backtests of each adjacent pair of fitted
+   sizes, and per pair the residuals around the pair's own factor and the token slope: their excess kurtosis, the
+   log-likelihood of a normal / Student-t step error (sd fixed at ``excess_sd_at`` of the pair: the pooled rate)
+   convolved with the law's
+   t5 noise (scale: t5 maximum likelihood on the pair's in-sample residuals), and the run-weighted coverage of the
+   central 50 / 90 % intervals of step error + noise, with the error rate from all pairs ("own") or from the other
+   pairs alone ("LOPO").  Sets ``size_scaling.STEP_ERROR_NU``; the held-out sizes are never scored here.
 
 The LossCast runs are read from ``../shared/datasets/losscast/train`` and skipped with a message when it is absent.
 """
@@ -36,7 +46,10 @@ from bayes_optlaws.evaluation.ours import BayesOptLawMethod, OptLawLS  # noqa: E
 from bayes_optlaws.evaluation.transfer import ProxyBest, evaluate_transfer  # noqa: E402
 from bayes_optlaws.paths import DEFAULT_RUNS  # noqa: E402
 from bayes_optlaws.runs import read_runs  # noqa: E402
-from bayes_optlaws.size_scaling import chinchilla_log_shift  # noqa: E402
+from bayes_optlaws import size_scaling  # noqa: E402
+from bayes_optlaws.size_scaling import SizeStep, chinchilla_log_shift, step_factor  # noqa: E402
+
+STEP_ERROR_SHAPES = (float("inf"), 8.0, 5.0, 4.0, 3.0)  # Student-t dof of the step error (inf: normal)
 
 
 def size_factors(runs: pd.DataFrame) -> pd.DataFrame:
@@ -82,13 +95,117 @@ def sources(only):
         yield "LossCast Marin (held-out step)", losscast_family("ncpl_marin_"), (130000000, 300000000)
 
 
+def fitted_backtests(train: pd.DataFrame) -> tuple[list[dict], object]:
+    """The backtests (and token-slope prior) the law fitted on ``train`` (as ``bench_extrapolation.py`` fits it)
+    builds its size step from, captured at :meth:`SizeStep.from_backtests`."""
+    captured = []
+    original = SizeStep.__dict__["from_backtests"]
+
+    def capture(cls, backtests, slope_prior):
+        captured.append((backtests, slope_prior))
+        return original.__func__(cls, backtests, slope_prior)
+
+    SizeStep.from_backtests = classmethod(capture)
+    try:
+        BayesOptLawMethod(outcomes=True).fit(train)
+    finally:
+        SizeStep.from_backtests = original
+    return captured[-1]
+
+
+def _t_scale(x: np.ndarray, nu: float = 5.0) -> float:
+    """Maximum-likelihood scale of a centred Student-t with ``nu`` degrees of freedom."""
+    from scipy import optimize, stats
+
+    return float(np.exp(optimize.minimize_scalar(lambda ls: -stats.t.logpdf(x, nu, scale=np.exp(ls)).sum(),
+                                                 bounds=(-14.0, 2.0), method="bounded").x))
+
+
+def _unit_t(nu: float, shape, rng) -> np.ndarray:
+    return rng.standard_normal(shape) if not np.isfinite(nu) else rng.standard_t(nu, shape) * np.sqrt((nu - 2) / nu)
+
+
+def _error_plus_noise_logpdf(e: np.ndarray, sd: float, nu: float, noise_scale: float) -> np.ndarray:
+    """log density at ``e`` of a step error (sd ``sd``, Student-t ``nu`` or normal) plus t5 noise (scale
+    ``noise_scale``), by numerical convolution."""
+    from scipy import stats
+
+    h = min(sd, noise_scale) / 20
+    lim = 40 * max(sd, noise_scale) + np.abs(e).max()
+    x = np.arange(-lim, lim + h, h)
+    f = stats.norm.pdf(x, scale=sd) if not np.isfinite(nu) else stats.t.pdf(x, nu, scale=sd * np.sqrt((nu - 2) / nu))
+    density = np.convolve(f, stats.t.pdf(x, 5, scale=noise_scale), mode="same") * h
+    return np.log(np.interp(e, x, density))
+
+
+def step_error_shape(backtests: list[dict], slope_prior, draws: int = 4000) -> dict:
+    """Per shape in :data:`STEP_ERROR_SHAPES`: the summed log-likelihood of the pairs' residuals and the
+    run-weighted 50 / 90 % coverage, own rate and leave-one-pair-out (see the module docstring, part 3)."""
+    from scipy import stats
+
+    full = SizeStep.from_backtests(backtests, slope_prior)
+    gamma, _ = full.token_slope_posterior(slope_prior)
+    pairs, out = [], {}
+    for j, b in enumerate(backtests):
+        obs, chin, lt, ins = (np.asarray(b[c], float) for c in ("observed", "chinchilla", "log_tokens", "in_sample"))
+        scaled = chin * np.exp(gamma * (lt - full.log_tokens_ref))
+        k, _ = step_factor(obs, scaled)
+        e = obs - k * scaled
+        others = SizeStep.from_backtests([o for i, o in enumerate(backtests) if i != j], slope_prior)
+        pairs.append({"from": int(b["from"]), "to": int(b["to"]), "runs": int(e.size), "resid": e - e.mean(),
+                      "noise": _t_scale(ins), "sd_own": float(full.excess_sd_at([b["from"]], [b["to"]])[0]),
+                      "sd_lopo": float(others.excess_sd_at([b["from"]], [b["to"]])[0]) if others.pairs else None,
+                      "kurtosis": float(stats.kurtosis(e))})
+    for nu in STEP_ERROR_SHAPES:
+        row = {"loglik": float(sum(_error_plus_noise_logpdf(p["resid"], max(p["sd_own"], 1e-6), nu, p["noise"]).sum()
+                                   for p in pairs))}
+        for scheme in ("own", "lopo"):
+            cov = []
+            for j, p in enumerate(pairs):
+                if p[f"sd_{scheme}"] is None:
+                    continue
+                rng = np.random.default_rng(j)
+                sim = (p[f"sd_{scheme}"] * _unit_t(nu, (draws, p["runs"]), rng)
+                       + p["noise"] * rng.standard_t(5, (draws, p["runs"])))
+                q = np.quantile(sim, [0.05, 0.25, 0.75, 0.95], axis=0)
+                e = p["resid"]
+                cov.append((np.mean((e >= q[1]) & (e <= q[2])), np.mean((e >= q[0]) & (e <= q[3])), p["runs"]))
+            if cov:
+                w = [c[2] for c in cov]
+                row[f"coverage_{scheme}"] = [float(np.average([c[0] for c in cov], weights=w)),
+                                             float(np.average([c[1] for c in cov], weights=w))]
+        out["normal" if not np.isfinite(nu) else f"t{nu:g}"] = row
+    return {"pairs": [{k: v for k, v in p.items() if k != "resid"} for p in pairs], "shapes": out,
+            "chosen_nu": size_scaling.STEP_ERROR_NU}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=("grid", "steplaw", "marin"))
     ap.add_argument("--factors-only", action="store_true", help="print the k tables only (no fits)")
+    ap.add_argument("--step-error", action="store_true",
+                    help="the step error's shape on the training backtests only (no held-out scores)")
     ap.add_argument("--json", help="write the results as JSON")
     args = ap.parse_args(argv)
     out = {}
+    if args.step_error:
+        from bench_extrapolation import splits
+
+        for title, (train, _) in splits(args.only):
+            if "Marin" in title:
+                continue  # one fitted size: no backtests
+            res = step_error_shape(*fitted_backtests(train))
+            print(f"\n=== {title}: step error on the training backtests (held-out size not scored)")
+            for p in res["pairs"]:
+                print(f"  pair {p['from']:,} -> {p['to']:,}: {p['runs']} runs, excess kurtosis {p['kurtosis']:.2f}, "
+                      f"step error sd (pooled rate) {p['sd_own']:.5f}, noise t5 scale {p['noise']:.5f}")
+            for name, r in res["shapes"].items():
+                cov = "  ".join(f"{k.split('_')[1]} {v[0]:.3f} / {v[1]:.3f}" for k, v in r.items() if k != "loglik")
+                print(f"  {name:>6}: log-likelihood {r['loglik']:9.2f}  coverage 50 / 90 %: {cov}")
+            out[title] = res
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
+        return 0
     methods = {"proxy_best": ProxyBest, "optlaw_ls": OptLawLS,
                "bayes_nearest_size": partial(BayesOptLawMethod, model_config={"new_size": "nearest_size"},
                                    outcomes=True),

@@ -237,3 +237,61 @@ def test_a_step_without_a_token_slope_keeps_one_factor_for_every_token_count():
     one_budget = SizeStep.from_backtests([_backtest(0.8, 0.0, 0.0, budgets=(1e9,))], slope_prior)
     assert one_budget.token_slope_se == float("inf")
     assert one_budget.token_slope_posterior(slope_prior) == (0.0, 0.25)
+
+
+def test_step_error_is_student_t_at_the_recorded_sd_and_steps_saved_before_draw_it_normal():
+    """A new step draws each configuration's own error Student-t (STEP_ERROR_NU) scaled to excess_sd_at; a step
+    saved before the shape was recorded draws it normal, bit for bit as before; the shape survives to_dict."""
+    import bayes_optlaws.size_scaling as ss
+
+    pair = {"from": 1e8, "to": 1e8 * np.e, "k": 1.0, "se_log_k": 0.1, "excess_sd": 0.01, "runs": 100}
+    step = SizeStep([dict(pair)])
+    assert step.error_nu == ss.STEP_ERROR_NU == 5.0
+    draws = step.error_draws([1e8, 1e8], [1e8 * np.e, 1e8], 200_000, np.random.default_rng(0))
+    assert draws.shape == (200_000, 2) and np.all(draws[:, 1] == 0.0)  # a row that does not move
+    assert np.std(draws[:, 0]) == pytest.approx(0.01, rel=0.03)
+    # same sd, heavier tails: the central 50 % interval of a unit-sd t5 is +-0.563 sd (normal: +-0.674)
+    half50 = np.diff(np.quantile(draws[:, 0], [0.25, 0.75]))[0] / 2
+    assert half50 == pytest.approx(0.01 * 0.727 * np.sqrt(3 / 5), rel=0.03)
+
+    old = SizeStep.from_dict({"pairs": [dict(pair)], "token_slope": 0.0, "token_slope_se": None,
+                              "log_tokens_ref": 20.0})
+    older = SizeStep.from_dict({"pairs": [dict(pair)]})
+    for saved in (old, older):
+        assert saved.error_nu == float("inf")
+        got = saved.error_draws([1e8], [1e8 * np.e], 50, np.random.default_rng(3))
+        np.testing.assert_array_equal(got, 0.01 * np.random.default_rng(3).standard_normal((50, 1)))
+    assert json.loads(json.dumps(old.to_dict()))["error_nu"] is None
+    assert SizeStep.from_dict(json.loads(json.dumps(step.to_dict()))) == step
+    with pytest.raises(RunsError, match="error_nu must be above 2"):
+        SizeStep([dict(pair)], error_nu=2.0).error_draws([1e8], [2e8], 5, np.random.default_rng(0))
+
+
+def test_synthetic_heavy_tailed_step_errors_are_recovered_and_covered():
+    """SYNTHETIC parameter recovery: backtests whose per-configuration step errors are t5 with sd 0.01 (on top of
+    the law's in-sample noise) give excess_sd 0.01, and the step's error draws cover fresh errors of the same kind
+    at their nominal 50 / 90 %; a normal error of the same sd would cover more than 50 % inside the 50 % interval."""
+    rng = np.random.default_rng(7)
+    sd_true, noise_sd, n = 0.01, 0.004, 4000
+
+    def t5(size):
+        return sd_true * np.sqrt(3 / 5) * rng.standard_t(5, size)
+
+    def backtest(lower, upper):
+        D = np.repeat([1e9, 4e9, 1.6e10, 6.4e10], n // 4)
+        chin = chinchilla_log_shift(lower, upper, D)
+        noise = rng.normal(0, noise_sd, D.size)
+        return {"from": lower, "to": upper, "observed": 0.9 * chin + t5(D.size) * np.log(upper / lower) ** 0.5 + noise,
+                "chinchilla": chin, "log_tokens": np.log(D), "in_sample": noise}
+
+    step = SizeStep.from_backtests([backtest(1e8, 1e8 * np.e), backtest(1e8 * np.e, 1e8 * np.e ** 2)],
+                                   Prior("Normal", mu=0.0, sigma=0.25))
+    assert step.error_rate == pytest.approx(sd_true, rel=0.08)
+    fresh = t5(20_000)  # a new step of length 1 in log N
+    draws = step.error_draws([1e8], [1e8 * np.e], 40_000, np.random.default_rng(1))[:, 0]
+    lo90, lo50, hi50, hi90 = np.quantile(draws, [0.05, 0.25, 0.75, 0.95])
+    assert np.mean((fresh >= lo50) & (fresh <= hi50)) == pytest.approx(0.50, abs=0.03)
+    assert np.mean((fresh >= lo90) & (fresh <= hi90)) == pytest.approx(0.90, abs=0.02)
+    normal = step.error_rate * np.random.default_rng(2).standard_normal(40_000)
+    lo50n, hi50n = np.quantile(normal, [0.25, 0.75])
+    assert np.mean((fresh >= lo50n) & (fresh <= hi50n)) > 0.55

@@ -225,8 +225,8 @@ class BayesOptLaw:
         for lower, upper in zip(self.sizes_[:-1], self.sizes_[1:]):
             rows = sizes == upper
             upper_runs = ok.rows(rows)
-            fitted_here, from_lower = (self._law_log_loss(upper_runs.assign(model_params=size))
-                                       for size in (upper, lower))
+            # at its own size the run set's integrals are the fit's (carried by rows()); at the smaller, new ones
+            fitted_here, from_lower = (self._law_log_loss(upper_runs), self._law_log_loss(upper_runs.assign(model_params=lower)))
             tokens = upper_runs.table["tokens"].to_numpy(float)
             backtests.append({"from": lower, "to": upper, "observed": log_loss[rows] - from_lower,
                               "chinchilla": size_scaling.chinchilla_log_shift(lower, upper, tokens),

@@ -120,16 +120,18 @@ class BayesOptLaw:
         self.stage_config_ = {**ct.DEFAULT_STAGE_CONFIG, **(self.stage_config or {})}
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, runs: pd.DataFrame, progress: Callable[[str], None] | None = None,
+    def fit(self, runs: "pd.DataFrame | RunSet", progress: Callable[[str], None] | None = None,
             groups: tuple[str, ...] | None = None) -> "BayesOptLaw":
-        """Fit on a runs table (validated here).  Diverged runs inform only the divergence boundary.
+        """Fit on a runs table (validated here into a :class:`~bayes_optlaws.runset.RunSet`, or a run set as it
+        is).  Diverged runs inform only the divergence boundary.
 
         ``groups``: the ``group`` values of the single-stage runs to fit the loss law on (default: ``("main",)``
         when the table has that group — the embedded grid keeps extrapolation checks in another group — else
         every single-stage row).  Continual-training stages (``parent_run_id`` set) of the whole table, whatever
         their group, fit the stage model (:mod:`bayes_optlaws.continual`; the group is their scenario) when
         there are at least ``continual.MIN_STAGE_RUNS`` of them and ``fit_stages`` is on.
-        The whole table is kept as ``history_runs_`` so continual-training predictions can find their parents.
+        The whole table is kept as ``history_set_`` (its table: ``history_runs_``) so continual-training
+        predictions can find their parents; the single-stage rows fitted on as ``train_set_`` (``train_runs_``).
         """
         say = progress or (lambda msg: None)
         t0 = time.perf_counter()
@@ -226,7 +228,8 @@ class BayesOptLaw:
             rows = sizes == upper
             upper_runs = ok.rows(rows)
             # at its own size the run set's integrals are the fit's (carried by rows()); at the smaller, new ones
-            fitted_here, from_lower = (self._law_log_loss(upper_runs), self._law_log_loss(upper_runs.assign(model_params=lower)))
+            fitted_here = self._law_log_loss(upper_runs)
+            from_lower = self._law_log_loss(upper_runs.assign(model_params=lower))
             tokens = upper_runs.table["tokens"].to_numpy(float)
             backtests.append({"from": lower, "to": upper, "observed": log_loss[rows] - from_lower,
                               "chinchilla": size_scaling.chinchilla_log_shift(lower, upper, tokens),
@@ -329,9 +332,9 @@ class BayesOptLaw:
         if getattr(self, "loss_fit_", None) is None:
             raise RuntimeError("this BayesOptLaw is not fitted yet; call fit(runs) or BayesOptLaw.load(path)")
 
-    def predict_draws(self, candidates: pd.DataFrame, *, model_params=None, tokens_per_step=None,
+    def predict_draws(self, candidates: "pd.DataFrame | RunSet", *, model_params=None, tokens_per_step=None,
                       parent_run_id: str | None = None, scenario: str | None = None,
-                      history_runs: pd.DataFrame | None = None, random_seed: int | None = None) -> PredictionDraws:
+                      history_runs: "pd.DataFrame | RunSet | None" = None, random_seed: int | None = None) -> PredictionDraws:
         """Joint posterior predictive draws for candidate schedules at a target size (vectorised numpy).
 
         ``candidates``: a table with ``name, schedule`` (+ optional ``model_params``, ``tokens_per_step``,

@@ -334,7 +334,8 @@ class BayesOptLaw:
 
     def predict_draws(self, candidates: "pd.DataFrame | RunSet", *, model_params=None, tokens_per_step=None,
                       parent_run_id: str | None = None, scenario: str | None = None,
-                      history_runs: "pd.DataFrame | RunSet | None" = None, random_seed: int | None = None) -> PredictionDraws:
+                      history_runs: "pd.DataFrame | RunSet | None" = None,
+                      random_seed: int | None = None) -> PredictionDraws:
         """Joint posterior predictive draws for candidate schedules at a target size (vectorised numpy).
 
         ``candidates``: a table with ``name, schedule`` (+ optional ``model_params``, ``tokens_per_step``,

@@ -1,9 +1,10 @@
 """bayes_optlaws: Bayesian Opt-Laws for choosing LLM learning-rate schedules before the expensive run.
 
-Data flows one way: runs table -> run set (validated, schedules parsed) -> features -> models -> predictive draws -> decisions.
+Data flows one way: runs table -> run set (validated, schedules parsed) -> features -> models -> predictive
+draws -> decisions.
 
-The top-level API (``fit``, ``load``, ``predict``, ``rank_candidates``, ``BayesOptLaw``, ``Schedule``, ``RunSet``) is imported
-lazily, so light sub-packages (e.g. the sweep harness on a GPU machine without PyMC) import without PyMC.
+The top-level API (``fit``, ``load``, ``predict``, ``rank_candidates``, ``BayesOptLaw``, ``Schedule``,
+``RunSet``) is imported lazily, so light sub-packages (e.g. the sweep harness on a GPU machine without PyMC) import without PyMC.
 """
 
 __version__ = "0.1.0"

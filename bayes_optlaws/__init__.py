@@ -4,7 +4,8 @@ Data flows one way: runs table -> run set (validated, schedules parsed) -> featu
 draws -> decisions.
 
 The top-level API (``fit``, ``load``, ``predict``, ``rank_candidates``, ``BayesOptLaw``, ``Schedule``,
-``RunSet``) is imported lazily, so light sub-packages (e.g. the sweep harness on a GPU machine without PyMC) import without PyMC.
+``RunSet``) is imported lazily, so light sub-packages (e.g. the sweep harness on a GPU machine without PyMC)
+import without PyMC.
 """
 
 __version__ = "0.1.0"

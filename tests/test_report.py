@@ -276,6 +276,7 @@ def test_the_summary_states_how_an_unseen_size_is_predicted(fitted_law):
     for p in pairs:
         assert f"{p['k']:.2f}" in text
     assert f"{fitted_law.size_step_.error_rate:.4f} nats of log loss" in text
+    assert "(sd; Student-t, 5 dof)" in text  # a law fitted now draws its step error t5 (size_scaling.STEP_ERROR_NU)
     assert ("γ = " in text) == (fitted_law.size_step_.token_slope_se != 0)
     features = copy.copy(fitted_law)
     features.model_config_ = {**fitted_law.model_config_, "new_size": "features"}

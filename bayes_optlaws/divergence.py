@@ -23,8 +23,10 @@ batch size too). With the ``beta_log_lr`` / ``beta_features`` priors on (default
 inputs enter as direct terms, ``+ beta_log_lr · z_lr + beta_features · (z_f, z_N, z_D)`` (:data:`FEATURES`,
 standardised with the training mean / sd stored in the fit; ``beta_log_lr >= 0``), with the ``beta_lr`` prior's
 scale 0 (collinear with them). The size offsets pool the level across ``model_params`` groups; a size the model has
-not seen gets a fresh ``Normal(0, sigma_size)`` offset per draw, shared by all its candidates.  Outcome models
-(``DEFAULT_DIVERGENCE_CONFIG["outcome"]``):
+not seen gets, per draw, the value at its log N of the least-squares line through the fitted sizes' offsets
+(``new_size_offset="trend"``, the default; :func:`size_offsets` has the other choices, and ``"fresh"``, a new
+``Normal(0, sigma_size)`` draw, is what models saved before the option do), shared by all its candidates.
+Outcome models (``DEFAULT_DIVERGENCE_CONFIG["outcome"]``):
 
 * ``"two_logistic"`` (default): two copies of the predictor, each with its own slopes, size levels and intercept:
   diverged vs not on every run, and unstable vs normal on the runs that did not diverge;
@@ -141,6 +143,11 @@ DEFAULT_DIVERGENCE_CONFIG = {
     "target_accept": 0.85,           # NUTS target acceptance of this model (None: the law's sampler_config):
                                      #   on the grid 81 leapfrog steps per draw vs 252 at 0.95, and log_c mixes
                                      #   better (R-hat 1.007, ESS 467 vs 1.033, 147); 0-1 divergent transitions
+    "new_size_offset": "trend",      # level offset of a model size the fit has not seen (NEW_SIZE_OFFSETS):
+                                     #   "trend" (per draw, the least-squares line of the fitted sizes' offsets
+                                     #   in log N, read at the new size), "nearest" (the nearest fitted size's),
+                                     #   "zero" (the pooled mean) or "fresh" (a new Normal(0, sigma_size) draw;
+                                     #   the models saved before this option)
 }
 
 
@@ -181,7 +188,9 @@ OUTCOME_MODELS = ("ordered", "two_logistic", "binary", "area_logistic")
 #: the logistic baseline's inputs as direct linear terms, each standardised with its training mean and sd
 FEATURES = ("log_peak_lr", "warmup_frac", "log_N", "log_D")
 #: config entries added after models were first saved, with the values that reproduce those models
-LATER_CONFIG_OFF = {"unstable_boundary": "own", "target_accept": None}
+LATER_CONFIG_OFF = {"unstable_boundary": "own", "target_accept": None, "new_size_offset": "fresh"}
+#: how an unseen model size's level offsets are predicted (``divergence_config["new_size_offset"]``)
+NEW_SIZE_OFFSETS = ("trend", "nearest", "zero", "fresh")
 #: prior shorthands added after models were first saved, with the values that reproduce those models (for a saved
 #: config without a ``priors`` entry)
 LATER_PRIORS_OFF = {"beta_features_sd": 0.0, "diverged_slopes_sd": 0.0}
@@ -377,6 +386,7 @@ def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_cen
     if cfg["unstable_boundary"] not in ("own", "shared"):
         raise ValueError(f"divergence config 'unstable_boundary' must be 'own' or 'shared', got "
                          f"{cfg['unstable_boundary']!r}")
+    check_new_size_offset(cfg["new_size_offset"])
     y = np.asarray(outcome)
     y = np.where(y.astype(bool), 2, 0) if y.dtype == bool else y.astype("int64")
     n_sizes = len(sizes or [])
@@ -523,10 +533,32 @@ def area_terms(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str =
     return score, log_rho, np.asarray(post[prefix + "log_c"], float)[:, None]
 
 
+def check_new_size_offset(mode: str) -> str:
+    """``mode`` if it is one of :data:`NEW_SIZE_OFFSETS`, else a ValueError naming them."""
+    if mode not in NEW_SIZE_OFFSETS:
+        raise ValueError(f"divergence config 'new_size_offset' must be one of {', '.join(NEW_SIZE_OFFSETS)}, "
+                         f"got {mode!r}")
+    return mode
+
+
 def size_offsets(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str = "",
-                 rng: np.random.Generator | None = None) -> np.ndarray:
-    """Per-size level offsets (S × runs): the fitted offset for a known size, a fresh ``Normal(0, sigma_size)``
-    draw for an unseen one (one per draw and size, shared by its runs)."""
+                 rng: np.random.Generator | None = None, new_size: str = "fresh",
+                 size_log_N: np.ndarray | None = None) -> np.ndarray:
+    """Per-size level offsets (S × runs): the fitted offset for a known size; for an unseen one, by ``new_size``
+    (:data:`NEW_SIZE_OFFSETS`): ``"fresh"``, a fresh ``Normal(0, sigma_size)`` draw (one per draw and size, shared
+    by its runs, from ``rng``); ``"zero"``, 0 (the pooled mean of the zero-sum offsets); ``"nearest"``, the
+    offset of the fitted size nearest in log N; ``"trend"``, per draw the least-squares line of the fitted
+    offsets against log N, read at the size (with two fitted sizes the line through both).  ``size_log_N``: the
+    fitted sizes' centred log N (same centring as ``inp.log_N``; needed by ``"nearest"`` and ``"trend"``).
+
+    Why ``"trend"`` is the default: with few sizes the split of the size effect between the log N feature term
+    and the zero-sum offsets is set by the priors, and a fresh draw of a prior-driven ``sigma_size`` (posterior
+    mean 0.6 with three sizes) blurs P(unstable) at a new size; reading the offsets' own trend keeps the linear
+    size effect whichever term holds it.  Chosen on splits of the grid's training sizes only (fit two of 25K /
+    85K / 200K, score the third; log loss of P(unstable | not diverged) on its non-diverged runs, trend / nearest
+    / zero / fresh): 200K 0.100 / 0.104 / 0.116 / 0.123, 85K 0.095 / 0.097 / 0.096 / 0.106, 25K 0.105 / 0.125 /
+    0.136 / 0.138; Brier of P(diverge) on all its runs 0.0104 / 0.0113 / 0.0127 / 0.0132 at 200K."""
+    check_new_size_offset(new_size)
     R = len(inp.size)
     if prefix + "sigma_size" not in post:
         S = next(np.shape(v)[0] for name, v in post.items() if name.startswith(prefix))
@@ -538,10 +570,23 @@ def size_offsets(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str
     known = inp.size >= 0
     out[:, known] = raw[:, inp.size[known]]
     if (~known).any():
+        if new_size in ("nearest", "trend"):
+            if size_log_N is None or len(size_log_N) != raw.shape[1]:
+                raise ValueError(f"new_size={new_size!r} needs the log N of the {raw.shape[1]} fitted sizes")
+            x = np.asarray(size_log_N, float)
+            if new_size == "trend":
+                X = np.column_stack([np.ones_like(x), x])
+                coef = np.linalg.lstsq(X, raw.T, rcond=None)[0]  # (intercept, slope) × draws
         rng = rng or np.random.default_rng(0)
         for log_n in np.unique(inp.log_N[~known]):
             cols = np.flatnonzero(~known & (inp.log_N == log_n))
-            out[:, cols] = rng.standard_normal((S, 1))
+            if new_size == "fresh":
+                out[:, cols] = rng.standard_normal((S, 1))
+            elif new_size == "nearest":
+                out[:, cols] = raw[:, [int(np.argmin(np.abs(x - log_n)))]]
+            elif new_size == "trend":
+                out[:, cols] = (coef[0] + coef[1] * log_n)[:, None]
+            # "zero": stays 0
     return sigma * out
 
 
@@ -569,15 +614,17 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def predict_outcome(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr_center: float,
-                    outcome: str = "ordered", rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    outcome: str = "ordered", rng: np.random.Generator | None = None, new_size: str = "fresh",
+                    size_log_N: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Posterior draws of (P(diverge), P(unstable)), each samples × runs; P(unstable) is NaN for ``"binary"``.
 
-    Unseen model sizes: the fresh offsets come from ``rng`` (the same for both copies of ``"two_logistic"``)."""
+    Unseen model sizes: offsets by ``new_size`` (:func:`size_offsets`; ``size_log_N``: the fitted sizes' centred
+    log N); ``"fresh"`` offsets come from ``rng`` (the same for both copies of ``"two_logistic"``)."""
     rng = rng or np.random.default_rng(0)
     if outcome == "area_logistic":
         p_div = _sigmoid(linear_predictor(post, inp, log_lr_center, area_only=True))
         return p_div, np.full_like(p_div, np.nan)
-    offsets = size_offsets(post, inp, "", rng)
+    offsets = size_offsets(post, inp, "", rng, new_size, size_log_N)
     area = area_terms(post, inp)
     eta = linear_predictor(post, inp, log_lr_center, "", offsets, area=area)
     if outcome == "ordered" and "diverged_slopes" in post:  # sequential form (:func:`_sequential_ordered`)
@@ -592,7 +639,8 @@ def predict_outcome(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr_c
     if outcome == "binary":
         return p_div, np.full_like(p_div, np.nan)
     shared = area if "u_log_c" not in post else None  # the unstable copy shares rho and kappa
-    eta_u = linear_predictor(post, inp, log_lr_center, "u_", size_offsets(post, inp, "u_", rng), area=shared)
+    u_offsets = size_offsets(post, inp, "u_", rng, new_size, size_log_N)
+    eta_u = linear_predictor(post, inp, log_lr_center, "u_", u_offsets, area=shared)
     return p_div, (1.0 - p_div) * _sigmoid(eta_u - post["u_cut_unstable"][:, None])
 
 
@@ -651,7 +699,13 @@ class DivergenceFit:
         if not isinstance(runs, DivergenceInputs):
             runs = self.inputs(runs if isinstance(runs, RunSet) else RunSet.of_candidates(runs))
         inp = runs
-        return predict_outcome(self.post, inp, self.log_lr_center, self.config["outcome"], rng)
+        return predict_outcome(self.post, inp, self.log_lr_center, self.config["outcome"], rng,
+                               self.config.get("new_size_offset", "fresh"), self.size_log_N)
+
+    @property
+    def size_log_N(self) -> np.ndarray:
+        """Centred log N (N in billions) of the fitted model sizes, in the order of their offsets."""
+        return np.log(np.asarray(self.sizes, float) / 1e9) - self.log_N_center
 
     def settings(self) -> dict:
         """JSON-ready state (everything but the posterior)."""

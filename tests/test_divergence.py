@@ -12,6 +12,7 @@ from bayes_optlaws import divergence as div
 from bayes_optlaws import instability as ins
 from bayes_optlaws.optlaw import BayesOptLaw
 from bayes_optlaws.priors import Prior, PriorError
+from bayes_optlaws.runset import RunSet
 from bayes_optlaws.schedules import Schedule
 
 
@@ -51,6 +52,77 @@ def test_unseen_sizes_get_one_fresh_offset_each():
     assert np.all(off[:, 0] == 0.0)                     # known size: its (here zero) fitted offset
     np.testing.assert_array_equal(off[:, 1], off[:, 2])  # same unseen size: one shared draw
     assert not np.allclose(off[:, 1], off[:, 3])         # another unseen size: another draw
+
+
+def test_unseen_size_offsets_by_trend_nearest_zero_from_the_fitted_offsets():
+    """``new_size_offset``: per draw the least-squares line of the fitted offsets in log N read at the new size
+    ("trend"), the nearest fitted size's offset, or 0; none of them uses the random generator."""
+    raw = np.array([[-1.0, 0.2, 0.8], [0.5, 0.0, -0.5]])  # 2 draws × 3 fitted sizes (zero-sum)
+    post = {"log_c": np.zeros(2), "sigma_size": np.array([2.0, 1.0]), "size_offset_raw": raw}
+    size_log_N = np.array([-1.0, 0.0, 1.0])
+    inp = div.DivergenceInputs(*(np.zeros((4, 2)),) * 4, np.zeros(4), np.ones(4),
+                               log_N=np.array([0.0, 2.0, 2.0, -3.0]), log_D=np.zeros(4),
+                               size=np.array([1, -1, -1, -1]))
+    rng = np.random.default_rng(5)
+    state = rng.bit_generator.state
+    trend = div.size_offsets(post, inp, rng=rng, new_size="trend", size_log_N=size_log_N)
+    assert rng.bit_generator.state == state
+    slope = np.array([0.9, -0.5])  # least-squares slopes of the two draws' offsets on log N = -1, 0, 1
+    np.testing.assert_allclose(trend[:, 0], [0.4, 0.0])  # a known size keeps its fitted offset (sigma · raw)
+    np.testing.assert_allclose(trend[:, 1], [2.0, 1.0] * (0.0 + 2.0 * slope))  # intercept 0 for zero-sum offsets
+    np.testing.assert_allclose(trend[:, 3], [2.0, 1.0] * (-3.0 * slope))
+    np.testing.assert_array_equal(trend[:, 1], trend[:, 2])
+    nearest = div.size_offsets(post, inp, new_size="nearest", size_log_N=size_log_N)
+    np.testing.assert_allclose(nearest[:, 1], [1.6, -0.5])   # log N 2 -> the size at 1
+    np.testing.assert_allclose(nearest[:, 3], [-2.0, 0.5])   # log N -3 -> the size at -1
+    zero = div.size_offsets(post, inp, new_size="zero")
+    np.testing.assert_allclose(zero[:, 1:], 0.0)
+    with pytest.raises(ValueError, match="new_size_offset"):
+        div.size_offsets(post, inp, new_size="middle")
+    with pytest.raises(ValueError, match="fitted sizes"):
+        div.size_offsets(post, inp, new_size="trend")
+
+
+def test_unseen_size_offset_trend_on_synthetic_grid_is_deterministic_and_recorded(fitted_law):
+    """The SYNTHETIC-grid fit records ``new_size_offset="trend"`` (the default) and predicts an unseen size
+    without the random generator; ``"fresh"`` (the models saved before the option) still draws."""
+    fit = fitted_law.div_fit_
+    assert fit.config["new_size_offset"] == "trend" == div.DEFAULT_DIVERGENCE_CONFIG["new_size_offset"]
+    cand = _candidates([1e-3, 3e-2, 3e-1], 0, size=1_000_000)
+    inp = fit.inputs(RunSet.of_candidates(cand))
+    assert np.all(inp.size == -1)
+    a = fit.predict(inp, np.random.default_rng(1))
+    b = fit.predict(inp, np.random.default_rng(2))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    fresh = div.DivergenceFit(**{**fit.__dict__, "config": {**fit.config, "new_size_offset": "fresh"}})
+    c = fresh.predict(inp, np.random.default_rng(1))
+    d = fresh.predict(inp, np.random.default_rng(2))
+    assert not np.allclose(c[1], d[1])
+    known = _candidates([1e-3, 3e-2, 3e-1], 0, size=int(fit.sizes[0]))  # a fitted size: the option plays no part
+    np.testing.assert_array_equal(fit.predict(known)[1], fresh.predict(known)[1])
+
+
+def test_a_config_saved_before_new_size_offset_loads_with_fresh_draws():
+    import xarray as xr
+
+    post = xr.Dataset({name: (("chain", "draw"), np.zeros((1, 2))) for name in
+                       ("log_c", "a", "b", "log_kappa", "k", "cut_diverged")})
+    idata = xr.DataTree.from_dict({"posterior": post})
+    saved = {k: v for k, v in div.recorded_divergence_config({"outcome": "binary"}).items()
+             if k != "new_size_offset"}
+    settings = {"config": saved, "lr_ref": 0.3, "log_N_center": 0.0, "log_D_center": 0.0, "log_B_center": 0.0,
+                "log_c_center": 0.0, "log_lr_center": 0.0, "sizes": [], "unstable_excess": None, "n_runs": 2,
+                "counts": {}}
+    fit = div.DivergenceFit.from_settings(settings, idata)
+    assert fit.config["new_size_offset"] == "fresh"
+    assert div.LATER_CONFIG_OFF["new_size_offset"] == "fresh"
+
+
+def test_a_bad_new_size_offset_is_refused_before_sampling():
+    inp = _toy_inputs(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="new_size_offset"):
+        div.build_divergence_model(inp, np.array([0, 2]), 0.0, {"new_size_offset": "middle"})
 
 
 def _training_inputs(law):

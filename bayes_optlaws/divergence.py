@@ -143,6 +143,10 @@ DEFAULT_DIVERGENCE_CONFIG = {
     "target_accept": 0.85,           # NUTS target acceptance of this model (None: the law's sampler_config):
                                      #   on the grid 81 leapfrog steps per draw vs 252 at 0.95, and log_c mixes
                                      #   better (R-hat 1.007, ESS 467 vs 1.033, 147); 0-1 divergent transitions
+    "unstable_excess_above": "law",  # what an unstable run's excess loss (DivergenceFit.unstable_excess, added to
+                                     #   the loss law's prediction) is measured from: "law" (the loss law's
+                                     #   posterior mean for the run; BayesOptLaw passes it) or "block_best" (the
+                                     #   best run of its block; the models saved before this option)
     "new_size_offset": "trend",      # level offset of a model size the fit has not seen (NEW_SIZE_OFFSETS):
                                      #   "trend" (per draw, the least-squares line of the fitted sizes' offsets
                                      #   in log N, read at the new size), "nearest" (the nearest fitted size's),
@@ -188,7 +192,8 @@ OUTCOME_MODELS = ("ordered", "two_logistic", "binary", "area_logistic")
 #: the logistic baseline's inputs as direct linear terms, each standardised with its training mean and sd
 FEATURES = ("log_peak_lr", "warmup_frac", "log_N", "log_D")
 #: config entries added after models were first saved, with the values that reproduce those models
-LATER_CONFIG_OFF = {"unstable_boundary": "own", "target_accept": None, "new_size_offset": "fresh"}
+LATER_CONFIG_OFF = {"unstable_boundary": "own", "target_accept": None, "new_size_offset": "fresh",
+                    "unstable_excess_above": "block_best"}
 #: how an unseen model size's level offsets are predicted (``divergence_config["new_size_offset"]``)
 NEW_SIZE_OFFSETS = ("trend", "nearest", "zero", "fresh")
 #: prior shorthands added after models were first saved, with the values that reproduce those models (for a saved
@@ -657,8 +662,10 @@ def predict_p_diverge(post: dict[str, np.ndarray], inp: DivergenceInputs, log_lr
 @dataclass
 class DivergenceFit:
     """A fitted divergence / instability model: settings, posterior and the training centres it needs to
-    predict.  ``unstable_excess``: median excess loss (nats above the block's best) of the unstable training
-    runs — what a run that trains badly typically costs."""
+    predict.  ``unstable_excess``: median excess loss (nats above the loss law's prediction, or above the block's
+    best, by the config's ``unstable_excess_above``) of the unstable training runs — what a run that trains badly
+    typically costs; ``unstable_excesses``: each of those runs' excess (their spread, for predictive draws of an
+    unstable outcome; ``None`` for a model saved before it was recorded)."""
 
     config: dict
     lr_ref: float
@@ -676,6 +683,7 @@ class DivergenceFit:
     idata: xr.DataTree | None = field(default=None, repr=False)
     post: dict | None = field(default=None, repr=False)
     feature_stats: dict | None = None
+    unstable_excesses: list[float] | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -714,7 +722,8 @@ class DivergenceFit:
                 "log_c_center": self.log_c_center, "log_lr_center": self.log_lr_center, "sizes": [int(s) for s in self.sizes],
                 "unstable_excess": None if not np.isfinite(self.unstable_excess) else self.unstable_excess,
                 "n_runs": self.n_runs, "counts": self.counts, "diagnostics": self.diagnostics,
-                "prior_check": self.prior_check, "feature_stats": self.feature_stats}
+                "prior_check": self.prior_check, "feature_stats": self.feature_stats,
+                "unstable_excesses": self.unstable_excesses}
 
     @classmethod
     def from_settings(cls, s: dict, idata: xr.DataTree) -> "DivergenceFit":
@@ -728,7 +737,7 @@ class DivergenceFit:
                    s["log_lr_center"],
                    [int(v) for v in s["sizes"]], excess, int(s["n_runs"]), s["counts"], s.get("diagnostics"),
                    s.get("prior_check"), idata, posterior_arrays(idata, model_params(cfg)),
-                   s.get("feature_stats"))
+                   s.get("feature_stats"), s.get("unstable_excesses"))
 
 
 def legacy_fit(settings: dict, idata: xr.DataTree) -> DivergenceFit:
@@ -773,10 +782,12 @@ def prior_predictive_check(model: pm.Model, codes: np.ndarray, kind: str, draws:
 
 def fit_divergence(run_set: "RunSet | pd.DataFrame", lr_ref: float, config: dict | None = None,
                    sampler_config: dict | None = None, random_seed: int = 0, draws: int | None = None,
-                   say=None, emit_warnings: bool = True) -> DivergenceFit:
+                   say=None, emit_warnings: bool = True, law_loss: np.ndarray | None = None) -> DivergenceFit:
     """Fit the divergence / instability model on a run set (single-stage runs with ``diverged`` and
-    ``final_loss``; a DataFrame is validated into one).  Outcomes come from :func:`instability.label_outcomes` with the config's
-    ``unstable_gap``.  Raises ``ValueError`` when no run, or every run, diverged (nothing to learn).
+    ``final_loss``; a DataFrame is validated into one).  Outcomes come from :func:`instability.label_outcomes`
+    with the config's ``unstable_gap``.  ``law_loss``: the loss law's posterior mean loss (nats) per run, which
+    the unstable excess is measured above when the config's ``unstable_excess_above`` is ``"law"`` (without it,
+    above the block's best run, as ``"block_best"``).  Raises ``ValueError`` when no run, or every run, diverged (nothing to learn).
     ``emit_warnings=False`` leaves the prior-check and diagnostic messages in the fit (for a caller that runs this
     in a worker thread and warns from its own)."""
 
@@ -795,8 +806,13 @@ def fit_divergence(run_set: "RunSet | pd.DataFrame", lr_ref: float, config: dict
         cfg, float(lr_ref), float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean()),
         float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean()),
         float(np.log(runs["tokens_per_step"].to_numpy(float)).mean()), 0.0, 0.0,
-        sorted(int(s) for s in runs["model_params"].unique()), ins.unstable_excess(runs, cfg["unstable_gap"]),
-        len(runs), {o: int(np.sum(labels == o)) for o in ins.OUTCOMES})
+        sorted(int(s) for s in runs["model_params"].unique()), float("nan"), len(runs),
+        {o: int(np.sum(labels == o)) for o in ins.OUTCOMES})
+    excesses = ins.unstable_excesses(runs, cfg["unstable_gap"],
+                                     law_loss if cfg["unstable_excess_above"] == "law" else None)
+    if excesses.size:
+        fit.unstable_excess = float(np.median(excesses))
+        fit.unstable_excesses = [round(float(x), 6) for x in excesses]
     inp = fit.inputs(run_set)
     fit.feature_stats = feature_stats(inp)
     standardise_features(inp, fit.feature_stats)

@@ -73,9 +73,20 @@ def outcome_codes(labels) -> np.ndarray:
     return codes
 
 
-def unstable_excess(runs: pd.DataFrame, unstable_gap: float = DEFAULT_UNSTABLE_GAP) -> float:
-    """Typical excess loss of an unstable run (nats): the median gap to the block's best over the unstable rows;
-    NaN when no row is unstable."""
-    gap = gap_to_block_best(runs)
+def unstable_excess(runs: pd.DataFrame, unstable_gap: float = DEFAULT_UNSTABLE_GAP,
+                    above: np.ndarray | None = None) -> float:
+    """Typical excess loss of an unstable run (nats): the median of :func:`unstable_excesses`; NaN when no row
+    is unstable."""
+    excesses = unstable_excesses(runs, unstable_gap, above)
+    return float(np.median(excesses)) if excesses.size else float("nan")
+
+
+def unstable_excesses(runs: pd.DataFrame, unstable_gap: float = DEFAULT_UNSTABLE_GAP,
+                      above: np.ndarray | None = None) -> np.ndarray:
+    """Excess loss (nats) of each unstable row: its final loss minus ``above`` (per row, nats; e.g. the loss
+    law's prediction for the run, to which a prediction adds the excess) or, by default, minus the best final
+    loss of its block."""
     sel = label_outcomes(runs, unstable_gap) == "unstable"
-    return float(np.median(gap[sel])) if sel.any() else float("nan")
+    gap = (gap_to_block_best(runs) if above is None
+           else runs["final_loss"].to_numpy(float) - np.asarray(above, float))
+    return np.asarray(gap[sel], float)

@@ -240,9 +240,13 @@ class BayesOptLaw:
     def _law_log_loss(self, runs: RunSet) -> np.ndarray:
         """Posterior-mean log loss of the pre-training law for single-stage ``runs`` at their ``model_params``
         (which must be fitted sizes)."""
+        return self._law_log_loss_draws(runs).mean(axis=0)
+
+    def _law_log_loss_draws(self, runs: RunSet) -> np.ndarray:
+        """Draws (samples × runs) of the pre-training law's mean log loss for single-stage ``runs``."""
         X_raw = design_matrix(runs.integrals(self.spec_.lr_ref, self.spec_.history_escape), self.spec_)
         log_mu, _ = self._pretraining_log_loss(X_raw, runs.table, np.random.default_rng(self.random_seed + 11))
-        return log_mu.mean(axis=0)
+        return log_mu
 
     def _fit_side_models(self, runs: RunSet, full: RunSet, say) -> None:
         """The divergence model (on ``runs``) and the stage model (on the stages of ``full``), when there is
@@ -250,9 +254,11 @@ class BayesOptLaw:
         self.div_fit_ = None
         self.stage_fit_ = None
         if self.fit_divergence and runs.table["diverged"].any() and (~runs.table["diverged"]).any():
+            # an unstable run is predicted as the law's loss plus the excess, so the excess is measured above it
+            law_loss = np.exp(self._law_log_loss_draws(runs)).mean(axis=0)
             self.div_fit_ = div.fit_divergence(runs, self.spec_.lr_ref, self.divergence_config_, self.sampler_config_,
                                                random_seed=self.random_seed + 1, draws=self.divergence_draws, say=say,
-                                               emit_warnings=False)
+                                               emit_warnings=False, law_loss=law_loss)
             _warn(self.div_fit_.warnings)
         elif self.fit_divergence:
             warnings.warn("the runs table has no diverged runs (or only diverged runs): the divergence boundary "

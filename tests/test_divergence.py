@@ -183,7 +183,7 @@ def test_predict_draws_carries_p_unstable_and_the_excess(fitted_law):
     assert d.p_unstable.shape == d.p_diverge.shape == d.loss.shape
     assert np.all(d.p_unstable >= 0) and np.all(d.p_unstable + d.p_diverge <= 1 + 1e-12)
     assert d.unstable_excess > 0
-    assert d.unstable_excess == pytest.approx(ins.unstable_excess(fitted_law.train_runs_))
+    assert d.unstable_excess == pytest.approx(fitted_law.div_fit_.unstable_excess)  # measured above the law
 
 
 def test_the_loss_law_is_fitted_on_normal_runs_only(fitted_law, synthetic_table):
@@ -373,3 +373,28 @@ def test_a_fit_records_every_prior_as_a_dict(fitted_law):
     assert not set(div.SHORTHAND_KEYS) & set(config)
     assert {k: Prior.from_dict(v) for k, v in config["priors"].items()} == \
         div.divergence_priors(fitted_law.divergence_config_)
+
+
+def test_the_unstable_excess_is_measured_above_the_loss_law(fitted_law):
+    """The law's fit passes its own prediction of every training run, so an unstable run's excess is what it
+    ends above the loss the law predicts for it (the loss a prediction adds the excess to); the fit records each
+    unstable training run's excess, and their median is the typical excess."""
+    fit = fitted_law.div_fit_
+    assert fit.config["unstable_excess_above"] == "law"
+    runs = fitted_law.train_runs_
+    unstable = np.asarray(ins.label_outcomes(runs, fit.config["unstable_gap"]) == "unstable")
+    law = np.exp(fitted_law._law_log_loss_draws(fitted_law.train_set_)).mean(axis=0)
+    expected = runs["final_loss"].to_numpy()[unstable] - law[unstable]
+    np.testing.assert_allclose(fit.unstable_excesses, expected, atol=1e-6)
+    assert fit.unstable_excess == pytest.approx(np.median(expected), abs=1e-6)
+    assert fit.unstable_excess != pytest.approx(ins.unstable_excess(runs, fit.config["unstable_gap"]), abs=1e-3)
+
+
+def test_a_model_saved_before_the_excess_spread_loads_without_it(fitted_law):
+    settings = fitted_law.div_fit_.settings()
+    old = {k: v for k, v in settings.items() if k != "unstable_excesses"}
+    old["config"] = {k: v for k, v in settings["config"].items() if k != "unstable_excess_above"}
+    back = div.DivergenceFit.from_settings(old, fitted_law.div_idata_)
+    assert back.unstable_excesses is None and back.config["unstable_excess_above"] == "block_best"
+    again = div.DivergenceFit.from_settings(settings, fitted_law.div_idata_)
+    assert again.unstable_excesses == fitted_law.div_fit_.unstable_excesses

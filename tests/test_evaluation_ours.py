@@ -73,3 +73,25 @@ def test_sensitivity_holds_one_exponent_group_fixed(synthetic_table):
     assert m.spec_.p_e == 0.5
     methods = sensitivity_methods()
     assert len(methods) == 12 and "optlaw_ls[p_s=0.1]" in methods
+
+
+def test_the_mixture_draws_an_unstable_runs_excess_from_the_recorded_spread(monkeypatch):
+    """SYNTHETIC draws: a run certain to train unstably gets, per draw, one of the unstable training runs'
+    recorded excesses on top of its normal loss; its point prediction adds their median."""
+    from types import SimpleNamespace
+
+    from bayes_optlaws.draws import PredictionDraws
+    from bayes_optlaws.evaluation.ours import BayesOptLawMethod
+
+    S = 4000
+    loss = np.full((S, 2), 2.0)
+    draws = PredictionDraws(["sure", "never"], loss, loss.copy(), np.zeros((S, 2)), 5.0,
+                            np.column_stack([np.ones(S), np.zeros(S)]), 0.7)
+    method = BayesOptLawMethod(outcomes=True)
+    method.law_ = SimpleNamespace(div_fit_=SimpleNamespace(unstable_excesses=[0.2, 0.5, 1.1]))
+    monkeypatch.setattr(method, "_draws", lambda df: draws)
+    out = method.predict_draws(None)
+    assert set(np.round(out[:, 0] - 2.0, 6)) == {0.2, 0.5, 1.1} and np.all(out[:, 1] == 2.0)
+    np.testing.assert_allclose(method.predict(None), [2.5, 2.0])
+    method.law_ = SimpleNamespace(div_fit_=SimpleNamespace(unstable_excesses=None))  # saved before the spread
+    assert np.all(method.predict_draws(None)[:, 0] == 2.7)

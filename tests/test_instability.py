@@ -41,6 +41,16 @@ def test_unstable_excess_is_the_median_gap_of_the_unstable_runs():
     assert np.isnan(ins.unstable_excess(_table(), 5.0))
 
 
+def test_the_excess_can_be_measured_above_a_prediction_of_each_run():
+    """SYNTHETIC: with ``above`` (e.g. the loss law's prediction) the excess is final loss minus it, per
+    unstable run; the block's best is the default baseline."""
+    law = np.array([2.1, 2.2, 2.2, 4.0, 8.0])  # the law already puts a2 0.2 above the block's best
+    np.testing.assert_allclose(ins.unstable_excesses(_table(), 0.25, above=law), [0.4, 0.1])
+    np.testing.assert_allclose(ins.unstable_excesses(_table(), 0.25), [0.6, 0.3])
+    assert ins.unstable_excess(_table(), 0.25, above=law) == pytest.approx(0.25)
+    assert ins.unstable_excesses(_table(), 5.0).size == 0
+
+
 def test_outcome_codes_are_ordered():
     assert list(ins.outcome_codes(["normal", "unstable", "diverged"])) == [0, 1, 2]
 

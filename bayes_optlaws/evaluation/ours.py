@@ -22,6 +22,7 @@ from ..runset import RunSet
 from .contract import require_fitted
 
 FAST_SAMPLER = {"draws": 500, "tune": 500, "chains": 4}
+POINT_EXCESS = np.median
 
 
 class OptLawLS:
@@ -101,17 +102,32 @@ class BayesOptLawMethod:
         p_div = np.nan_to_num(draws.p_diverge, nan=0.0)
         return np.clip(draws.p_unstable / np.maximum(1.0 - p_div, 1e-12), 0.0, 1.0)
 
+    def _excesses(self, d) -> np.ndarray:
+        """The unstable training runs' excess losses (nats) the mixture draws from: their spread when the fitted
+        divergence model recorded them, else its one typical excess.  Never below 0: an unstable outcome does
+        not end below the run's normal loss (a negative excess above the law is the law over-predicting a
+        high-LR run, not a gain)."""
+        recorded = None if self.law_.div_fit_ is None else self.law_.div_fit_.unstable_excesses
+        return np.maximum(np.asarray(recorded if recorded else [d.unstable_excess], float), 0.0)
+
     def predict(self, df: pd.DataFrame) -> np.ndarray:
+        """Posterior predictive mean of the final loss (nats): the normal/unstable mixture's mean, an unstable run
+        ``POINT_EXCESS`` of the recorded excesses higher."""
         d = self._draws(df)
-        return (d.loss + self._unstable_share(d) * d.unstable_excess).mean(axis=0)
+        excess = float(POINT_EXCESS(self._excesses(d)))
+        return (d.loss + self._unstable_share(d) * excess).mean(axis=0)
 
     def predict_draws(self, df: pd.DataFrame) -> np.ndarray:
+        """New-run draws: an unstable outcome (probability q per draw) adds an excess drawn from the unstable
+        training runs' own excesses (a bootstrap of them, so the intervals carry their spread)."""
         d = self._draws(df)
         q = self._unstable_share(d)
         if not q.any():
             return d.loss_noisy
         rng = np.random.default_rng(self.seed + 11)
-        return d.loss_noisy + d.unstable_excess * (rng.random(q.shape) < q)
+        unstable = rng.random(q.shape) < q
+        excess = rng.choice(self._excesses(d), size=q.shape)
+        return d.loss_noisy + excess * unstable
 
 
 class BayesBoundary:

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .. import divergence as div
-from ..features import (BLOCKS, FeatureSpec, design_matrix, reference_lr, ridge_fit, ridge_predict,
-                        select_exponents)
+from ..features import (BLOCKS, FeatureSpec, design_matrix, integrals_table, reference_lr, ridge_fit,
+                        ridge_predict, select_exponents)
 from ..optlaw import BayesOptLaw, block_key
 from ..runset import RunSet
 from .contract import require_fitted
@@ -54,7 +54,7 @@ class OptLawLS:
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         require_fitted(self, "coef_")
-        X = design_matrix(RunSet.of_runs(df).integrals(self.spec_.lr_ref), self.spec_)
+        X = design_matrix(integrals_table(df, self.spec_.lr_ref), self.spec_)  # rows to predict: no outcome needed
         return np.exp(ridge_predict(X, self.coef_, self.st_, self.b0_))
 
 

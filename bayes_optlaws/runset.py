@@ -32,7 +32,7 @@ class RunSet:
 
     table: pd.DataFrame
     schedules: tuple[Schedule, ...]
-    _integrals: dict = field(default_factory=dict, repr=False, compare=False)  # (lr_ref, escape, history) ->
+    _integrals: dict = field(default_factory=dict, repr=False, compare=False)  # (lr_ref, escape, history): table
     _positions: dict = field(default_factory=dict, repr=False, compare=False)  # run_id -> row, filled when asked
 
     # ------------------------------------------------------------------ construction (the boundary)

@@ -53,8 +53,9 @@ STAGE_RUNS_FILE = "stage_runs.csv"
 class StoredComponent:
     """How one fitted component of a law is stored: the law's attribute that holds it, the netCDF file of its
     posterior (the DataTree groups kept, minus per-run deterministics that predictions recompute), where its
-    settings go in settings.json (``None``: at the top level, as the loss law's have been since the first format)
-    and how it is rebuilt from them and its posterior."""
+    settings go in settings.json (``None``: at the top level, as the loss law's have been since the first format),
+    how it is rebuilt from them and its posterior, and whether settings.json says it was saved (then its posterior
+    file must be there: a missing one is an error, never a model silently without that component)."""
 
     attribute: str
     posterior_file: str
@@ -62,21 +63,24 @@ class StoredComponent:
     groups: tuple[str, ...]
     drop: tuple[str, ...]
     rebuild: Callable[[dict, dict, object], object]  # (its settings, the whole settings.json, posterior) -> component
+    saved: Callable[[dict], bool]                    # settings.json -> was the component saved?
 
 
 #: the components with a posterior, in the order they are fitted; a missing one (no divergence model, no stage
 #: model) is ``None`` on the law and has no file
 COMPONENTS = (
     StoredComponent("loss_fit_", LOSS_FILE, None, ("posterior", "sample_stats", "log_likelihood", "observed_data"),
-                    ("mu",), lambda own, _all, idata: LossLawFit.from_settings(own, idata)),
+                    ("mu",), lambda own, _all, idata: LossLawFit.from_settings(own, idata), lambda s: True),
     # a directory saved before the outcome model has a posterior but no "divergence_model" settings: it loads as
     # the five-parameter area_logistic boundary it was fitted with
     StoredComponent("div_fit_", DIV_FILE, "divergence_model", ("posterior", "sample_stats"),
                     ("p_diverge", "p_unstable"),
                     lambda own, all_, idata: (div.legacy_fit(all_, idata) if own is None
-                                              else div.DivergenceFit.from_settings(own, idata))),
+                                              else div.DivergenceFit.from_settings(own, idata)),
+                    lambda s: bool(s.get("has_divergence_model"))),
     StoredComponent("stage_fit_", STAGE_FILE, "stage_model", ("posterior", "sample_stats"), (),
-                    lambda own, _all, idata: ct.StageFit.from_settings(own, idata)),
+                    lambda own, _all, idata: ct.StageFit.from_settings(own, idata),
+                    lambda s: bool(s.get("stage_model"))),
 )
 
 #: the tables a law keeps, as CSV files: (attribute, file); the history is written only when it holds more than
@@ -209,6 +213,9 @@ def _write(tree, path: Path) -> None:
 def _open(path: Path):
     import xarray as xr
 
+    if not path.exists():
+        raise ModelFormatError(f"{path}: missing from the model directory (its settings.json says it was saved); "
+                               "restore the file or refit the model")
     try:
         return xr.open_datatree(path, engine="h5netcdf").load()
     except Exception as exc:  # unreadable or truncated file
@@ -242,9 +249,9 @@ def load_model(path):
                       divergence_config=s.get("divergence_config"))
     law._resolve_configs(check_priors=False)
     for comp in COMPONENTS:  # the loss law always has its posterior; the others only when they were fitted
-        stored = comp.attribute == "loss_fit_" or (path / comp.posterior_file).exists()
         own = s if comp.settings_key is None else s.get(comp.settings_key)
-        setattr(law, comp.attribute, comp.rebuild(own, s, _open(path / comp.posterior_file)) if stored else None)
+        fitted = comp.rebuild(own, s, _open(path / comp.posterior_file)) if comp.saved(s) else None
+        setattr(law, comp.attribute, fitted)
     law.spec_ = FeatureSpec.from_dict(s["feature_spec"])
     law.noise_floor_ = float("nan") if s["noise_floor"] is None else s["noise_floor"]
     law.diverged_loss_ = s["diverged_loss"]

@@ -141,3 +141,12 @@ def test_the_exponent_search_table_survives_save_and_load(fitted_law, tmp_path):
                                          "p_m": [0.1, 0.1], "mse": [0.01, 0.02]})
     loaded = load_model(law.save(tmp_path / "m"))
     pd.testing.assert_frame_equal(loaded.exponent_search_, law.exponent_search_)
+
+
+def test_a_missing_posterior_file_is_an_error_not_a_model_without_it(saved_model, tmp_path):
+    """settings.json says the divergence model was saved: without its file, loading refuses (never a law that
+    silently predicts P(diverge) as unknown)."""
+    dst = _copy(saved_model, tmp_path)
+    (dst / "divergence_posterior.nc").unlink()
+    with pytest.raises(ModelFormatError, match="divergence_posterior.nc: missing from the model directory"):
+        load_model(dst)

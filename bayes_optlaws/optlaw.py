@@ -255,7 +255,9 @@ class BayesOptLaw:
         self.stage_fit_ = None
         if self.fit_divergence and runs.table["diverged"].any() and (~runs.table["diverged"]).any():
             # an unstable run is predicted as the law's loss plus the excess, so the excess is measured above it
-            law_loss = np.exp(self._law_log_loss_draws(runs)).mean(axis=0)
+            # (the law's prediction of every training run is needed only then)
+            law_loss = (np.exp(self._law_log_loss_draws(runs)).mean(axis=0)
+                        if self.divergence_config_["unstable_excess_above"] == "law" else None)
             self.div_fit_ = div.fit_divergence(runs, self.spec_.lr_ref, self.divergence_config_, self.sampler_config_,
                                                random_seed=self.random_seed + 1, draws=self.divergence_draws, say=say,
                                                emit_warnings=False, law_loss=law_loss)

@@ -22,7 +22,6 @@ from ..runset import RunSet
 from .contract import require_fitted
 
 FAST_SAMPLER = {"draws": 500, "tune": 500, "chains": 4}
-POINT_EXCESS = np.median
 
 
 class OptLawLS:
@@ -112,9 +111,9 @@ class BayesOptLawMethod:
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Posterior predictive mean of the final loss (nats): the normal/unstable mixture's mean, an unstable run
-        ``POINT_EXCESS`` of the recorded excesses higher."""
+        the median of the recorded excesses higher (their mean is pulled down by runs the law over-predicts)."""
         d = self._draws(df)
-        excess = float(POINT_EXCESS(self._excesses(d)))
+        excess = float(np.median(self._excesses(d)))
         return (d.loss + self._unstable_share(d) * excess).mean(axis=0)
 
     def predict_draws(self, df: pd.DataFrame) -> np.ndarray:

@@ -93,6 +93,7 @@ from .posterior import posterior_arrays
 from .priors import SCALE_PARAMETER, Prior, PriorError, recorded_config, resolve_priors, shorthand_priors
 from .runset import RunSet
 from .schedules import Schedule
+from .unstable_loss import UnstableLossFit
 
 GRID_POINTS = 128
 
@@ -147,6 +148,10 @@ DEFAULT_DIVERGENCE_CONFIG = {
                                      #   the loss law's prediction) is measured from: "law" (the loss law's
                                      #   posterior mean for the run; BayesOptLaw passes it) or "block_best" (the
                                      #   best run of its block; the models saved before this option)
+    "unstable_loss": "level",        # where an unstable run ends: "level" (its own regression on peak LR, model
+                                     #   size and warmup, :mod:`bayes_optlaws.unstable_loss`; the fixed excess
+                                     #   below when too few runs are unstable) or "excess" (the law's loss plus
+                                     #   the fixed unstable_excess; the models saved before this option)
     "new_size_offset": "trend",      # level offset of a model size the fit has not seen (NEW_SIZE_OFFSETS):
                                      #   "trend" (per draw, the least-squares line of the fitted sizes' offsets
                                      #   in log N, read at the new size), "nearest" (the nearest fitted size's),
@@ -193,7 +198,9 @@ OUTCOME_MODELS = ("ordered", "two_logistic", "binary", "area_logistic")
 FEATURES = ("log_peak_lr", "warmup_frac", "log_N", "log_D")
 #: config entries added after models were first saved, with the values that reproduce those models
 LATER_CONFIG_OFF = {"unstable_boundary": "own", "target_accept": None, "new_size_offset": "fresh",
-                    "unstable_excess_above": "block_best"}
+                    "unstable_excess_above": "block_best", "unstable_loss": "excess"}
+#: ``divergence_config["unstable_loss"]``: where a run that trains unstably ends
+UNSTABLE_LOSS_MODES = ("level", "excess")
 #: how an unseen model size's level offsets are predicted (``divergence_config["new_size_offset"]``)
 NEW_SIZE_OFFSETS = ("trend", "nearest", "zero", "fresh")
 #: prior shorthands added after models were first saved, with the values that reproduce those models (for a saved
@@ -665,7 +672,9 @@ class DivergenceFit:
     predict.  ``unstable_excess``: median excess loss (nats above the loss law's prediction, or above the block's
     best, by the config's ``unstable_excess_above``) of the unstable training runs — what a run that trains badly
     typically costs; ``unstable_excesses``: each of those runs' excess (their spread, for predictive draws of an
-    unstable outcome; ``None`` for a model saved before it was recorded)."""
+    unstable outcome; ``None`` for a model saved before it was recorded); ``unstable_level``: the regression of an
+    unstable run's final loss (:class:`~bayes_optlaws.unstable_loss.UnstableLossFit`; ``None`` when the config's
+    ``unstable_loss`` is ``"excess"`` or too few runs were unstable)."""
 
     config: dict
     lr_ref: float
@@ -684,6 +693,7 @@ class DivergenceFit:
     post: dict | None = field(default=None, repr=False)
     feature_stats: dict | None = None
     unstable_excesses: list[float] | None = None
+    unstable_level: UnstableLossFit | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -723,7 +733,8 @@ class DivergenceFit:
                 "unstable_excess": None if not np.isfinite(self.unstable_excess) else self.unstable_excess,
                 "n_runs": self.n_runs, "counts": self.counts, "diagnostics": self.diagnostics,
                 "prior_check": self.prior_check, "feature_stats": self.feature_stats,
-                "unstable_excesses": self.unstable_excesses}
+                "unstable_excesses": self.unstable_excesses,
+                "unstable_level": None if self.unstable_level is None else self.unstable_level.to_dict()}
 
     @classmethod
     def from_settings(cls, s: dict, idata: xr.DataTree) -> "DivergenceFit":
@@ -737,7 +748,8 @@ class DivergenceFit:
                    s["log_lr_center"],
                    [int(v) for v in s["sizes"]], excess, int(s["n_runs"]), s["counts"], s.get("diagnostics"),
                    s.get("prior_check"), idata, posterior_arrays(idata, model_params(cfg)),
-                   s.get("feature_stats"), s.get("unstable_excesses"))
+                   s.get("feature_stats"), s.get("unstable_excesses"),
+                   UnstableLossFit.from_dict(s.get("unstable_level")))
 
 
 def legacy_fit(settings: dict, idata: xr.DataTree) -> DivergenceFit:
@@ -792,6 +804,9 @@ def fit_divergence(run_set: "RunSet | pd.DataFrame", lr_ref: float, config: dict
     in a worker thread and warns from its own)."""
 
     cfg = recorded_divergence_config(config)  # every prior checked, and recorded as dicts, before any slow work
+    if cfg["unstable_loss"] not in UNSTABLE_LOSS_MODES:
+        raise ValueError(f"divergence config 'unstable_loss' must be one of {', '.join(UNSTABLE_LOSS_MODES)}, "
+                         f"got {cfg['unstable_loss']!r}")
     run_set = RunSet.of_runs(run_set)
     runs = run_set.table
     scfg = {**lm.DEFAULT_SAMPLER_CONFIG, **(sampler_config or {})}
@@ -813,6 +828,8 @@ def fit_divergence(run_set: "RunSet | pd.DataFrame", lr_ref: float, config: dict
     if excesses.size:
         fit.unstable_excess = float(np.median(excesses))
         fit.unstable_excesses = [round(float(x), 6) for x in excesses]
+    if cfg["unstable_loss"] == "level":
+        fit.unstable_level = UnstableLossFit.fit(run_set, labels == "unstable")
     inp = fit.inputs(run_set)
     fit.feature_stats = feature_stats(inp)
     standardise_features(inp, fit.feature_stats)

@@ -371,8 +371,10 @@ class BayesOptLaw:
             log_mu, log_noisy, extrap = self._log_loss_draws(cand, X_raw, law_cand, X_law, scenario,
                                                              np.random.default_rng(seed), S)
             p_div, p_unst = outcomes.result()
-        return PredictionDraws(cand.names, np.exp(log_mu), np.exp(log_noisy), p_div, self.diverged_loss_,
-                               p_unst, self._unstable_excess_or_zero(), extrap)
+        loss = np.exp(log_mu)
+        excess = self._unstable_excess(cand, loss, p_unst, np.random.default_rng([seed, 2]))
+        return PredictionDraws(cand.names, loss, np.exp(log_noisy), p_div, self.diverged_loss_, p_unst, excess,
+                               extrap)
 
     def _nearest_size_rule(self) -> bool:
         """Whether unseen sizes are predicted at the nearest fitted size plus the size step of
@@ -512,8 +514,14 @@ class BayesOptLaw:
             p_div, p_unst = p_div[idx], p_unst[idx]
         return p_div, (None if np.isnan(p_unst).all() else p_unst)
 
-    def _unstable_excess_or_zero(self) -> float:
-        """``unstable_excess_`` (nats) for :class:`PredictionDraws`; 0 when the model has no unstable outcome."""
+    def _unstable_excess(self, cand: RunSet, loss: np.ndarray, p_unst: np.ndarray | None,
+                         rng: np.random.Generator) -> "float | np.ndarray":
+        """The excess of an unstable outcome (nats) for :class:`PredictionDraws`: per draw and candidate from the
+        divergence model's unstable-loss regression (:mod:`bayes_optlaws.unstable_loss`) when it has one, else
+        the fixed ``unstable_excess_``; 0 when the model has no unstable outcome."""
+        level = None if self.div_fit_ is None else self.div_fit_.unstable_level
+        if p_unst is not None and level is not None:
+            return level.excess_draws(cand, loss, rng)
         value = self.unstable_excess_
         return float(value) if np.isfinite(value) else 0.0
 

@@ -4,7 +4,8 @@ Conventions (all losses in nats; ``s`` a posterior draw, ``c`` a candidate; see 
 
 * **Outcomes.**  Given draw ``s``, candidate ``c`` trains normally with probability ``1 - p_div - p_unst`` and
   ends at ``L[s, c]`` (the ``loss`` draws: epistemic uncertainty), trains unstably with probability ``p_unst``
-  and ends at ``L[s, c] + unstable_excess``, or diverges with probability ``p_div`` and is charged
+  and ends at ``L[s, c] + unstable_excess`` (``unstable_excess[s, c]`` when the model gives it per draw and
+  candidate, :mod:`bayes_optlaws.unstable_loss`), or diverges with probability ``p_div`` and is charged
   ``diverged_loss`` — one fixed number stored with the model (the mean final loss of the diverged training runs),
   never a function of the other candidates.  Candidates are independent given the draw.  Unknown ``p_div`` (a
   model without a divergence boundary) and absent ``p_unst`` count as probability zero.  Every quantity below is
@@ -48,7 +49,7 @@ from .runs import RunsError
 #: how far each candidate's target lies outside the fitted range (factors >= 1; see extrapolation.py)
 EXTRAPOLATION_COLUMNS = ("extrap_N", "extrap_D", "extrap_lr", "extrap_tps", "extrap_max")
 SUMMARY_COLUMNS = ["name", "expected_loss", "loss_mean", "loss_q05", "loss_q50", "loss_q95", "p_diverge",
-                   "p_unstable", "p_best", "expected_regret"]
+                   "p_unstable", "unstable_excess", "p_best", "expected_regret"]
 SWEEP_CHUNK_DRAWS = 256  # draws per block of the exact sweep (fixed, so results do not depend on the set size)
 
 
@@ -57,7 +58,8 @@ class Ranking:
     """Result of :func:`rank`: a per-candidate table, near-ties and picks (``to_dict`` gives the JSON form).
 
     ``diverged_loss`` / ``unstable_excess``: the fixed losses (nats) the table charged a diverged run and added
-    to an unstable one.
+    to an unstable one (``unstable_excess`` NaN when it differs per candidate: the table's ``unstable_excess``
+    column holds each candidate's mean over draws).
     """
 
     table: pd.DataFrame
@@ -83,7 +85,7 @@ class Outcomes:
     p_diverge: np.ndarray
     p_unstable: np.ndarray
     diverged_loss: float
-    unstable_excess: float
+    unstable_excess: float | np.ndarray  # one number, or per draw and candidate (S × C), nats ≥ 0
     has_divergence: bool  # False: the model has no divergence boundary (p_diverge counted as 0)
     has_unstable: bool    # False: the model has no unstable outcome (p_unstable counted as 0)
 
@@ -125,10 +127,9 @@ def outcomes(draws: PredictionDraws) -> Outcomes:
         raise RunsError(f"draws: loss has shape {shape}, expected (draws ≥ 1, {len(names)} candidates)")
     _check_finite(draws.loss, "loss", names, shape)
     _check_finite(draws.loss_noisy, "loss_noisy", names, shape)
-    for what, v in (("diverged_loss", draws.diverged_loss), ("unstable_excess", draws.unstable_excess)):
-        if not np.isfinite(v) or (what == "unstable_excess" and v < 0):
-            raise RunsError(f"draws: {what} = {v!r} nats; it must be a finite number"
-                            + (" >= 0 (an unstable run ends above a normal one)" if what == "unstable_excess" else ""))
+    if not np.isfinite(draws.diverged_loss):
+        raise RunsError(f"draws: diverged_loss = {draws.diverged_loss!r} nats; it must be a finite number")
+    excess = _checked_excess(draws.unstable_excess, names, shape)
     p_div = np.asarray(draws.p_diverge, float)
     has_div = not np.isnan(p_div).all()
     if not has_div:
@@ -143,7 +144,30 @@ def outcomes(draws: PredictionDraws) -> Outcomes:
             c, n = _first_bad_column(over)
             raise RunsError(f"draws: candidate {names[c]!r} has p_diverge + p_unstable > 1 in {n} draws; the "
                             "outcome probabilities of a run must sum to at most 1")
-    return Outcomes(p_div, p_unst, float(draws.diverged_loss), float(draws.unstable_excess), has_div, has_unst)
+    return Outcomes(p_div, p_unst, float(draws.diverged_loss), excess, has_div, has_unst)
+
+
+def _checked_excess(excess, names: list[str], shape: tuple) -> float | np.ndarray:
+    """The unstable excess as a float, or as a draws × candidates array when it is one (RunsError when it is
+    not finite, negative, or of another shape)."""
+    if np.ndim(excess) == 0:
+        v = float(excess)
+        if not np.isfinite(v) or v < 0:
+            raise RunsError(f"draws: unstable_excess = {v!r} nats; it must be a finite number >= 0 (an unstable "
+                            "run ends above a normal one)")
+        return v
+    arr = np.asarray(excess, float)
+    _check_finite(arr, "unstable_excess", names, shape)
+    if arr.min() < 0:
+        c, n = _first_bad_column(arr < 0)
+        raise RunsError(f"draws: candidate {names[c]!r} has a negative unstable_excess in {n} draws; an unstable "
+                        "run ends above a normal one")
+    return arr
+
+
+def _draw_rows(excess: float | np.ndarray, rows: slice) -> float | np.ndarray:
+    """The excess of the draws ``rows`` (a fixed excess is the same for all)."""
+    return excess[rows] if np.ndim(excess) == 2 else excess
 
 
 def column_means(x: np.ndarray) -> np.ndarray:
@@ -182,7 +206,7 @@ class BestRun:
         return float(self.min_per_draw.mean())
 
 
-def _unstable_outcomes(loss: np.ndarray, p_div: np.ndarray, p_unst: np.ndarray, excess: float):
+def _unstable_outcomes(loss: np.ndarray, p_div: np.ndarray, p_unst: np.ndarray, excess: float | np.ndarray):
     """The two non-diverged outcomes per candidate as S × 2C arrays (column 2c: normal, 2c + 1: unstable, so a
     stable sort puts a candidate's normal outcome first on a tie; it is never above the unstable one, excess ≥ 0):
     value, probability, the candidate's survival P(no outcome realised yet) just before the outcome, and the
@@ -336,8 +360,8 @@ def best_run(loss: np.ndarray, out: Outcomes) -> BestRun:
     w_sum, e_min, all_div = np.zeros(C * K), np.empty(S), 0.0
     for lo in range(0, S, SWEEP_CHUNK_DRAWS):
         sl = slice(lo, lo + SWEEP_CHUNK_DRAWS)
-        w, e_min[sl], a = _sweep_block(loss[sl], out.p_diverge[sl], out.p_unstable[sl], out.unstable_excess,
-                                       out.diverged_loss, with_unstable)
+        w, e_min[sl], a = _sweep_block(loss[sl], out.p_diverge[sl], out.p_unstable[sl],
+                                       _draw_rows(out.unstable_excess, sl), out.diverged_loss, with_unstable)
         w_sum += w
         all_div += a
     return BestRun(w_sum.reshape(C, K).sum(axis=1) / S, e_min, all_div / S)
@@ -356,7 +380,8 @@ def column_quantiles(x: np.ndarray, qs) -> np.ndarray:
 
 def candidate_summary(draws: PredictionDraws, out: Outcomes | None = None) -> pd.DataFrame:
     """Per-candidate columns that depend on that candidate's draws only (not on the rest of the set), in input
-    order: name, loss_mean, expected_loss, loss_q05/q50/q90/q95, p_diverge, p_unstable."""
+    order: name, loss_mean, expected_loss, loss_q05/q50/q90/q95, p_diverge, p_unstable, unstable_excess (mean
+    over draws, nats; NaN without an unstable outcome)."""
     out = outcomes(draws) if out is None else out
     C = len(draws.names)
     q = column_quantiles(draws.loss_noisy, (0.05, 0.5, 0.9, 0.95))
@@ -368,6 +393,8 @@ def candidate_summary(draws: PredictionDraws, out: Outcomes | None = None) -> pd
         "loss_q05": q[0], "loss_q50": q[1], "loss_q90": q[2], "loss_q95": q[3],
         "p_diverge": column_means(out.p_diverge) if out.has_divergence else nan,
         "p_unstable": column_means(out.p_unstable) if out.has_unstable else nan,
+        "unstable_excess": (nan if not out.has_unstable else np.full(C, out.unstable_excess)
+                            if np.ndim(out.unstable_excess) == 0 else column_means(out.unstable_excess)),
         **{col: np.asarray(draws.extrapolation[col], float) for col in EXTRAPOLATION_COLUMNS
            if draws.extrapolation is not None and col in draws.extrapolation},
     })
@@ -430,8 +457,8 @@ def rank(draws: PredictionDraws, *, delta: float | None = None, max_p_diverge: f
     ties = near_ties(draws.loss, list(draws.names), order, delta, top_k)
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    return Ranking(table, ties, _picks(table, max_p_diverge), float(delta), out.diverged_loss,
-                   out.unstable_excess)
+    fixed_excess = float(out.unstable_excess) if np.ndim(out.unstable_excess) == 0 else float("nan")
+    return Ranking(table, ties, _picks(table, max_p_diverge), float(delta), out.diverged_loss, fixed_excess)
 
 
 # ---------------------------------------------------------------------------- terminal output
@@ -441,8 +468,14 @@ def _prob(v: float, width: int = 7) -> str:
 
 def ranking_legend(r: Ranking) -> str:
     """Two lines saying what the table's columns are (printed above it by the CLI)."""
-    unstable = (f", an unstable run +{r.unstable_excess:.3g} nats" if r.unstable_excess > 0
-                or r.table["p_unstable"].notna().any() else "")
+    per_candidate = r.table["unstable_excess"] if "unstable_excess" in r.table.columns else None
+    if not np.isfinite(r.unstable_excess) and per_candidate is not None and per_candidate.notna().any():
+        unstable = (f", an unstable run +{per_candidate.min():.3g} to +{per_candidate.max():.3g} nats (by "
+                    "candidate)")
+    elif r.unstable_excess > 0 or r.table["p_unstable"].notna().any():
+        unstable = f", an unstable run +{r.unstable_excess:.3g} nats"
+    else:
+        unstable = ""
     return (f"sorted by E[loss]: expected final loss (nats) over the outcomes, a diverged run charged "
             f"{r.diverged_loss:.3f} nats{unstable}; mean and 90% interval: the loss if the run trains normally\n"
             "P(best): chance of the lowest loss among the runs that do not diverge (a diverged run is never "

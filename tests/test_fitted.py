@@ -23,6 +23,7 @@ def test_loaded_model_reproduces_predictions_exactly(fitted_law, saved_model):
         np.testing.assert_array_equal(a.loss, b.loss)
         np.testing.assert_array_equal(a.loss_noisy, b.loss_noisy)
         np.testing.assert_array_equal(a.p_diverge, b.p_diverge)
+        np.testing.assert_array_equal(a.unstable_excess, b.unstable_excess)
     assert law2.spec_ == fitted_law.spec_
     assert law2.settings_["package_version"]
 
@@ -150,3 +151,25 @@ def test_a_missing_posterior_file_is_an_error_not_a_model_without_it(saved_model
     (dst / "divergence_posterior.nc").unlink()
     with pytest.raises(ModelFormatError, match="divergence_posterior.nc: missing from the model directory"):
         load_model(dst)
+
+
+def test_a_law_with_an_unstable_loss_regression_draws_its_excess_and_saves_it(fitted_law, tmp_path):
+    import copy
+
+    from test_unstable_loss import fitted, synthetic_unstable_runs
+
+    # the session's synthetic grid has 4 unstable runs: too few for the regression, so the fixed excess is used
+    assert fitted_law.div_fit_.unstable_level is None
+    assert np.ndim(fitted_law.predict_draws(CANDS, model_params=80_000, tokens_per_step=4096).unstable_excess) == 0
+    law = copy.deepcopy(fitted_law)
+    level = fitted(synthetic_unstable_runs())  # SYNTHETIC regression, its plateau moved above this grid's losses
+    level.coef[0] += 1.0
+    law.div_fit_.unstable_level = level
+    d = law.predict_draws(CANDS, model_params=123_456, tokens_per_step=4096)
+    assert d.unstable_excess.shape == d.loss.shape and d.unstable_excess.min() >= 0
+    assert d.unstable_excess.max() > 0
+    law.save(tmp_path / "with-level")
+    again = load_model(tmp_path / "with-level")
+    assert again.div_fit_.unstable_level == law.div_fit_.unstable_level
+    np.testing.assert_array_equal(
+        again.predict_draws(CANDS, model_params=123_456, tokens_per_step=4096).unstable_excess, d.unstable_excess)

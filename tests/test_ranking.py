@@ -10,7 +10,7 @@ import pytest
 
 from bayes_optlaws.draws import PredictionDraws
 from bayes_optlaws.ranking import (SUMMARY_COLUMNS, Ranking, best_run, expected_loss, format_table, near_ties,
-                                   outcomes, rank)
+                                   outcomes, rank, ranking_legend)
 from bayes_optlaws.runs import RunsError
 
 S = 2000
@@ -200,6 +200,30 @@ def test_unstable_and_divergence_together_match_hand_computation():
     assert row(r, "A")["expected_regret"] == pytest.approx(0.5 + 0.9 + 1.0 - e_min)
 
 
+def test_a_per_draw_excess_equal_everywhere_ranks_as_the_fixed_one():
+    fixed = draws([1.0, 2.0], p_div=[0.2, 0.1], p_unst=[0.3, 0.2], excess=2.0, diverged_loss=5.0)
+    per_draw = draws([1.0, 2.0], p_div=[0.2, 0.1], p_unst=[0.3, 0.2], excess=np.full((S, 2), 2.0),
+                     diverged_loss=5.0)
+    a, b = rank(fixed), rank(per_draw)
+    cols = ["name", "expected_loss", "p_best", "p_best_noisy", "expected_regret", "unstable_excess"]
+    pd.testing.assert_frame_equal(a.table[cols], b.table[cols])
+    assert a.unstable_excess == 2.0 and np.isnan(b.unstable_excess)  # per candidate: in the table's column
+    assert "an unstable run +2 to +2 nats (by candidate)" in ranking_legend(b)
+
+
+def test_per_draw_excess_matches_hand_computation():
+    # A: 1.0 normally (p .5), unstable (p .5) at 1.0 + 0.5 in half the draws and 1.0 + 3.0 in the others;
+    # B always 2.0: A's unstable outcome beats B only in the first half
+    excess = np.column_stack([np.where(np.arange(S) < S // 2, 0.5, 3.0), np.zeros(S)])
+    r = rank(draws([1.0, 2.0], p_unst=[0.5, 0.0], excess=excess))
+    assert row(r, "A")["p_best"] == pytest.approx(0.5 + 0.5 * 0.5)
+    assert row(r, "A")["expected_loss"] == pytest.approx(1.0 + 0.5 * (0.5 * 0.5 + 0.5 * 3.0))
+    assert row(r, "A")["unstable_excess"] == pytest.approx(1.75)
+    assert r.to_dict()["unstable_excess"] is None
+    sub = draws([1.0, 2.0], p_unst=[0.5, 0.0], excess=excess).subset([0])
+    np.testing.assert_array_equal(sub.unstable_excess, excess[:, :1])
+
+
 def test_bad_draws_give_one_clear_error_naming_the_candidate():
     with pytest.raises(RunsError, match="'B'.*p_diverge \\+ p_unstable > 1"):
         rank(draws([2.0, 2.5], p_div=[0.1, 0.6], p_unst=[0.0, 0.5]))
@@ -211,6 +235,12 @@ def test_bad_draws_give_one_clear_error_naming_the_candidate():
         rank(bad)
     with pytest.raises(RunsError, match="unstable_excess"):
         rank(draws([2.0, 2.5], p_unst=[0.1, 0.0], excess=-1.0))
+    negative = np.zeros((S, 2))
+    negative[5, 1] = -0.1
+    with pytest.raises(RunsError, match="'B' has a negative unstable_excess in 1 draws"):
+        rank(draws([2.0, 2.5], p_unst=[0.1, 0.0], excess=negative))
+    with pytest.raises(RunsError, match="unstable_excess has shape"):
+        rank(draws([2.0, 2.5], p_unst=[0.1, 0.0], excess=np.zeros((S, 3))))
 
 
 def test_expected_loss_formula():
@@ -330,13 +360,14 @@ def test_to_dict_is_json_serialisable_with_expected_keys():
                                        "p_best", "expected_regret"}
     for c in d["candidates"]:
         assert required <= set(c)
-        assert all(isinstance(c[k], float) for k in required - {"name", "p_unstable"})
+        assert all(isinstance(c[k], float) for k in required - {"name", "p_unstable", "unstable_excess"})
     b = next(c for c in d["candidates"] if c["name"] == "B")
     assert b["p_diverge"] == pytest.approx(0.1) and b["loss_mean"] == pytest.approx(2.1)
     assert d["picks"]["by_p_best"] == r.table["name"].iloc[int(r.table["p_best"].to_numpy().argmax())]
     assert d["picks"]["by_expected_loss"] == r.table["name"].iloc[0]
     assert d["delta"] == 0.005 and d["diverged_loss"] == 4.0
     assert all(c["p_unstable"] is None for c in d["candidates"])  # the draws have no unstable outcome
+    assert all(c["unstable_excess"] is None for c in d["candidates"])
     assert all({"a", "b", "p_within_delta", "near_tie"} <= set(t) for t in d["near_ties"])
 
 

@@ -98,8 +98,8 @@ def test_p_best_sums_to_one_minus_p_every_candidate_diverges(d):
     assert r.table["p_best"].sum() == pytest.approx(1.0 - p_all, abs=1e-12)
     assert r.table["p_best_noisy"].sum() == pytest.approx(1.0 - p_all, abs=1e-12)
     assert ((r.table["p_best"] >= 0) & (r.table["p_best"] <= 1 + 1e-12)).all()
-    assert np.isfinite(r.table.drop(columns=["p_unstable"] if d.p_unstable is None else []).select_dtypes(
-        "number").to_numpy()).all()
+    no_unstable = ["p_unstable", "unstable_excess"] if d.p_unstable is None else []
+    assert np.isfinite(r.table.drop(columns=no_unstable).select_dtypes("number").to_numpy()).all()
 
 
 @PROPERTY_SETTINGS

@@ -110,22 +110,26 @@ class BayesOptLawMethod:
         return np.maximum(np.asarray(recorded if recorded else [d.unstable_excess], float), 0.0)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
-        """Posterior predictive mean of the final loss (nats): the normal/unstable mixture's mean, an unstable run
-        the median of the recorded excesses higher (their mean is pulled down by runs the law over-predicts)."""
+        """Posterior predictive mean of the final loss (nats): the normal/unstable mixture's mean.  An unstable
+        run ends where the law's unstable-loss regression puts it (per draw; :mod:`bayes_optlaws.unstable_loss`)
+        or, for a law without one, the median of the recorded excesses higher (their mean is pulled down by runs
+        the law over-predicts)."""
         d = self._draws(df)
-        excess = float(np.median(self._excesses(d)))
+        excess = d.unstable_excess if np.ndim(d.unstable_excess) == 2 else float(np.median(self._excesses(d)))
         return (d.loss + self._unstable_share(d) * excess).mean(axis=0)
 
     def predict_draws(self, df: pd.DataFrame) -> np.ndarray:
-        """New-run draws: an unstable outcome (probability q per draw) adds an excess drawn from the unstable
-        training runs' own excesses (a bootstrap of them, so the intervals carry their spread)."""
+        """New-run draws: an unstable outcome (probability q per draw) adds the draw's excess from the law's
+        unstable-loss regression or, for a law without one, an excess drawn from the unstable training runs' own
+        excesses (a bootstrap of them, so the intervals carry their spread)."""
         d = self._draws(df)
         q = self._unstable_share(d)
         if not q.any():
             return d.loss_noisy
         rng = np.random.default_rng(self.seed + 11)
         unstable = rng.random(q.shape) < q
-        excess = rng.choice(self._excesses(d), size=q.shape)
+        excess = (d.unstable_excess if np.ndim(d.unstable_excess) == 2
+                  else rng.choice(self._excesses(d), size=q.shape))
         return d.loss_noisy + excess * unstable
 
 

@@ -37,6 +37,15 @@ sampler settings).  What the backtests cannot see is a step unlike theirs: on th
 twice their error — the shipped default model (fitted on all four sizes) measures k 0.51 and a per-run step error
 of 0.055 for 200K -> 793K against 0.35 / 0.027 (25K -> 85K) and 0.37 / 0.025 (85K -> 200K).
 
+What the per-configuration step error leaves out: the backtests' residuals rise with the run's log peak LR on every
+pair of both sets (a larger model gains more at low LR, less at high LR): +0.014 and +0.009 log loss per unit of
+log LR on the grid's two pairs, +0.010, +0.005 and +0.002 on StepLaw's three (standard errors 0.003 / 0.006 and
+0.0008 / 0.0003 / 0.0002; a ``/tmp`` probe of :meth:`SizeStep.from_backtests`' inputs, fit 25K-200K and
+72M-242M, 2026-12-07).  At the grid's 793K the slope is about three times what the pairs extrapolate (errors
++0.10 to +0.18 nats at peak LR 0.001-0.002, about 0 at 0.008-0.016), which is most of its too-narrow intervals.
+A mean correction along log LR was tried and not adopted (it worsened StepLaw's held-out pick regret 0.0035 ->
+0.0061, and 0.0026 -> 0.0047 leaving one training pair out).
+
 One size:
 
 A law fitted on runs of a single model size cannot learn how the loss scales with N: the size features are

@@ -398,3 +398,35 @@ def test_a_model_saved_before_the_excess_spread_loads_without_it(fitted_law):
     assert back.unstable_excesses is None and back.config["unstable_excess_above"] == "block_best"
     again = div.DivergenceFit.from_settings(settings, fitted_law.div_idata_)
     assert again.unstable_excesses == fitted_law.div_fit_.unstable_excesses
+
+
+def test_a_model_saved_before_the_unstable_loss_regression_keeps_the_fixed_excess(fitted_law):
+    settings = fitted_law.div_fit_.settings()
+    assert settings["config"]["unstable_loss"] == "level" and "unstable_level" in settings
+    old = {k: v for k, v in settings.items() if k != "unstable_level"}
+    old["config"] = {k: v for k, v in settings["config"].items() if k != "unstable_loss"}
+    back = div.DivergenceFit.from_settings(old, fitted_law.div_idata_)
+    assert back.unstable_level is None and back.config["unstable_loss"] == "excess"
+
+
+def test_an_unknown_unstable_loss_mode_is_refused_before_sampling(fitted_law):
+    with pytest.raises(ValueError, match="'unstable_loss' must be one of level, excess, got 'plateau'"):
+        div.fit_divergence(fitted_law.train_set_, 0.3, {"unstable_loss": "plateau"})
+
+
+def test_the_fit_regresses_the_unstable_runs_loss_when_there_are_enough(fitted_law, monkeypatch):
+    """The divergence fit hands its unstable rows to the regression (the SYNTHETIC grid's 4 are too few for it,
+    so the fit keeps None; the rows it passes are exactly the unstable ones)."""
+    seen = {}
+
+    def spy(run_set, unstable):
+        seen["ids"] = sorted(run_set.table["run_id"][np.asarray(unstable)])
+        return "fitted"
+
+    monkeypatch.setattr(div.UnstableLossFit, "fit", staticmethod(spy))
+    monkeypatch.setattr(div, "build_divergence_model", lambda *a, **k: (_ for _ in ()).throw(StopIteration))
+    with pytest.raises(StopIteration):
+        div.fit_divergence(fitted_law.train_set_, 0.3, fitted_law.divergence_config_)
+    runs = fitted_law.train_runs_
+    expected = sorted(runs["run_id"][ins.label_outcomes(runs) == "unstable"])
+    assert seen["ids"] == expected and len(expected) == 4

@@ -95,3 +95,25 @@ def test_the_mixture_draws_an_unstable_runs_excess_from_the_recorded_spread(monk
     np.testing.assert_allclose(method.predict(None), [2.5, 2.0])
     method.law_ = SimpleNamespace(div_fit_=SimpleNamespace(unstable_excesses=None))  # saved before the spread
     assert np.all(method.predict_draws(None)[:, 0] == 2.7)
+
+
+def test_the_mixture_uses_the_laws_per_draw_unstable_excess_when_it_has_one(monkeypatch):
+    """SYNTHETIC draws with a per-draw excess (a law with the unstable-loss regression): an unstable outcome adds
+    the draw's own excess, and the point prediction is the mixture's mean over draws."""
+    from types import SimpleNamespace
+
+    from bayes_optlaws.draws import PredictionDraws
+    from bayes_optlaws.evaluation.ours import BayesOptLawMethod
+
+    S = 4000
+    loss = np.full((S, 2), 2.0)
+    excess = np.column_stack([np.linspace(0.5, 1.5, S), np.full(S, 0.3)])
+    p_unst = np.column_stack([np.ones(S), np.full(S, 0.5)])
+    draws = PredictionDraws(["sure", "half"], loss, loss.copy(), np.zeros((S, 2)), 5.0, p_unst, excess)
+    method = BayesOptLawMethod(outcomes=True)
+    method.law_ = SimpleNamespace(div_fit_=SimpleNamespace(unstable_excesses=[9.0]))  # not used: per-draw excess
+    monkeypatch.setattr(method, "_draws", lambda df: draws)
+    np.testing.assert_allclose(method.predict(None), [3.0, 2.15])
+    out = method.predict_draws(None)
+    np.testing.assert_allclose(out[:, 0], 2.0 + excess[:, 0])
+    assert set(np.round(out[:, 1], 6)) == {2.0, 2.3}

@@ -799,7 +799,9 @@ def fit_divergence(run_set: "RunSet | pd.DataFrame", lr_ref: float, config: dict
     ``final_loss``; a DataFrame is validated into one).  Outcomes come from :func:`instability.label_outcomes`
     with the config's ``unstable_gap``.  ``law_loss``: the loss law's posterior mean loss (nats) per run, which
     the unstable excess is measured above when the config's ``unstable_excess_above`` is ``"law"`` (without it,
-    above the block's best run, as ``"block_best"``).  Raises ``ValueError`` when no run, or every run, diverged (nothing to learn).
+    above the block's best run, as ``"block_best"``).  With the config's ``unstable_loss`` ``"level"`` the
+    unstable runs' own loss regression is fitted too (:class:`~bayes_optlaws.unstable_loss.UnstableLossFit`).
+    Raises ``ValueError`` when no run, or every run, diverged (nothing to learn).
     ``emit_warnings=False`` leaves the prior-check and diagnostic messages in the fit (for a caller that runs this
     in a worker thread and warns from its own)."""
 

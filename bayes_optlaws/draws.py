@@ -28,9 +28,10 @@ class PredictionDraws:
     divergence boundary), ``diverged_loss``: the fixed loss charged to a diverged run (nats, measured from the
     diverged runs of the training table), ``p_unstable``: probability of an unstable run per draw (``None``: the
     model has no unstable outcome, i.e. probability zero), ``unstable_excess``: the excess loss of an unstable
-    run (nats, ≥ 0): one fixed number, or an array (samples × candidates) of per-draw excesses.  ``names``: candidate names.  ``extrapolation``: per candidate, how far its target lies
-    outside the fitted range (``extrap_N``, ``extrap_D``, ``extrap_lr``, ``extrap_tps``, ``extrap_max``: factors
-    >= 1, see :mod:`bayes_optlaws.extrapolation`), or ``None``.
+    run (nats, ≥ 0): one fixed number, or an array (samples × candidates) of per-draw excesses.  ``names``:
+    candidate names.  ``extrapolation``: per candidate, how far its target lies outside the fitted range
+    (``extrap_N``, ``extrap_D``, ``extrap_lr``, ``extrap_tps``, ``extrap_max``: factors >= 1, see
+    :mod:`bayes_optlaws.extrapolation`), or ``None``.
     """
 
     names: list[str]

@@ -64,9 +64,7 @@ def cmd_fit(args) -> int:
               f"divergences {dd['divergences']}")
     level = None if law.div_fit_ is None else law.div_fit_.unstable_level
     if level is not None:
-        terms = " ".join(f"{v:+.3f} {k}" for k, v in level.summary()["coef"].items() if k != "intercept")
-        print(f"unstable runs' final loss ({level.n_runs} runs): log loss = {level.coef[0]:.3f} {terms}, "
-              f"residual sd {level.summary()['sigma']:.3f}")
+        print(f"where an unstable run ends: {level.describe()}")
     sf = law.stage_fit_
     if sf is not None:
         sd = sf.diagnostics

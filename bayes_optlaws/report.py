@@ -316,6 +316,10 @@ def _summary_section(law, model_label: str | None) -> str:
     ]
     if law.size_step_ is not None:
         model_pairs.append(("an unseen model size", size_step_text(law)))
+    if law.div_fit_ is not None and law.div_fit_.unstable_level is not None:
+        model_pairs.append(("where an unstable run ends", law.div_fit_.unstable_level.describe()))
+    elif np.isfinite(law.unstable_excess_):
+        model_pairs.append(("where an unstable run ends", f"{law.unstable_excess_:.3f} nats above the law's loss"))
     for value, label in ((law.data_hash_, "training-data hash"), (law.fit_seconds_, "fit time (s)")):
         if value is not None:
             model_pairs.append((label, value))

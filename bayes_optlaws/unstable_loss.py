@@ -113,6 +113,12 @@ class UnstableLossFit:
         return {"coef": dict(zip(["intercept", *self.features], self.coef)), "sigma": float(np.sqrt(self.s2)),
                 "n_runs": self.n_runs}
 
+    def describe(self) -> str:
+        """One line for the fit summary and the report: the fitted equation, run count and residual sd."""
+        terms = " ".join(f"{v:+.3f} {k}" for k, v in zip(self.features, self.coef[1:]))
+        return (f"log final loss = {self.coef[0]:.3f} {terms} ({self.n_runs} unstable runs, residual sd "
+                f"{np.sqrt(self.s2):.3f})")
+
     def to_dict(self) -> dict:
         return {"features": list(self.features), "coef": list(self.coef), "cov_unscaled": self.cov_unscaled,
                 "s2": self.s2, "dof": self.dof, "n_runs": self.n_runs}

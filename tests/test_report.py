@@ -281,3 +281,18 @@ def test_the_summary_states_how_an_unseen_size_is_predicted(fitted_law):
     features = copy.copy(fitted_law)
     features.model_config_ = {**fitted_law.model_config_, "new_size": "features"}
     assert "new_size='features'" in size_step_text(features)
+
+
+def test_the_summary_says_where_an_unstable_run_ends(fitted_law):
+    """The synthetic law has too few unstable runs for the regression: the summary gives its fixed excess; with a
+    (SYNTHETIC) regression it gives the fitted equation instead."""
+    from test_unstable_loss import fitted, synthetic_unstable_runs
+
+    from bayes_optlaws.report import _summary_section
+
+    html = _summary_section(fitted_law, None)
+    assert f"{fitted_law.unstable_excess_:.3f} nats above the law" in html
+    law = copy.copy(fitted_law)
+    law.div_fit_ = copy.copy(fitted_law.div_fit_)
+    law.div_fit_.unstable_level = fitted(synthetic_unstable_runs())
+    assert law.div_fit_.unstable_level.describe() in _summary_section(law, None)

@@ -46,6 +46,8 @@ def test_recovers_the_synthetic_coefficients_and_noise():
     truth = [TRUE["intercept"], TRUE["log_peak_lr"], TRUE["log_N"], TRUE["warmup_frac"]]
     assert np.all(np.abs(np.asarray(fit.coef) - truth) < 3.5 * se)
     assert np.sqrt(fit.s2) == pytest.approx(SIGMA, rel=0.25)
+    text = fit.describe()
+    assert text.startswith(f"log final loss = {fit.coef[0]:.3f} {fit.coef[1]:+.3f} log_peak_lr") and "72 unstable" in text
 
 
 def test_draws_cover_new_synthetic_runs_at_their_nominal_rate_one_size_up():

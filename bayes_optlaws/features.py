@@ -146,6 +146,22 @@ def segment_integrals(schedule: Schedule, tokens_per_step: int, model_params: fl
                             warnings=warnings)
 
 
+def with_lr_scaled(integrals: pd.DataFrame, factor, escape_invariant=None) -> pd.DataFrame:
+    """The segment integrals of the same runs with every learning rate multiplied by ``factor`` (a number, or one
+    per row): ``lr_max`` and the convergence integrals ``I_w``, ``I_c``, ``I`` scale with it (their floors are
+    fractions of ``lr_max``), the escape integrals ``E_w``, ``E_c`` with its square — exactly the integrals of the
+    scaled schedules, without recomputing them.  ``escape_invariant``: rows whose escape integrals are normalised
+    by their own peak LR (continual stages with ``history_escape="peak"``), which do not change."""
+    c = np.broadcast_to(np.asarray(factor, float), (len(integrals),))
+    out = integrals.copy()
+    for col in ("lr_max", "I_w", "I_c", "I"):
+        out[col] = integrals[col].to_numpy(float) * c
+    e_scale = c ** 2 if escape_invariant is None else np.where(np.asarray(escape_invariant, bool), 1.0, c ** 2)
+    for col in ("E_w", "E_c"):
+        out[col] = integrals[col].to_numpy(float) * e_scale
+    return out
+
+
 def reference_lr(runs: "RunSet") -> float:
     """The default ``lr_ref`` of a fit: the largest peak LR (raw units) of the runs' schedules — the LR the
     features call 1.0 (one rule for the law, its least-squares twin and the divergence model)."""

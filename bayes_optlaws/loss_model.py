@@ -79,6 +79,8 @@ DEFAULT_MODEL_CONFIG = {
     "covariates": "auto",
     "group_column": "auto",
     "new_size": "nearest_size",   # how unseen sizes are predicted (bayes_optlaws.size_scaling); or "features"
+    "size_step_lr_exponent": 0.0,  # the nearest-size rule's LR transfer: a number (0: none) or "learned" from
+                                   #   the backtests (size_scaling.lr_exponent_search)
 }
 DEFAULT_SAMPLER_CONFIG = {"draws": 1000, "tune": 1000, "chains": 4, "nuts_sampler": "nutpie", "target_accept": 0.95,
                           "cores": None}

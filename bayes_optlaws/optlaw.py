@@ -30,7 +30,7 @@ from . import loss_model as lm
 from . import size_scaling
 from . import fitted
 from .fitted import data_hash, model_id  # noqa: F401  (re-exported: a fitted model's identity lives in fitted.py)
-from .features import FeatureSpec, Standardiser, design_matrix, reference_lr, select_exponents
+from .features import FeatureSpec, Standardiser, design_matrix, reference_lr, select_exponents, with_lr_scaled
 from .runs import RunsError
 from .runset import RunSet
 from .extrapolation import ExtrapolationWarning, FittedRange
@@ -222,29 +222,59 @@ class BayesOptLaw:
         """Backtest of the nearest-size rule on the fitted sizes: for each adjacent pair, the law evaluated at the
         smaller size for every run of the larger one, and the factor on Chinchilla's step that takes it to the
         observed log losses (:class:`~bayes_optlaws.size_scaling.SizeStep`)."""
-        backtests = []
         sizes = ok.table["model_params"].to_numpy()
-        for lower, upper in zip(self.sizes_[:-1], self.sizes_[1:]):
+        pairs = list(zip(self.sizes_[:-1], self.sizes_[1:]))
+        # per pair, the larger size's runs: at their own size the run set's integrals are the fit's (carried by
+        # rows()); at the smaller one they are computed once, and an LR scaling of them is exact and cheap
+        upper_runs = [ok.rows(sizes == upper) for _, upper in pairs]
+        at_lower = [runs.assign(model_params=lower) for runs, (lower, _) in zip(upper_runs, pairs)]
+
+        def law_from_lower(alpha: float) -> list[np.ndarray]:
+            return [self._law_log_loss(runs, (upper / lower) ** alpha)
+                    for runs, (lower, upper) in zip(at_lower, pairs)]
+
+        alpha, profile = self._lr_exponent(law_from_lower, [log_loss[sizes == upper] for _, upper in pairs],
+                                           [runs.table["tokens"].to_numpy() for runs in upper_runs])
+        backtests = []
+        for (lower, upper), runs, from_lower in zip(pairs, upper_runs, law_from_lower(alpha)):
             rows = sizes == upper
-            upper_runs = ok.rows(rows)
-            # at its own size the run set's integrals are the fit's (carried by rows()); at the smaller, new ones
-            fitted_here = self._law_log_loss(upper_runs)
-            from_lower = self._law_log_loss(upper_runs.assign(model_params=lower))
-            tokens = upper_runs.table["tokens"].to_numpy(float)
+            tokens = runs.table["tokens"].to_numpy(float)
             backtests.append({"from": lower, "to": upper, "observed": log_loss[rows] - from_lower,
                               "chinchilla": size_scaling.chinchilla_log_shift(lower, upper, tokens),
-                              "log_tokens": np.log(tokens), "in_sample": log_loss[rows] - fitted_here})
+                              "log_tokens": np.log(tokens), "in_sample": log_loss[rows] - self._law_log_loss(runs)})
         prior = lm.loss_priors(self.model_config_)["size_step_token_slope"]
-        return size_scaling.SizeStep.from_backtests(backtests, prior)
+        step = size_scaling.SizeStep.from_backtests(backtests, prior)
+        step.lr_exponent, step.lr_exponent_profile = alpha, profile
+        return step
 
-    def _law_log_loss(self, runs: RunSet) -> np.ndarray:
+    def _lr_exponent(self, law_from_lower, observed: list[np.ndarray],
+                     blocks: list[np.ndarray]) -> tuple[float, dict | None]:
+        """The LR-transfer exponent of the nearest-size rule and the search's profile: the number
+        ``model_config["size_step_lr_exponent"]`` (no profile), or for ``"learned"`` the backtests'
+        :func:`~bayes_optlaws.size_scaling.lr_exponent_search` (0 without a pair of fitted sizes)."""
+        setting = self.model_config_.get("size_step_lr_exponent", 0.0)
+        if setting != "learned":
+            try:
+                return float(setting), None
+            except (TypeError, ValueError):
+                raise RunsError("model_config['size_step_lr_exponent'] must be a number (0: no LR transfer) or "
+                                f"'learned', got {setting!r}") from None
+        if not observed:
+            return 0.0, None
+        return size_scaling.lr_exponent_search(law_from_lower, observed, blocks)
+
+    def _law_log_loss(self, runs: RunSet, lr_factor=1.0) -> np.ndarray:
         """Posterior-mean log loss of the pre-training law for single-stage ``runs`` at their ``model_params``
-        (which must be fitted sizes)."""
-        return self._law_log_loss_draws(runs).mean(axis=0)
+        (which must be fitted sizes), their LRs multiplied by ``lr_factor`` (a number or one per run)."""
+        return self._law_log_loss_draws(runs, lr_factor).mean(axis=0)
 
-    def _law_log_loss_draws(self, runs: RunSet) -> np.ndarray:
-        """Draws (samples × runs) of the pre-training law's mean log loss for single-stage ``runs``."""
-        X_raw = design_matrix(runs.integrals(self.spec_.lr_ref, self.spec_.history_escape), self.spec_)
+    def _law_log_loss_draws(self, runs: RunSet, lr_factor=1.0) -> np.ndarray:
+        """Draws (samples × runs) of the pre-training law's mean log loss for single-stage ``runs`` (LRs times
+        ``lr_factor``)."""
+        integrals = runs.integrals(self.spec_.lr_ref, self.spec_.history_escape)
+        if np.any(np.asarray(lr_factor) != 1.0):
+            integrals = with_lr_scaled(integrals, lr_factor)
+        X_raw = design_matrix(integrals, self.spec_)
         log_mu, _ = self._pretraining_log_loss(X_raw, runs.table, np.random.default_rng(self.random_seed + 11))
         return log_mu
 
@@ -390,8 +420,14 @@ class BayesOptLaw:
         if not self._nearest_size_rule() or np.array_equal(nearest, own):
             return cand, X_raw
         anchored = cand.assign(model_params=nearest.astype("int64"))
-        return anchored, design_matrix(anchored.integrals(self.spec_.lr_ref, self.spec_.history_escape, hist),
-                                       self.spec_)
+        integrals = anchored.integrals(self.spec_.lr_ref, self.spec_.history_escape, hist)
+        step = self.size_step_ if self.size_step_ is not None else size_scaling.SizeStep()
+        factor = step.lr_factor(nearest, own)
+        if np.any(factor != 1.0):  # the LR transfer: a larger model trains like the fitted one at a scaled LR
+            invariant = (ct.is_stage(cand.table).to_numpy() if self.spec_.history_escape == "peak"
+                         else None)
+            integrals = with_lr_scaled(integrals, factor, invariant)
+        return anchored, design_matrix(integrals, self.spec_)
 
     def _log_loss_draws(self, cand_set: RunSet, X_raw: np.ndarray, law_set: RunSet, X_law: np.ndarray,
                         scenario: str | None, rng, S: int):

@@ -46,6 +46,23 @@ log LR on the grid's two pairs, +0.010, +0.005 and +0.002 on StepLaw's three (st
 A mean correction along log LR was tried and not adopted (it worsened StepLaw's held-out pick regret 0.0035 ->
 0.0061, and 0.0026 -> 0.0047 leaving one training pair out).
 
+LR transfer (an option, ``model_config["size_step_lr_exponent"]``; default 0: off).  The curvature-following form
+of that correction: a model ``r`` times larger than its nearest fitted size is evaluated there at its LRs times
+``r^alpha`` — the law's whole loss-vs-LR curve moves by ``alpha · log r`` in log LR, so the correction vanishes at
+the optimum and follows the curve's slope away from it (:func:`~bayes_optlaws.features.with_lr_scaled` scales the
+segment integrals exactly).  ``"learned"`` picks alpha from the backtests (:func:`lr_exponent_search`: the
+within-budget residual sum of squares over the pairs).  On LossCast StepLaw's training pairs it finds **alpha =
+0.64** (fit 72M-242M; 0.71 fit 72M-200M), the exponent of StepLaw's own published rule ``eta_opt ∝ N^-0.713``
+(Li et al. 2025, "Predictable Scale: Part I", arXiv 2503.04715), and halves the residual sum of squares (0.050
+-> 0.024); on the grid 0.24 (0.148 -> 0.095, carried by the 25K -> 85K pair; 85K -> 200K shows little shift).
+Not the default, because the tuning splits (``benchmarks/bench_extrapolation.py --inner --model-config
+'bayes_lrx={"size_step_lr_exponent": "learned"}'``, 2026-12-07) were mixed: StepLaw 72M-200M -> 242M MAE 0.0158
+-> 0.0144, in-block Spearman 0.935 -> 0.949, but pick regret 0.0032 -> 0.0038 and 50 / 90 % coverage 0.35 / 0.95 ->
+0.27 / 0.89 (the per-configuration error measured around the transferred law is smaller); grid 25K + 85K -> 200K
+MAE 0.066 -> 0.073, Spearman 0.921 -> 0.905 (its low-LR runs over-corrected by 0.03-0.05 nats, and a high-LR
+candidate moved beyond the fitted LRs, where the law's extrapolation runs away: 2.98 -> 3.23 against 2.74
+observed).  It was not scored on the held-out splits.
+
 One size:
 
 A law fitted on runs of a single model size cannot learn how the loss scales with N: the size features are
@@ -80,6 +97,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from .runs import RunsError
 
@@ -199,6 +217,40 @@ EXCESS_DISTANCE_POWER = 0.5
 STEP_ERROR_NU = 5.0
 
 
+#: the LR-transfer exponents the backtests try (:func:`lr_exponent_search`); a finer value comes from a parabola
+#: through the best one and its neighbours
+LR_EXPONENT_GRID = tuple(np.round(np.arange(-0.5, 1.5001, 0.25), 2))
+
+
+def lr_exponent_search(law_from_lower, observed, blocks, grid=LR_EXPONENT_GRID) -> tuple[float, dict]:
+    """The LR-transfer exponent ``alpha`` that best explains the backtests: a model ``r`` times larger trains at
+    peak LR ``eta`` like the smaller one at ``eta · r^alpha`` (alpha > 0: the larger model's best LR is lower).
+
+    ``law_from_lower(alpha)``: per adjacent pair of fitted sizes, the law's log loss at the smaller size for
+    every run of the larger one with its LRs scaled by ``(to / from)^alpha``; ``observed``: those runs' log
+    losses; ``blocks``: their token-budget labels.  Criterion: inside each (pair, budget) block the shared size step is a free constant, so only how
+    the step changes *across the block's LRs* counts — the residual sum of squares of ``observed − law`` around
+    each block's mean.  Minimised over ``grid``, refined by a parabola through the best point and its neighbours
+    (the best grid point itself at an edge).  Returns ``(alpha, {alpha: residual sum of squares})``."""
+    profile = {}
+    for alpha in grid:
+        ssr = 0.0
+        for pred, obs, blk in zip(law_from_lower(float(alpha)), observed, blocks):
+            r = pd.Series(np.asarray(obs, float) - np.asarray(pred, float))
+            ssr += float(((r - r.groupby(np.asarray(blk)).transform("mean")) ** 2).sum())
+        profile[float(alpha)] = ssr
+    a = np.array(list(profile)), np.array(list(profile.values()))
+    j = int(np.argmin(a[1]))
+    if j == 0 or j == len(a[0]) - 1:
+        return float(a[0][j]), profile
+    x, y = a[0][j - 1:j + 2], a[1][j - 1:j + 2]
+    denom = (x[0] - x[1]) * (x[0] - x[2]) * (x[1] - x[2])
+    curv = (x[2] * (y[1] - y[0]) + x[1] * (y[0] - y[2]) + x[0] * (y[2] - y[1])) / denom
+    lin = (x[2] ** 2 * (y[0] - y[1]) + x[1] ** 2 * (y[2] - y[0]) + x[0] ** 2 * (y[1] - y[2])) / denom
+    vertex = -lin / (2 * curv) if curv > 0 else x[1]
+    return float(np.clip(vertex, x[0], x[2])), profile
+
+
 @dataclass
 class SizeStep:
     """What a fitted law knows about the size-step factor ``k``: one backtest per adjacent pair of fitted sizes.
@@ -223,6 +275,17 @@ class SizeStep:
     log_tokens_ref: float = 0.0   # the log D (tokens) at which the pairs' factors ``k`` hold
     error_nu: float = STEP_ERROR_NU  # shape of the per-configuration step error (Student-t dof; inf = normal,
                                      #   steps saved before it was recorded)
+    lr_exponent: float = 0.0      # alpha: a candidate r times larger than its nearest fitted size is evaluated there
+                                  #   with its LRs times r^alpha (lr_exponent_search; 0: no LR transfer, the
+                                  #   steps saved before it)
+    lr_exponent_profile: dict | None = None  # the search's residual sum of squares per exponent tried (None:
+                                             #   the exponent was fixed by the config, or saved before)
+
+    def lr_factor(self, from_params, to_params) -> np.ndarray:
+        """Per row, the factor on the LRs of a candidate evaluated at ``from_params`` for ``to_params``:
+        ``(to / from)^lr_exponent`` (1 for a row that does not move)."""
+        ratio = np.asarray(to_params, float) / np.asarray(from_params, float)
+        return ratio ** float(self.lr_exponent)
 
     @classmethod
     def from_backtests(cls, backtests: list[dict], slope_prior) -> "SizeStep":
@@ -305,7 +368,10 @@ class SizeStep:
         return {"pairs": [dict(p) for p in self.pairs], "token_slope": self.token_slope,
                 "token_slope_se": self.token_slope_se if np.isfinite(self.token_slope_se) else None,
                 "log_tokens_ref": self.log_tokens_ref,
-                "error_nu": self.error_nu if np.isfinite(self.error_nu) else None}
+                "error_nu": self.error_nu if np.isfinite(self.error_nu) else None,
+                "lr_exponent": self.lr_exponent,
+                "lr_exponent_profile": (None if self.lr_exponent_profile is None
+                                        else [[float(a), float(v)] for a, v in self.lr_exponent_profile.items()])}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "SizeStep":
@@ -314,11 +380,16 @@ class SizeStep:
         data = data or {}
         nu = data.get("error_nu")
         nu = float("inf") if nu is None else float(nu)
+        alpha = float(data.get("lr_exponent", 0.0))
+        profile = data.get("lr_exponent_profile")
+        profile = None if profile is None else {float(a): float(v) for a, v in profile}
         if "token_slope" not in data:
-            return cls([dict(p) for p in data.get("pairs", [])], error_nu=nu)
+            return cls([dict(p) for p in data.get("pairs", [])], error_nu=nu, lr_exponent=alpha,
+                       lr_exponent_profile=profile)
         se = data.get("token_slope_se")
         return cls([dict(p) for p in data["pairs"]], float(data["token_slope"]),
-                   float("inf") if se is None else float(se), float(data.get("log_tokens_ref", 0.0)), nu)
+                   float("inf") if se is None else float(se), float(data.get("log_tokens_ref", 0.0)), nu, alpha,
+                   profile)
 
     def posterior_grid(self, prior, spread, n: int = 241) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(m values, tau values, posterior weights (m × tau))`` of the pairs' hierarchical model."""

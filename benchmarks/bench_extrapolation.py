@@ -1,6 +1,7 @@
 """The expensive-run case: fit on the smaller sizes, score the largest (our own held-out splits).
 
     .venv/bin/python benchmarks/bench_extrapolation.py [--only grid|steplaw|marin] [--no-bayes] [--json PATH]
+                                                       [--inner] [--model-config NAME=JSON ...]
 
 * embedded grid (group main): fit 25K–200K, score every block of 793K (``bayes-optlaws evaluate --extrapolate``);
 * LossCast-Bench train split, StepLaw: fit 72M–242M, score 372M;
@@ -11,6 +12,10 @@ measured on splits of what we have.  The LossCast runs are read from ``../shared
 skipped with a message when it is absent.  Prints one table per split (every method fitted once on the smaller
 sizes), the fit time of each method, and each target of the expensive-run issue for the default law (met /
 MISS).
+
+``--inner`` scores the *tuning* splits instead: each split's training side split once more (fit all but its two
+largest sizes, score the second largest: grid 25K + 85K -> 200K, StepLaw 72M-200M -> 242M; Marin's training side
+has one size, so it has none).  Model choices are made on these, and the splits above are measured afterwards.
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-bayes", action="store_true")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated loss methods")
     ap.add_argument("--json", help="write every split's result as JSON")
+    ap.add_argument("--inner", action="store_true", help="score the tuning splits (see the module docstring)")
     ap.add_argument("--model-config", action="append", default=[], metavar="NAME=JSON",
                     help='an extra Bayesian variant, e.g. bayes_tps=\'{"covariates": ["log_tokens_per_step"]}\'')
     args = ap.parse_args(argv)
@@ -105,6 +111,12 @@ def main(argv=None) -> int:
         lm[name] = partial(BayesOptLawMethod, model_config=json.loads(cfg), outcomes=True)  # as bayes_optlaw
     out = {}
     for title, (train, test) in splits(args.only):
+        if args.inner:
+            if train["model_params"].nunique() < 2:
+                print(f"\n=== {title}: no inner split (its training side has one model size)")
+                continue
+            train, test = split_largest_size(train, groups=None)
+            title = f"{title} -- INNER (tuning) split: fit without the two largest sizes, score the second largest"
         t0 = time.perf_counter()
         fit_s = {}
 

@@ -295,3 +295,88 @@ def test_synthetic_heavy_tailed_step_errors_are_recovered_and_covered():
     normal = step.error_rate * np.random.default_rng(2).standard_normal(40_000)
     lo50n, hi50n = np.quantile(normal, [0.25, 0.75])
     assert np.mean((fresh >= lo50n) & (fresh <= hi50n)) > 0.55
+
+
+def test_scaling_the_lrs_of_the_integrals_is_exact():
+    """with_lr_scaled gives the segment integrals of the schedules with every LR multiplied (floors included)."""
+    from bayes_optlaws.features import integrals_table, with_lr_scaled
+    from bayes_optlaws.runset import RunSet
+
+    specs = [{"family": "cosine", "peak_lr": 0.01, "warmup": 20, "total": 1000},
+             {"family": "wsd", "peak_lr": 0.003, "warmup": 0, "total": 1000, "cooldown": 200},
+             {"family": "linear", "peak_lr": 0.02, "warmup": 100, "total": 500}]
+    factor = np.array([1.7, 0.6, 1.0])
+
+    def table(scale):
+        rows = [{**s, "peak_lr": s["peak_lr"] * c} for s, c in zip(specs, scale)]
+        return RunSet.of_candidates(pd.DataFrame({"name": ["a", "b", "c"], "schedule": [json.dumps(r) for r in rows],
+                                                  "model_params": 80_000, "tokens_per_step": 4096}))
+
+    base = integrals_table(table(np.ones(3)), lr_ref=0.3)
+    scaled = integrals_table(table(factor), lr_ref=0.3)
+    cols = ["N", "D", "lr_max", "I_w", "I_c", "I", "E_w", "E_c"]
+    np.testing.assert_allclose(with_lr_scaled(base, factor)[cols].to_numpy(float), scaled[cols].to_numpy(float),
+                               rtol=1e-9)
+    kept = with_lr_scaled(base, factor, escape_invariant=[True, False, False])
+    assert kept["E_w"].iloc[0] == base["E_w"].iloc[0] and kept["I"].iloc[0] == pytest.approx(1.7 * base["I"].iloc[0])
+
+
+def test_the_lr_exponent_search_recovers_a_synthetic_shift():
+    """SYNTHETIC backtests: the larger size of each pair trains at LR eta like the smaller at eta·r^0.6 (its
+    loss-vs-log-LR bowl moved 0.6·log r to the left), plus a free step per budget and a little noise."""
+    from bayes_optlaws.size_scaling import lr_exponent_search
+
+    rng = np.random.default_rng(0)
+    log_lr = np.tile(np.linspace(np.log(1e-3), np.log(0.1), 12), 2)
+    budgets = np.repeat([1, 2], 12)
+    ratios = [3.0, 2.0]
+
+    def bowl(x):  # the smaller size's log loss against log LR: steep above its best LR, shallow below
+        return 0.02 * (x - np.log(0.01)) ** 2 + 0.03 * np.maximum(x - np.log(0.01), 0) ** 3
+
+    observed = [bowl(log_lr + 0.6 * np.log(r)) - 0.05 * budgets + 0.002 * rng.standard_normal(log_lr.size)
+                for r in ratios]
+    alpha, profile = lr_exponent_search(lambda a: [bowl(log_lr + a * np.log(r)) for r in ratios], observed,
+                                        [budgets, budgets])
+    assert alpha == pytest.approx(0.6, abs=0.05)
+    assert min(profile, key=profile.get) == 0.5 and len(profile) == 9
+
+
+def test_a_step_keeps_its_lr_exponent_and_steps_saved_before_have_none():
+    step = SizeStep([{"from": 1, "to": 2, "k": 0.5, "se_log_k": 0.1, "excess_sd": 0.01, "runs": 10}], 0.1, 0.02,
+                    1.0, 5.0, 0.4, {0.25: 2.0, 0.5: 1.0})
+    again = SizeStep.from_dict(json.loads(json.dumps(step.to_dict())))
+    assert again.lr_exponent == 0.4 and again.lr_exponent_profile == {0.25: 2.0, 0.5: 1.0}
+    np.testing.assert_allclose(again.lr_factor([100, 100, 100], [400, 100, 25]), [4 ** 0.4, 1.0, 0.25 ** 0.4])
+    old = {k: v for k, v in step.to_dict().items() if not k.startswith("lr_exponent")}
+    assert SizeStep.from_dict(old).lr_exponent == 0.0 and SizeStep.from_dict(old).lr_exponent_profile is None
+
+
+def test_a_candidate_of_an_unseen_size_is_evaluated_at_its_transferred_lr(fitted_law):
+    """With an LR exponent, the law evaluates an 800K candidate at 200K with its LRs times 4^alpha: exactly the
+    design of that scaled schedule at 200K."""
+    import copy
+
+    from bayes_optlaws.features import design_matrix
+    from bayes_optlaws.runset import RunSet
+
+    law = copy.copy(fitted_law)
+    law.size_step_ = copy.copy(fitted_law.size_step_)
+    law.size_step_.lr_exponent = 0.5
+    big = fitted_law.sizes_[-1]
+    cand = RunSet.of_candidates(_candidates([4 * big]))
+    _, X = law._size_anchored(cand, law.history_set_, None)
+    spec = json.dumps({"family": "cosine", "peak_lr": 0.01 * 4 ** 0.5, "warmup": 20, "total": 1000})
+    moved = RunSet.of_candidates(pd.DataFrame({"name": ["m"], "schedule": [spec], "model_params": [big],
+                                               "tokens_per_step": 4096}))
+    np.testing.assert_allclose(X, design_matrix(moved.integrals(law.spec_.lr_ref), law.spec_), rtol=1e-9)
+    _, X0 = fitted_law._size_anchored(cand, law.history_set_, None)
+    assert not np.allclose(X, X0)  # the default law (no LR transfer) evaluates the candidate's own LR
+
+
+def test_a_bad_lr_exponent_setting_is_refused(synthetic_table):
+    with pytest.raises(RunsError, match="size_step_lr_exponent.*'learned', got 'yes'"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            BayesOptLaw(FeatureSpec(lr_ref=0.3), sampler_config=SAMPLER, fit_divergence=False, fit_stages=False,
+                        model_config={"size_step_lr_exponent": "yes"}).fit(synthetic_table)

@@ -545,6 +545,14 @@ def area_terms(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str =
     return score, log_rho, np.asarray(post[prefix + "log_c"], float)[:, None]
 
 
+def check_unstable_loss(mode: str) -> str:
+    """``mode`` if it is one of :data:`UNSTABLE_LOSS_MODES`, else a ValueError naming them."""
+    if mode not in UNSTABLE_LOSS_MODES:
+        raise ValueError(f"divergence config 'unstable_loss' must be one of {', '.join(UNSTABLE_LOSS_MODES)}, "
+                         f"got {mode!r}")
+    return mode
+
+
 def check_new_size_offset(mode: str) -> str:
     """``mode`` if it is one of :data:`NEW_SIZE_OFFSETS`, else a ValueError naming them."""
     if mode not in NEW_SIZE_OFFSETS:
@@ -806,9 +814,7 @@ def fit_divergence(run_set: "RunSet | pd.DataFrame", lr_ref: float, config: dict
     in a worker thread and warns from its own)."""
 
     cfg = recorded_divergence_config(config)  # every prior checked, and recorded as dicts, before any slow work
-    if cfg["unstable_loss"] not in UNSTABLE_LOSS_MODES:
-        raise ValueError(f"divergence config 'unstable_loss' must be one of {', '.join(UNSTABLE_LOSS_MODES)}, "
-                         f"got {cfg['unstable_loss']!r}")
+    check_unstable_loss(cfg["unstable_loss"])
     run_set = RunSet.of_runs(run_set)
     runs = run_set.table
     scfg = {**lm.DEFAULT_SAMPLER_CONFIG, **(sampler_config or {})}

@@ -137,7 +137,9 @@ class BayesOptLaw:
         t0 = time.perf_counter()
         self._resolve_configs()
         div.divergence_priors(self.divergence_config_)
+        div.check_unstable_loss(self.divergence_config_["unstable_loss"])
         size_scaling.check_mode(self.model_config_.get("new_size"))
+        size_scaling.check_lr_exponent(self.model_config_.get("size_step_lr_exponent", 0.0))
         full = RunSet.of_runs(runs)
         train = full.rows(fit_row_mask(full.table, groups) & ~ct.is_stage(full.table).to_numpy())
         if not len(train):
@@ -252,13 +254,9 @@ class BayesOptLaw:
         """The LR-transfer exponent of the nearest-size rule and the search's profile: the number
         ``model_config["size_step_lr_exponent"]`` (no profile), or for ``"learned"`` the backtests'
         :func:`~bayes_optlaws.size_scaling.lr_exponent_search` (0 without a pair of fitted sizes)."""
-        setting = self.model_config_.get("size_step_lr_exponent", 0.0)
+        setting = size_scaling.check_lr_exponent(self.model_config_.get("size_step_lr_exponent", 0.0))
         if setting != "learned":
-            try:
-                return float(setting), None
-            except (TypeError, ValueError):
-                raise RunsError("model_config['size_step_lr_exponent'] must be a number (0: no LR transfer) or "
-                                f"'learned', got {setting!r}") from None
+            return setting, None
         if not observed:
             return 0.0, None
         return size_scaling.lr_exponent_search(law_from_lower, observed, blocks)

@@ -131,6 +131,21 @@ def check_mode(mode) -> str:
     return mode
 
 
+def check_lr_exponent(setting) -> "float | str":
+    """``model_config["size_step_lr_exponent"]`` checked: ``"learned"`` or a finite number (0: no LR transfer),
+    else a RunsError naming both."""
+    if setting == "learned":
+        return setting
+    try:
+        value = float(setting)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value):
+        raise RunsError("model_config['size_step_lr_exponent'] must be a number (0: no LR transfer) or 'learned', "
+                        f"got {setting!r}")
+    return value
+
+
 def nearest_fitted_size(fitted_sizes, model_params) -> np.ndarray:
     """Per row, the fitted size nearest to its ``model_params`` in log N (the row's own size when fitted)."""
     logs = np.log(np.asarray(fitted_sizes, float))

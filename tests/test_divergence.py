@@ -409,9 +409,15 @@ def test_a_model_saved_before_the_unstable_loss_regression_keeps_the_fixed_exces
     assert back.unstable_level is None and back.config["unstable_loss"] == "excess"
 
 
-def test_an_unknown_unstable_loss_mode_is_refused_before_sampling(fitted_law):
+def test_an_unknown_unstable_loss_mode_is_refused_before_sampling(fitted_law, synthetic_table, monkeypatch):
+    from bayes_optlaws.loss_law import LossLawFit
+    from bayes_optlaws.optlaw import BayesOptLaw
+
     with pytest.raises(ValueError, match="'unstable_loss' must be one of level, excess, got 'plateau'"):
         div.fit_divergence(fitted_law.train_set_, 0.3, {"unstable_loss": "plateau"})
+    monkeypatch.setattr(LossLawFit, "fit", lambda *a, **k: pytest.fail("sampled before checking the config"))
+    with pytest.raises(ValueError, match="'unstable_loss' must be one of level, excess, got 'plateau'"):
+        BayesOptLaw(divergence_config={"unstable_loss": "plateau"}).fit(synthetic_table)
 
 
 def test_the_fit_regresses_the_unstable_runs_loss_when_there_are_enough(fitted_law, monkeypatch):

@@ -374,9 +374,11 @@ def test_a_candidate_of_an_unseen_size_is_evaluated_at_its_transferred_lr(fitted
     assert not np.allclose(X, X0)  # the default law (no LR transfer) evaluates the candidate's own LR
 
 
-def test_a_bad_lr_exponent_setting_is_refused(synthetic_table):
-    with pytest.raises(RunsError, match="size_step_lr_exponent.*'learned', got 'yes'"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+def test_a_bad_lr_exponent_setting_is_refused_before_any_sampling(synthetic_table, monkeypatch):
+    from bayes_optlaws.loss_law import LossLawFit
+
+    monkeypatch.setattr(LossLawFit, "fit", lambda *a, **k: pytest.fail("sampled before checking the config"))
+    for bad in ("yes", float("nan"), None):
+        with pytest.raises(RunsError, match="size_step_lr_exponent.*'learned', got"):
             BayesOptLaw(FeatureSpec(lr_ref=0.3), sampler_config=SAMPLER, fit_divergence=False, fit_stages=False,
-                        model_config={"size_step_lr_exponent": "yes"}).fit(synthetic_table)
+                        model_config={"size_step_lr_exponent": bad}).fit(synthetic_table)

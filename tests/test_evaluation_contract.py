@@ -36,9 +36,19 @@ def _fast(factory):
 def _registered_loss_methods() -> dict:
     transfer_loss, _ = ev_cli.transfer_methods(include_bayes=True)
     methods = {**ev_cli.loss_methods(include_bayes=True), **sensitivity_methods(),
-               **ev_cli.ablation_methods(include_bayes=False)}
-    methods.update({f"transfer:{k}": v for k, v in transfer_loss.items()})
+               **ev_cli.ablation_methods(include_bayes=False),
+               "bayes_optlaw[law alone]": partial(BayesOptLawMethod, seed=0)}  # the ablation's Bayesian steps
+    # a transfer-mode method that is the cross-validation's own (the same estimator and arguments) is tested once
+    seen = {_factory_key(f) for f in methods.values()}
+    methods.update({f"transfer:{k}": v for k, v in transfer_loss.items() if _factory_key(v) not in seen})
     return {name: _fast(f) for name, f in methods.items()}
+
+
+def _factory_key(factory):
+    """What a factory builds: the estimator and its arguments (a plain class: itself)."""
+    if isinstance(factory, partial):
+        return factory.func, repr(factory.args), tuple(sorted((k, repr(v)) for k, v in factory.keywords.items()))
+    return factory
 
 
 def _registered_divergence_methods() -> dict:
@@ -63,8 +73,12 @@ def _not_diverged(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_every_registry_lists_the_bayesian_methods():
-    """The contract run covers our own laws, not only the baselines."""
-    assert {"bayes_optlaw", "optlaw_ls", "transfer:proxy_best", "transfer:bayes_optlaw"} <= set(LOSS_METHODS)
+    """The contract run covers our own laws, not only the baselines (the product as a user runs it, which the
+    cross-validation and the transfer modes share, and the law alone of the ablation)."""
+    assert {"bayes_optlaw", "bayes_optlaw[law alone]", "optlaw_ls", "transfer:proxy_best"} <= set(LOSS_METHODS)
+    transfer, _ = ev_cli.transfer_methods(include_bayes=True)
+    assert _factory_key(transfer["bayes_optlaw"]) == _factory_key(ev_cli.loss_methods()["bayes_optlaw"])
+    assert LOSS_METHODS["bayes_optlaw"]().outcomes and not LOSS_METHODS["bayes_optlaw[law alone]"]().outcomes
     assert {"bayes_boundary", "lr_threshold", "logistic"} <= set(DIVERGENCE_METHODS)
 
 

@@ -92,6 +92,22 @@ class Spy:
         return self.inner.predict(df)
 
 
+class AllRunsSpy(Spy):
+    """A loss method with an outcome model: it asks for every training row, diverged ones included."""
+
+    uses_all_runs = True
+    calls: list = []
+
+    def fit(self, df):
+        AllRunsSpy.calls.append(("fit", set(df["run_id"]), bool(df["diverged"].any())))
+        self.inner = BlockMean().fit(df[~df["diverged"]])
+        return self
+
+    def predict(self, df):
+        AllRunsSpy.calls.append(("predict", set(df["run_id"]), bool(df["diverged"].any())))
+        return self.inner.predict(df)
+
+
 class DivSpy:
     calls: list = []
 
@@ -107,10 +123,12 @@ class DivSpy:
 @pytest.fixture(scope="module")
 def result():
     Spy.calls.clear()
+    AllRunsSpy.calls.clear()
     DivSpy.calls.clear()
     df = synthetic_table()
     return df, cross_validate(
-        df, {"block_mean": BlockMean, "tissue": Tissue, "tissue_draws": TissueDraws, "broken": Broken, "spy": Spy},
+        df, {"block_mean": BlockMean, "tissue": Tissue, "tissue_draws": TissueDraws, "broken": Broken, "spy": Spy,
+             "all_runs_spy": AllRunsSpy},
         {"lr_threshold": LRThreshold, "logistic": LogisticDivergence, "div_spy": DivSpy}, folds=5, seed=0)
 
 
@@ -162,6 +180,11 @@ def test_same_folds_for_all_methods_and_divergent_runs_only_for_divergence(resul
     # the loss training sets are the divergence training sets without the diverged runs
     for (_, loss_ids, _), div_ids in zip(fits, DivSpy.calls):
         assert loss_ids == div_ids - diverged_ids
+    # a method with an outcome model is fitted on the divergence model's rows (diverged ones included), and
+    # still scored on the non-diverged rows only
+    all_fits = [c for c in AllRunsSpy.calls if c[0] == "fit"]
+    assert [c[1] for c in all_fits] == DivSpy.calls and all(c[2] for c in all_fits)
+    assert not any(c[2] for c in AllRunsSpy.calls if c[0] == "predict")
     assignment = res.folds["assignment"]
     assert "continual-stage" not in assignment and "extrapolation-run" not in assignment
     assert set(res.predictions["run_id"]) == set(assignment)

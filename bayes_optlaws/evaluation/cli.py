@@ -17,8 +17,8 @@ from .protocol import cross_validate
 def loss_methods(include_bayes: bool = True, seed: int = 0) -> dict:
     methods = dict(LOSS_BASELINES)
     methods["optlaw_ls"] = partial(OptLawLS, seed=seed)
-    if include_bayes:
-        methods["bayes_optlaw"] = partial(BayesOptLawMethod, seed=seed)
+    if include_bayes:  # the product as a user runs it: loss law + outcome model (the law alone: --ablation)
+        methods["bayes_optlaw"] = partial(BayesOptLawMethod, seed=seed, outcomes=True)
     return methods
 
 
@@ -57,8 +57,6 @@ def transfer_methods(include_bayes: bool = True, seed: int = 0) -> tuple[dict, d
     from .transfer import ProxyBest
 
     lm = {"proxy_best": ProxyBest, **loss_methods(include_bayes, seed)}
-    if include_bayes:  # the product as a user runs it: loss law + outcome model (normal / unstable / diverged)
-        lm["bayes_optlaw"] = partial(BayesOptLawMethod, seed=seed, outcomes=True)
     lm.pop("block_mean", None)  # an unseen block has no mean: it would only repeat the training mean
     return lm, divergence_methods(include_bayes, seed)
 

@@ -60,9 +60,10 @@ class OptLawLS:
 class BayesOptLawMethod:
     """The hierarchical Bayesian Opt-Law in the protocol's ``fit`` / ``predict`` / ``predict_draws`` contract.
 
-    ``outcomes=False`` (the cross-validation's loss task): the loss law alone, fitted on the rows it is given.
-    ``outcomes=True`` (the transfer modes: the product as a user runs it): fitted on every training run
-    (``uses_all_runs``: diverged ones included) with the outcome model, and a test run that did not diverge is
+    ``outcomes=False`` (the ablation's steps): the loss law alone, fitted on the rows it is given.
+    ``outcomes=True`` (``bayes_optlaw`` in the cross-validation and the transfer modes: the product as a user
+    runs it): fitted on every training run (``uses_all_runs``: diverged ones included) with the outcome model,
+    and a test run that did not diverge is
     predicted as what it is — a mixture of training normally and training unstably: per draw, with
     ``q = P(unstable) / (1 − P(diverge))`` the run ends ``unstable_excess`` nats higher.  ``predict`` is the
     posterior mean of that mixture, ``predict_draws`` new-run draws from it.

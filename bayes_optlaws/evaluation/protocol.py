@@ -207,7 +207,9 @@ def cross_validate(runs_df: pd.DataFrame,
     Parameters
     ----------
     runs_df: a runs table (validated with :func:`validate_runs` unless ``validate=False``).
-    loss_methods / divergence_methods: ``{name: factory}``; ``factory()`` returns a fresh estimator.
+    loss_methods / divergence_methods: ``{name: factory}``; ``factory()`` returns a fresh estimator.  A loss
+    method is fitted on the fold's non-diverged training rows, or on all of them (diverged ones included) when it
+    sets ``uses_all_runs`` (a law with its outcome model); it is scored on the fold's non-diverged rows.
     folds: number of folds, or precomputed fold ids per row (``-1`` = not in the CV; see :func:`make_folds`).
     seed: seed of the fold assignment.
     groups: the ``group`` values taking part in the CV (rows with no group always do; continual stages never).
@@ -260,7 +262,8 @@ def cross_validate(runs_df: pd.DataFrame,
             t0 = time.perf_counter()
             try:
                 model = _call_factory(factory)
-                model.fit(df[tr_loss].reset_index(drop=True))
+                # a method with an outcome model (``uses_all_runs``) learns from the fold's diverged runs too
+                model.fit(df[train if getattr(model, "uses_all_runs", False) else tr_loss].reset_index(drop=True))
                 test_df = df[te_loss].reset_index(drop=True)
                 draws = None
                 if hasattr(model, "predict_draws"):

@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bayes_optlaws.evaluation.cli import divergence_methods, loss_methods  # noqa: E402
 from bayes_optlaws.evaluation.protocol import cross_validate  # noqa: E402
 from bayes_optlaws.importers import import_runs  # noqa: E402
-from bayes_optlaws.paths import DEFAULT_RUNS, ROOT  # noqa: E402
+from bayes_optlaws.paths import DEFAULT_RUNS, REPO_ROOT  # noqa: E402
 from bayes_optlaws.runs import read_runs  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "datasets"
+SHARED = REPO_ROOT.parent / "shared" / "datasets"
 
 
 def datasets(only):

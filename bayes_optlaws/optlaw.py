@@ -223,7 +223,9 @@ class BayesOptLaw:
     def _fit_size_step(self, ok: RunSet, log_loss: np.ndarray) -> size_scaling.SizeStep:
         """Backtest of the nearest-size rule on the fitted sizes: for each adjacent pair, the law evaluated at the
         smaller size for every run of the larger one, and the factor on Chinchilla's step that takes it to the
-        observed log losses (:class:`~bayes_optlaws.size_scaling.SizeStep`)."""
+        observed log losses (:class:`~bayes_optlaws.size_scaling.SizeStep`); the law at the smaller size sees the
+        runs' LRs times ``(larger / smaller)^alpha``, alpha the LR-transfer exponent (:meth:`_lr_exponent`; 0 by
+        default)."""
         sizes = ok.table["model_params"].to_numpy()
         pairs = list(zip(self.sizes_[:-1], self.sizes_[1:]))
         # per pair, the larger size's runs: at their own size the run set's integrals are the fit's (carried by

@@ -188,9 +188,10 @@ def divergence_priors(config: dict | None) -> dict[str, Prior]:
 
 
 def recorded_divergence_config(config: dict | None) -> dict:
-    """What a fit records: ``config`` over the defaults, its number shorthands replaced by every prior, as dicts."""
-    return recorded_config(config, DEFAULT_DIVERGENCE_CONFIG, dict.fromkeys(SHORTHAND_KEYS),
-                           divergence_priors(config))
+    """What a fit records: ``config`` over the defaults, its number shorthands replaced by every prior, as dicts;
+    every prior and every choice (:func:`check_choices`) checked."""
+    return check_choices(recorded_config(config, DEFAULT_DIVERGENCE_CONFIG, dict.fromkeys(SHORTHAND_KEYS),
+                                         divergence_priors(config)))
 
 
 OUTCOME_MODELS = ("ordered", "two_logistic", "binary", "area_logistic")
@@ -203,6 +204,10 @@ LATER_CONFIG_OFF = {"unstable_boundary": "own", "target_accept": None, "new_size
 UNSTABLE_LOSS_MODES = ("level", "excess")
 #: how an unseen model size's level offsets are predicted (``divergence_config["new_size_offset"]``)
 NEW_SIZE_OFFSETS = ("trend", "nearest", "zero", "fresh")
+#: the config entries that name one of a fixed set of choices, and those choices
+CONFIG_CHOICES = {"outcome": OUTCOME_MODELS, "unstable_boundary": ("own", "shared"),
+                  "new_size_offset": NEW_SIZE_OFFSETS, "unstable_loss": UNSTABLE_LOSS_MODES,
+                  "unstable_excess_above": ("law", "block_best")}
 #: prior shorthands added after models were first saved, with the values that reproduce those models (for a saved
 #: config without a ``priors`` entry)
 LATER_PRIORS_OFF = {"beta_features_sd": 0.0, "diverged_slopes_sd": 0.0}
@@ -392,13 +397,7 @@ def build_divergence_model(inp: DivergenceInputs, outcome: np.ndarray, log_c_cen
     or booleans ``diverged`` (then unstable runs are unknown and count as normal)."""
     cfg = {**DEFAULT_DIVERGENCE_CONFIG, **(config or {})}
     priors = divergence_priors(cfg)
-    kind = cfg["outcome"]
-    if kind not in OUTCOME_MODELS:
-        raise ValueError(f"divergence config 'outcome' must be one of {', '.join(OUTCOME_MODELS)}, got {kind!r}")
-    if cfg["unstable_boundary"] not in ("own", "shared"):
-        raise ValueError(f"divergence config 'unstable_boundary' must be 'own' or 'shared', got "
-                         f"{cfg['unstable_boundary']!r}")
-    check_new_size_offset(cfg["new_size_offset"])
+    kind = check_choices(cfg)["outcome"]
     y = np.asarray(outcome)
     y = np.where(y.astype(bool), 2, 0) if y.dtype == bool else y.astype("int64")
     n_sizes = len(sizes or [])
@@ -545,20 +544,13 @@ def area_terms(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str =
     return score, log_rho, np.asarray(post[prefix + "log_c"], float)[:, None]
 
 
-def check_unstable_loss(mode: str) -> str:
-    """``mode`` if it is one of :data:`UNSTABLE_LOSS_MODES`, else a ValueError naming them."""
-    if mode not in UNSTABLE_LOSS_MODES:
-        raise ValueError(f"divergence config 'unstable_loss' must be one of {', '.join(UNSTABLE_LOSS_MODES)}, "
-                         f"got {mode!r}")
-    return mode
-
-
-def check_new_size_offset(mode: str) -> str:
-    """``mode`` if it is one of :data:`NEW_SIZE_OFFSETS`, else a ValueError naming them."""
-    if mode not in NEW_SIZE_OFFSETS:
-        raise ValueError(f"divergence config 'new_size_offset' must be one of {', '.join(NEW_SIZE_OFFSETS)}, "
-                         f"got {mode!r}")
-    return mode
+def check_choices(cfg: dict) -> dict:
+    """``cfg`` when each entry of :data:`CONFIG_CHOICES` it holds is one of its choices, else a ValueError naming
+    the entry, its choices and the value given."""
+    for key, choices in CONFIG_CHOICES.items():
+        if key in cfg and cfg[key] not in choices:
+            raise ValueError(f"divergence config {key!r} must be one of {', '.join(choices)}, got {cfg[key]!r}")
+    return cfg
 
 
 def size_offsets(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str = "",
@@ -578,7 +570,7 @@ def size_offsets(post: dict[str, np.ndarray], inp: DivergenceInputs, prefix: str
     85K / 200K, score the third; log loss of P(unstable | not diverged) on its non-diverged runs, trend / nearest
     / zero / fresh): 200K 0.100 / 0.104 / 0.116 / 0.123, 85K 0.095 / 0.097 / 0.096 / 0.106, 25K 0.105 / 0.125 /
     0.136 / 0.138; Brier of P(diverge) on all its runs 0.0104 / 0.0113 / 0.0127 / 0.0132 at 200K."""
-    check_new_size_offset(new_size)
+    check_choices({"new_size_offset": new_size})
     R = len(inp.size)
     if prefix + "sigma_size" not in post:
         S = next(np.shape(v)[0] for name, v in post.items() if name.startswith(prefix))
@@ -722,9 +714,8 @@ class DivergenceFit:
         """(P(diverge), P(unstable)) draws (samples × rows) for a run set (a runs table or candidate list with
         ``schedule``, ``model_params`` and ``tokens_per_step`` is validated into one) or for its :meth:`inputs`
         (numpy only from there on: the per-schedule Python work is all in :meth:`inputs`)."""
-        if not isinstance(runs, DivergenceInputs):
-            runs = self.inputs(runs if isinstance(runs, RunSet) else RunSet.of_candidates(runs))
-        inp = runs
+        inp = runs if isinstance(runs, DivergenceInputs) else self.inputs(
+            runs if isinstance(runs, RunSet) else RunSet.of_candidates(runs))
         return predict_outcome(self.post, inp, self.log_lr_center, self.config["outcome"], rng,
                                self.config.get("new_size_offset", "fresh"), self.size_log_N)
 
@@ -813,8 +804,7 @@ def fit_divergence(run_set: "RunSet | pd.DataFrame", lr_ref: float, config: dict
     ``emit_warnings=False`` leaves the prior-check and diagnostic messages in the fit (for a caller that runs this
     in a worker thread and warns from its own)."""
 
-    cfg = recorded_divergence_config(config)  # every prior checked, and recorded as dicts, before any slow work
-    check_unstable_loss(cfg["unstable_loss"])
+    cfg = recorded_divergence_config(config)  # every prior and choice checked, priors recorded as dicts, first
     run_set = RunSet.of_runs(run_set)
     runs = run_set.table
     scfg = {**lm.DEFAULT_SAMPLER_CONFIG, **(sampler_config or {})}

@@ -136,8 +136,7 @@ class BayesOptLaw:
         say = progress or (lambda msg: None)
         t0 = time.perf_counter()
         self._resolve_configs()
-        div.divergence_priors(self.divergence_config_)
-        div.check_unstable_loss(self.divergence_config_["unstable_loss"])
+        div.recorded_divergence_config(self.divergence_config_)  # its priors and choices checked
         size_scaling.check_mode(self.model_config_.get("new_size"))
         size_scaling.check_lr_exponent(self.model_config_.get("size_step_lr_exponent", 0.0))
         full = RunSet.of_runs(runs)

@@ -418,6 +418,11 @@ def test_an_unknown_unstable_loss_mode_is_refused_before_sampling(fitted_law, sy
     monkeypatch.setattr(LossLawFit, "fit", lambda *a, **k: pytest.fail("sampled before checking the config"))
     with pytest.raises(ValueError, match="'unstable_loss' must be one of level, excess, got 'plateau'"):
         BayesOptLaw(divergence_config={"unstable_loss": "plateau"}).fit(synthetic_table)
+    # every entry that names a choice is checked in the same place, before the loss law samples
+    for key, bad in (("unstable_excess_above", "Law"), ("new_size_offset", "linear"), ("outcome", "probit"),
+                     ("unstable_boundary", "both")):
+        with pytest.raises(ValueError, match=f"'{key}' must be one of .*, got '{bad}'"):
+            BayesOptLaw(divergence_config={key: bad}).fit(synthetic_table)
 
 
 def test_the_fit_regresses_the_unstable_runs_loss_when_there_are_enough(fitted_law, monkeypatch):

@@ -108,11 +108,6 @@ class UnstableLossFit:
         level = np.exp(self.log_loss_draws(run_set, normal_loss.shape[0], rng))
         return np.maximum(level - normal_loss, 0.0)
 
-    def summary(self) -> dict:
-        """The coefficients by name and the residual sd (log loss), for reports."""
-        return {"coef": dict(zip(["intercept", *self.features], self.coef)), "sigma": float(np.sqrt(self.s2)),
-                "n_runs": self.n_runs}
-
     def describe(self) -> str:
         """One line for the fit summary and the report: the fitted equation, run count and residual sd."""
         terms = " ".join(f"{v:+.3f} {k}" for k, v in zip(self.features, self.coef[1:]))

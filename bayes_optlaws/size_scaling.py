@@ -243,9 +243,9 @@ def lr_exponent_search(law_from_lower, observed, blocks, grid=LR_EXPONENT_GRID) 
 
     ``law_from_lower(alpha)``: per adjacent pair of fitted sizes, the law's log loss at the smaller size for
     every run of the larger one with its LRs scaled by ``(to / from)^alpha``; ``observed``: those runs' log
-    losses; ``blocks``: their token-budget labels.  Criterion: inside each (pair, budget) block the shared size step is a free constant, so only how
-    the step changes *across the block's LRs* counts — the residual sum of squares of ``observed − law`` around
-    each block's mean.  Minimised over ``grid``, refined by a parabola through the best point and its neighbours
+    losses; ``blocks``: their token-budget labels.  Criterion: inside each (pair, budget) block the shared size
+    step is a free constant, so only how the step changes *across the block's LRs* counts — the residual sum of
+    squares of ``observed − law`` around each block's mean.  Minimised over ``grid``, refined by a parabola through the best point and its neighbours
     (the best grid point itself at an edge).  Returns ``(alpha, {alpha: residual sum of squares})``."""
     profile = {}
     for alpha in grid:
@@ -259,9 +259,7 @@ def lr_exponent_search(law_from_lower, observed, blocks, grid=LR_EXPONENT_GRID) 
     if j == 0 or j == len(a[0]) - 1:
         return float(a[0][j]), profile
     x, y = a[0][j - 1:j + 2], a[1][j - 1:j + 2]
-    denom = (x[0] - x[1]) * (x[0] - x[2]) * (x[1] - x[2])
-    curv = (x[2] * (y[1] - y[0]) + x[1] * (y[0] - y[2]) + x[0] * (y[2] - y[1])) / denom
-    lin = (x[2] ** 2 * (y[0] - y[1]) + x[1] ** 2 * (y[2] - y[0]) + x[0] ** 2 * (y[1] - y[2])) / denom
+    curv, lin, _ = np.polyfit(x, y, 2)  # the parabola through the three points
     vertex = -lin / (2 * curv) if curv > 0 else x[1]
     return float(np.clip(vertex, x[0], x[2])), profile
 

@@ -12,7 +12,7 @@ import pytest
 
 from bayes_optlaws.evaluation import cli as ev_cli
 from bayes_optlaws.evaluation.contract import (DivergenceMethod, LossMethod, divergence_method_violations,
-                                               loss_method_violations)
+                                               loss_method_violations, uses_all_runs)
 from bayes_optlaws.evaluation.folds import make_folds
 from bayes_optlaws.evaluation.ours import BayesBoundary, BayesOptLawMethod, sensitivity_methods
 from bayes_optlaws.runs import validate_runs
@@ -86,8 +86,7 @@ def test_every_registry_lists_the_bayesian_methods():
 def test_loss_method_keeps_the_contract(name, split):
     train, test = split
     factory = LOSS_METHODS[name]
-    all_runs = getattr(factory(), "uses_all_runs", False)
-    fit_rows = train if all_runs else _not_diverged(train)
+    fit_rows = train if uses_all_runs(factory()) else _not_diverged(train)
     assert isinstance(factory(), LossMethod)
     assert loss_method_violations(factory, fit_rows, _not_diverged(test)) == []
 

@@ -31,8 +31,14 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-__all__ = ["LossMethod", "DivergenceMethod", "require_fitted", "loss_method_violations",
+__all__ = ["LossMethod", "DivergenceMethod", "require_fitted", "uses_all_runs", "loss_method_violations",
            "divergence_method_violations"]
+
+
+def uses_all_runs(method) -> bool:
+    """Whether a loss method is fitted on every training run, diverged ones included (it sets
+    ``uses_all_runs = True``: a law with its outcome model), instead of the runs that did not diverge."""
+    return bool(getattr(method, "uses_all_runs", False))
 
 
 def require_fitted(method, attribute: str, call: str = "predict") -> None:

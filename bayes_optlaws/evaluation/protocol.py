@@ -28,6 +28,7 @@ import pandas as pd
 from ..jsonsafe import json_safe as _json_safe  # the package's one JSON sanitiser
 from ..runs import validate_runs
 from . import metrics as M
+from .contract import uses_all_runs
 from .folds import DEFAULT_CV_GROUPS, block_keys, config_keys, cv_mask, fold_summary, make_folds
 
 __all__ = ["EvaluationResult", "cross_validate", "LOSS_METRICS", "DIVERGENCE_METRICS"]
@@ -262,8 +263,7 @@ def cross_validate(runs_df: pd.DataFrame,
             t0 = time.perf_counter()
             try:
                 model = _call_factory(factory)
-                # a method with an outcome model (``uses_all_runs``) learns from the fold's diverged runs too
-                model.fit(df[train if getattr(model, "uses_all_runs", False) else tr_loss].reset_index(drop=True))
+                model.fit(df[train if uses_all_runs(model) else tr_loss].reset_index(drop=True))
                 test_df = df[te_loss].reset_index(drop=True)
                 draws = None
                 if hasattr(model, "predict_draws"):

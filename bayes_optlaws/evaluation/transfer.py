@@ -35,7 +35,7 @@ from ..runs import RunsError, validate_runs
 from ..schedules import Schedule, schedule_family
 from . import metrics as M
 from .folds import DEFAULT_CV_GROUPS, block_keys, config_keys, cv_mask
-from .contract import require_fitted
+from .contract import require_fitted, uses_all_runs
 from ..jsonsafe import json_safe
 from .protocol import _check_draws, _format_table
 
@@ -274,7 +274,7 @@ def evaluate_transfer(train: pd.DataFrame, test: pd.DataFrame,
         errors[name] = []
         try:
             model = factory()
-            model.fit(train if getattr(model, "uses_all_runs", False) else tr_ok)
+            model.fit(train if uses_all_runs(model) else tr_ok)
             draws = _check_draws(model.predict_draws(te), len(te), name) if hasattr(model, "predict_draws") \
                 else None
             p = np.asarray(model.predict(te), dtype=float).reshape(-1)

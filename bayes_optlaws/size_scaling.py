@@ -51,8 +51,8 @@ of that correction: a model ``r`` times larger than its nearest fitted size is e
 ``r^alpha`` — the law's whole loss-vs-LR curve moves by ``alpha · log r`` in log LR, so the correction vanishes at
 the optimum and follows the curve's slope away from it (:func:`~bayes_optlaws.features.with_lr_scaled` scales the
 segment integrals exactly).  ``"learned"`` picks alpha from the backtests (:func:`lr_exponent_search`: the
-within-budget residual sum of squares over the pairs).  On LossCast StepLaw's training pairs it finds **alpha =
-0.64** (fit 72M-242M; 0.71 fit 72M-200M), the exponent of StepLaw's own published rule ``eta_opt ∝ N^-0.713``
+within-budget residual sum of squares over the pairs; ``benchmarks/bench_size_scaling.py --lr-exponent``).  On
+LossCast StepLaw's training pairs it finds **alpha = 0.64** (fit 72M-242M; 0.71 fit 72M-200M), the exponent of StepLaw's own published rule ``eta_opt ∝ N^-0.713``
 (Li et al. 2025, "Predictable Scale: Part I", arXiv 2503.04715), and halves the residual sum of squares (0.050
 -> 0.024); on the grid 0.24 (0.148 -> 0.095, carried by the 25K -> 85K pair; 85K -> 200K shows little shift).
 Not the default, because the tuning splits (``benchmarks/bench_extrapolation.py --inner --model-config

@@ -25,9 +25,12 @@ loss; an unstable run never ends below it), i.e. ``L[s]`` plus the per-draw exce
 that :class:`~bayes_optlaws.draws.PredictionDraws` carries.  ``level[s]`` is a new unstable run's loss (the
 regression's noise included), so intervals and P(best) carry the plateau's run-to-run spread.
 
-Chosen on the grid's inner split (fit 25K + 85K, score the 200K block's 74 non-diverged runs; a ``/tmp`` probe on
-one fitted law, 2026-12-07): final-loss MAE 0.140 with the fixed excess above the law -> 0.067 (log LR only),
-0.065 (+ log N), **0.064 (+ log N + warmup)**, 0.065 (+ log D as well); on the 22 unstable runs 0.337 -> 0.106.
+Chosen on the grid's inner split (fit 25K + 85K, score the 200K block's 70 non-diverged runs, 22 of them
+unstable; one fitted law, the unstable outcome predicted each way; ``benchmarks/bench_unstable_loss.py``,
+2026-12-07): final-loss MAE 0.140 with the fixed excess above the law -> 0.067 (log LR alone), 0.067 (+ log N),
+**0.066 (+ log N + warmup, the default)**; on the unstable runs 0.337 -> 0.116.  The three regressions are within
+0.001 of each other: the peak LR carries the plateau; log N is kept because the target of a prediction is a size
+the fit has not seen.
 """
 
 from __future__ import annotations
@@ -68,14 +71,18 @@ class UnstableLossFit:
     n_runs: int
 
     @classmethod
-    def fit(cls, run_set, unstable: np.ndarray) -> "UnstableLossFit | None":
-        """Fit on the rows of ``run_set`` where ``unstable`` is True (their ``final_loss``, nats); ``None`` when
-        they are too few for the features that vary among them (see :data:`MIN_EXTRA_RUNS`)."""
+    def fit(cls, run_set, unstable: np.ndarray, features=FEATURES) -> "UnstableLossFit | None":
+        """Fit on the rows of ``run_set`` where ``unstable`` is True (their ``final_loss``, nats), on ``features``
+        (a subset of :data:`FEATURES`; the default is all of them); ``None`` when they are too few for the
+        features that vary among them (see :data:`MIN_EXTRA_RUNS`)."""
+        unknown = [f for f in features if f not in FEATURES]
+        if unknown:
+            raise RunsError(f"unstable-loss features must be among {list(FEATURES)}, got {unknown}")
         rows = np.flatnonzero(np.asarray(unstable, bool))
         if rows.size == 0:
             return None
         table = feature_table(run_set.rows(rows))
-        used = [f for f in FEATURES if np.std(table[f]) > CONSTANT_SPREAD]
+        used = [f for f in FEATURES if f in features and np.std(table[f]) > CONSTANT_SPREAD]
         X = np.column_stack([np.ones(rows.size)] + [table[f] for f in used])
         y = np.log(run_set.table["final_loss"].to_numpy(float)[rows])
         n, p = X.shape

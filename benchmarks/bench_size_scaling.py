@@ -1,7 +1,7 @@
 """How well Chinchilla's size term transfers, and the one-size law with and without the size-scaling prior.
 
-    .venv/bin/python benchmarks/bench_size_scaling.py [--factors-only | --step-error] [--only grid|steplaw|marin]
-        [--json PATH]
+    .venv/bin/python benchmarks/bench_size_scaling.py [--factors-only | --step-error | --lr-exponent]
+        [--only grid|steplaw|marin] [--json PATH]
 
 1. **Size-term factor k** (:mod:`bayes_optlaws.size_scaling`): for every pair of model sizes trained at the same
    token count, ``k = observed / Chinchilla`` change of log loss between the best non-diverged run of each size.
@@ -23,6 +23,12 @@
    t5 noise (scale: t5 maximum likelihood on the pair's in-sample residuals), and the run-weighted coverage of the
    central 50 / 90 % intervals of step error + noise, with the error rate from all pairs ("own") or from the other
    pairs alone ("LOPO").  Sets ``size_scaling.STEP_ERROR_NU``; the held-out sizes are never scored here.
+
+4. **LR-transfer exponent** (``--lr-exponent``; training data only): the exponent alpha that
+   ``model_config={"size_step_lr_exponent": "learned"}`` finds on the backtests (``lr_exponent_search``) of a
+   law fitted on the training side of each split of ``bench_extrapolation.py`` and on its inner split (its two
+   largest sizes left out), with the within-budget residual sum of squares at alpha = 0 and at the best grid
+   point.  The loss law alone is fitted (4 chains × 500 draws); the held-out sizes are never scored here.
 
 The LossCast runs are read from ``../shared/datasets/losscast/train`` and skipped with a message when it is absent.
 """
@@ -113,6 +119,41 @@ def fitted_backtests(train: pd.DataFrame) -> tuple[list[dict], object]:
     return captured[-1]
 
 
+def lr_exponents(only) -> dict:
+    """Item 4 of the module docstring: per split, the learned LR-transfer exponent on its training side and on
+    that side's own inner split, printed and returned."""
+    import warnings
+
+    from bench_extrapolation import splits
+    from bayes_optlaws.evaluation.ours import FAST_SAMPLER
+    from bayes_optlaws.evaluation.transfer import split_largest_size
+    from bayes_optlaws.optlaw import BayesOptLaw
+
+    out = {}
+    for title, (train, _) in splits(only):
+        if train["model_params"].nunique() < 2:
+            print(f"\n=== {title}: one fitted size, no backtest to learn the exponent from")
+            continue
+        print(f"\n=== {title}: the learned LR-transfer exponent (training sizes only)")
+        sides = {"training side": train}
+        if train["model_params"].nunique() >= 3:
+            sides["its inner split"] = split_largest_size(train, groups=None)[0]
+        for side, runs in sides.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                law = BayesOptLaw(sampler_config=FAST_SAMPLER, fit_divergence=False, fit_stages=False,
+                                  model_config={"size_step_lr_exponent": "learned"}).fit(runs)
+            step = law.size_step_
+            best = min(step.lr_exponent_profile, key=step.lr_exponent_profile.get)
+            sizes = ", ".join(f"{n:,}" for n in law.sizes_)
+            print(f"  {side} (fit {sizes}): alpha {step.lr_exponent:.3f}; within-budget residual sum of squares "
+                  f"{step.lr_exponent_profile[0.0]:.4f} at alpha 0, {step.lr_exponent_profile[best]:.4f} at "
+                  f"{best:g}; factors k per pair {', '.join(f'{p['k']:.3f}' for p in step.pairs)}")
+            out[f"{title} / {side}"] = {"alpha": step.lr_exponent, "profile": step.lr_exponent_profile,
+                                        "sizes": list(law.sizes_)}
+    return out
+
+
 def _t_scale(x: np.ndarray, nu: float = 5.0) -> float:
     """Maximum-likelihood scale of a centred Student-t with ``nu`` degrees of freedom."""
     from scipy import optimize, stats
@@ -185,9 +226,16 @@ def main(argv=None) -> int:
     ap.add_argument("--factors-only", action="store_true", help="print the k tables only (no fits)")
     ap.add_argument("--step-error", action="store_true",
                     help="the step error's shape on the training backtests only (no held-out scores)")
+    ap.add_argument("--lr-exponent", action="store_true",
+                    help="the learned LR-transfer exponent on the training splits only (no held-out scores)")
     ap.add_argument("--json", help="write the results as JSON")
     args = ap.parse_args(argv)
     out = {}
+    if args.lr_exponent:
+        out = lr_exponents(args.only)
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
+        return 0
     if args.step_error:
         from bench_extrapolation import splits
 

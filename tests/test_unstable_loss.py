@@ -90,3 +90,11 @@ def test_round_trips_through_its_dict_and_names_a_malformed_one():
         UnstableLossFit.from_dict({k: v for k, v in fit.to_dict().items() if k != "s2"})
     with pytest.raises(RunsError, match="expected a subset of"):
         UnstableLossFit.from_dict({**fit.to_dict(), "features": ["log_D", "log_N", "warmup_frac"]})
+
+
+def test_a_chosen_subset_of_features_is_fitted_and_an_unknown_one_refused():
+    runs = synthetic_unstable_runs()
+    lr_only = UnstableLossFit.fit(RunSet.of_runs(runs), np.ones(len(runs), bool), ("log_peak_lr",))
+    assert lr_only.features == ["log_peak_lr"] and lr_only.coef[1] == pytest.approx(TRUE["log_peak_lr"], abs=0.02)
+    with pytest.raises(RunsError, match=r"features must be among .*got \['log_D'\]"):
+        UnstableLossFit.fit(RunSet.of_runs(runs), np.ones(len(runs), bool), ("log_peak_lr", "log_D"))

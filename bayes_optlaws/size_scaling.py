@@ -90,6 +90,17 @@ between the best runs of two sizes at the same D; ``benchmarks/bench_size_scalin
 
 Hence the default prior ``k ~ LogNormal(0, 0.5)``: centred on Chinchilla (no tuning on any data), its 95 % range
 0.38–2.7 covers both.  A law fitted on two or more sizes updates it with its own backtests (:class:`SizeStep`).
+
+A prior pooled over studies instead (tested, not adopted; ``benchmarks/bench_size_scaling.py --pooled-prior``,
+2026-12-07, training sizes only, Marin left out since its one pair is our held-out step): the factor of five public
+sources — embedded grid 0.43, LossCast StepLaw 0.86, LossCast nanochat 0.75, lr-scheduling 0.83, multipowerlaw 0.76
+— and, leaving each out in turn, the log predictive density of its ``log k`` under the hierarchical model of the
+other four (hyperpriors: the defaults above) against this prior alone.  The four LM-scale sources (10M–360M
+parameters) are predicted better pooled (−0.06 / +0.18 / +0.03 / +0.18 against −0.27 / −0.39 / −0.29 / −0.38), the
+tiny-LM grid (25K–200K, below Chinchilla's range) far worse (−4.53 against −1.69): summed −4.21 against −3.02, so
+the default stays centred on Chinchilla.  The four LM-scale sources' mean log k is −0.22 (k 0.80), with a spread
+of 0.07 between them: a user whose runs are LM-scale may centre the prior there, ``priors={"size_scaling":
+Prior("LogNormal", mu=-0.22, sigma=...)}``, with a sigma as wide as they trust their runs to resemble those studies.
 """
 
 from __future__ import annotations

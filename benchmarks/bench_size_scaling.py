@@ -1,6 +1,6 @@
 """How well Chinchilla's size term transfers, and the one-size law with and without the size-scaling prior.
 
-    .venv/bin/python benchmarks/bench_size_scaling.py [--factors-only | --step-error | --lr-exponent]
+    .venv/bin/python benchmarks/bench_size_scaling.py [--factors-only | --step-error | --lr-exponent | --pooled-prior]
         [--only grid|steplaw|marin] [--json PATH]
 
 1. **Size-term factor k** (:mod:`bayes_optlaws.size_scaling`): for every pair of model sizes trained at the same
@@ -29,6 +29,12 @@
    law fitted on the training side of each split of ``bench_extrapolation.py`` and on its inner split (its two
    largest sizes left out), with the within-budget residual sum of squares at alpha = 0 and at the best grid
    point.  The loss law alone is fitted (4 chains × 500 draws); the held-out sizes are never scored here.
+
+5. **A size-step prior pooled over sources** (``--pooled-prior``; training sizes only): each public source's factor
+   ``k`` (every pair of its sizes at one token count; the grid up to 200K, StepLaw up to 242M; Marin left out,
+   its one pair being our held-out step) and a leave-one-source-out test: the log predictive density of each
+   source's ``log k`` under the hierarchical model of the others (:class:`SizeStep`'s, with the default priors as
+   hyperpriors) against the default ``size_scaling`` prior alone.
 
 The LossCast runs are read from ``../shared/datasets/losscast/train`` and skipped with a message when it is absent.
 """
@@ -220,6 +226,70 @@ def step_error_shape(backtests: list[dict], slope_prior, draws: int = 4000) -> d
             "chosen_nu": size_scaling.STEP_ERROR_NU}
 
 
+#: per public source, its largest model size not held out by any of our splits (None: every size may be used)
+POOLED_SOURCES = {"embedded grid": 200064, "LossCast StepLaw": 241517568, "LossCast nanochat": None,
+                  "lr-scheduling": None, "multipowerlaw": None}
+
+
+def public_sources():
+    """(name, runs) of every source with two or more model sizes, cut at :data:`POOLED_SOURCES` (LossCast Marin
+    is left out: its one size pair is our held-out step)."""
+    from bayes_optlaws.importers import import_runs
+
+    shared = LOSSCAST.parents[1]
+    grid = read_runs(DEFAULT_RUNS)[0]
+    yield "embedded grid", grid[grid["group"] == "main"]
+    if not shared.exists():
+        print(f"skipping the public datasets: {shared} not found")
+        return
+    yield "LossCast StepLaw", losscast_family("ncpl_steplaw_")
+    yield "LossCast nanochat", losscast_family("nanochat_")
+    yield "lr-scheduling", import_runs("lr-scheduling", [str(shared / "lr-scheduling")])[0]
+    yield "multipowerlaw", import_runs("multipower", [str(shared / "multipowerlaw")], tokens_per_step=1_048_576)[0]
+
+
+def source_factor(runs: pd.DataFrame, largest) -> dict:
+    """One source's size-step factor: :func:`step_factor` over every pair of its sizes (up to ``largest``)
+    trained at the same token count, on their best runs (single-stage runs only)."""
+    if "parent_run_id" in runs.columns:
+        runs = runs[runs["parent_run_id"].isna()]
+    if largest is not None:
+        runs = runs[runs["model_params"] <= largest]
+    f = size_factors(runs.reset_index(drop=True))
+    k, se_log_k = step_factor(f["observed"], f["chinchilla"])
+    return {"k": k, "se_log_k": se_log_k, "pairs": int(len(f)), "sizes": int(runs["model_params"].nunique())}
+
+
+def pooled_prior_test() -> dict:
+    """Would a size-step prior pooled over the public sources predict a new source's factor ``k`` better than the
+    default ``size_scaling`` prior?  Leave-one-source-out: the hierarchical model of :class:`SizeStep` (hyperprior
+    on ``m``: the default ``size_scaling`` prior; on ``tau``: the default ``size_step_spread``) fitted on the other
+    sources' factors, and the log predictive density of the left-out source's ``log k`` under it and under the
+    default prior alone.  Training sizes only; Marin (whose one pair is held out) is not among the sources."""
+    from bayes_optlaws.loss_model import DEFAULT_PRIORS
+
+    prior, spread = DEFAULT_PRIORS["size_scaling"], DEFAULT_PRIORS["size_step_spread"]
+    mu0, sd0 = float(prior.kwargs["mu"]), float(prior.kwargs["sigma"])
+    factors = {name: source_factor(runs, POOLED_SOURCES[name]) for name, runs in public_sources()}
+    print("\n=== size-step factor k per public source (best runs of each size pair at one token count; "
+          "training sizes only)")
+    rows = []
+    for name, f in factors.items():
+        others = SizeStep([{"k": g["k"], "se_log_k": g["se_log_k"]} for n, g in factors.items() if n != name])
+        m, tau, w = others.posterior_grid(prior, spread)
+        y = np.log(f["k"])
+        var = tau[None, :] ** 2 + f["se_log_k"] ** 2
+        dens = (w * np.exp(-0.5 * (y - m[:, None]) ** 2 / var) / np.sqrt(2 * np.pi * var)).sum()
+        default = -0.5 * ((y - mu0) / sd0) ** 2 - np.log(np.sqrt(2 * np.pi) * sd0)
+        rows.append({"source": name, **f, "log_pred_pooled": float(np.log(dens)), "log_pred_default": float(default)})
+    table = pd.DataFrame(rows)
+    print(table.round(3).to_string(index=False))
+    total = table[["log_pred_pooled", "log_pred_default"]].sum()
+    print(f"leave-one-source-out log predictive density, summed: pooled {total['log_pred_pooled']:.3f}, default "
+          f"prior {total['log_pred_default']:.3f}")
+    return {"sources": rows, "total": total.to_dict()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=("grid", "steplaw", "marin"))
@@ -228,9 +298,16 @@ def main(argv=None) -> int:
                     help="the step error's shape on the training backtests only (no held-out scores)")
     ap.add_argument("--lr-exponent", action="store_true",
                     help="the learned LR-transfer exponent on the training splits only (no held-out scores)")
+    ap.add_argument("--pooled-prior", action="store_true",
+                    help="leave-one-source-out test of a size-step prior pooled over the public sources")
     ap.add_argument("--json", help="write the results as JSON")
     args = ap.parse_args(argv)
     out = {}
+    if args.pooled_prior:
+        out = pooled_prior_test()
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
+        return 0
     if args.lr_exponent:
         out = lr_exponents(args.only)
         if args.json:

@@ -81,6 +81,8 @@ DEFAULT_MODEL_CONFIG = {
     "new_size": "nearest_size",   # how unseen sizes are predicted (bayes_optlaws.size_scaling); or "features"
     "size_step_lr_exponent": 0.0,  # the nearest-size rule's LR transfer: a number (0: none) or "learned" from
                                    #   the backtests (size_scaling.lr_exponent_search)
+    "size_step_error_gap": True,   # the step error grows with the run's LR gap, at a rate learned from the
+                                   #   backtests (size_scaling.gap_slope_search); False: one sd for every run
 }
 DEFAULT_SAMPLER_CONFIG = {"draws": 1000, "tune": 1000, "chains": 4, "nuts_sampler": "nutpie", "target_accept": 0.95,
                           "cores": None}

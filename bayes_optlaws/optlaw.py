@@ -145,6 +145,7 @@ class BayesOptLaw:
             raise RunsError("the runs table has no single-stage runs (every row has a parent_run_id); the "
                             "pre-training law needs runs trained from scratch")
         self.history_set_, self.train_set_ = full, train
+        self._fitted_range = None  # recomputed from these runs (a refit must not keep an earlier fit's range)
         runs = train.table
         base = self.feature_spec or FeatureSpec(lr_ref=reference_lr(train),
                                                 blocks=tuple(self.blocks or FeatureSpec(1.0).blocks))
@@ -239,12 +240,15 @@ class BayesOptLaw:
         alpha, profile = self._lr_exponent(law_from_lower, [log_loss[sizes == upper] for _, upper in pairs],
                                            [runs.table["tokens"].to_numpy() for runs in upper_runs])
         backtests = []
-        for (lower, upper), runs, from_lower in zip(pairs, upper_runs, law_from_lower(alpha)):
+        by_gap = bool(self.model_config_.get("size_step_error_gap", False))
+        for (lower, upper), runs, low, from_lower in zip(pairs, upper_runs, at_lower, law_from_lower(alpha)):
             rows = sizes == upper
             tokens = runs.table["tokens"].to_numpy(float)
             backtests.append({"from": lower, "to": upper, "observed": log_loss[rows] - from_lower,
                               "chinchilla": size_scaling.chinchilla_log_shift(lower, upper, tokens),
                               "log_tokens": np.log(tokens), "in_sample": log_loss[rows] - self._law_log_loss(runs)})
+            if by_gap:
+                backtests[-1]["gap"] = self._lr_gap(low, (upper / lower) ** alpha)
         prior = lm.loss_priors(self.model_config_)["size_step_token_slope"]
         step = size_scaling.SizeStep.from_backtests(backtests, prior)
         step.lr_exponent, step.lr_exponent_profile = alpha, profile
@@ -261,6 +265,30 @@ class BayesOptLaw:
         if not observed:
             return 0.0, None
         return size_scaling.lr_exponent_search(law_from_lower, observed, blocks)
+
+    def _lr_gap(self, runs: RunSet, lr_factor=1.0, history: "RunSet | None" = None) -> np.ndarray:
+        """Per run, its **LR gap**: how far the law's posterior-mean log loss of the run lies above the lowest the
+        law gives the same schedule scaled to another peak LR (by :data:`~bayes_optlaws.size_scaling.
+        GAP_LR_MULTIPLIERS`, kept inside the fitted peak-LR range) — nats of log loss, 0 at the law's best LR.
+        ``runs`` at fitted sizes, their LRs times ``lr_factor`` (a number or one per run: the LR transfer);
+        ``history``: where continual rows find their earlier stages."""
+        integrals = runs.integrals(self.spec_.lr_ref, self.spec_.history_escape, history)
+        factor = np.broadcast_to(np.asarray(lr_factor, float), (len(runs.table),))
+        peak = runs.peak_lr * factor
+        low, high = self.fitted_range_.low["lr"] * (1 - 1e-9), self.fitted_range_.high["lr"] * (1 + 1e-9)
+        rng = np.random.default_rng(self.random_seed + 13)
+
+        def law(c: float) -> np.ndarray:
+            X_raw = design_matrix(with_lr_scaled(integrals, factor * c), self.spec_)
+            return self._pretraining_log_loss(X_raw, runs.table, rng)[0].mean(axis=0)
+
+        own = law(1.0)
+        best = own.copy()
+        for c in size_scaling.GAP_LR_MULTIPLIERS:
+            inside = (peak * c >= low) & (peak * c <= high)
+            if inside.any():
+                best = np.where(inside, np.minimum(best, law(c)), best)
+        return np.maximum(own - best, 0.0)
 
     def _law_log_loss(self, runs: RunSet, lr_factor=1.0) -> np.ndarray:
         """Posterior-mean log loss of the pre-training law for single-stage ``runs`` at their ``model_params``
@@ -390,6 +418,7 @@ class BayesOptLaw:
         # every per-schedule (pure Python) step first: integrals and the divergence model's schedule grids ...
         X_raw = design_matrix(cand.integrals(self.spec_.lr_ref, self.spec_.history_escape, hist), self.spec_)
         law_cand, X_law = self._size_anchored(cand, hist, X_raw)
+        gaps = self._candidate_gaps(law_cand, cand, hist)
         div_inputs = self.div_fit_.inputs(cand) if self._has_divergence_model() else cand
         # ... then the two numpy parts at once: the divergence / instability model is independent of the loss law
         # given the candidates, so it runs in a second thread (numpy releases the GIL; a Python loop beside it
@@ -398,7 +427,7 @@ class BayesOptLaw:
         with ThreadPoolExecutor(max_workers=1) as pool:
             outcomes = pool.submit(self._p_outcomes, div_inputs, S, np.random.default_rng([seed, 1]))
             log_mu, log_noisy, extrap = self._log_loss_draws(cand, X_raw, law_cand, X_law, scenario,
-                                                             np.random.default_rng(seed), S)
+                                                             np.random.default_rng(seed), S, gaps)
             p_div, p_unst = outcomes.result()
         loss = np.exp(log_mu)
         excess = self._unstable_excess(cand, loss, p_unst, np.random.default_rng([seed, 2]))
@@ -428,12 +457,22 @@ class BayesOptLaw:
             integrals = with_lr_scaled(integrals, factor, invariant)
         return anchored, design_matrix(integrals, self.spec_)
 
+    def _candidate_gaps(self, law_set: RunSet, cand_set: RunSet, hist: RunSet) -> np.ndarray | None:
+        """Per candidate, its LR gap at the size the law evaluates it at (:meth:`_lr_gap`, with the LR transfer
+        of :meth:`_size_anchored`), which sets its share of the size step's error; ``None`` when no candidate
+        changes size or the size step's error does not depend on it (``gap_slope`` 0)."""
+        step = self.size_step_
+        own, law = cand_set.table["model_params"], law_set.table["model_params"]
+        if step is None or step.gap_slope == 0 or law.equals(own):
+            return None
+        return self._lr_gap(law_set, step.lr_factor(law.to_numpy(float), own.to_numpy(float)), hist)
+
     def _log_loss_draws(self, cand_set: RunSet, X_raw: np.ndarray, law_set: RunSet, X_law: np.ndarray,
-                        scenario: str | None, rng, S: int):
+                        scenario: str | None, rng, S: int, gaps: np.ndarray | None = None):
         """(mean, new-run) log-loss draws (S × candidates) from the pre-training law (on ``law_cand`` /
-        ``X_law``, see :meth:`_size_anchored`, plus the size step to each candidate's own size) or the stage
-        model (on the candidates' raw design ``X_raw``), held inside the physical bounds, and the candidates'
-        extrapolation factors."""
+        ``X_law``, see :meth:`_size_anchored`, plus the size step to each candidate's own size, its error scaled
+        by the candidates' LR ``gaps``) or the stage model (on the candidates' raw design ``X_raw``), held inside
+        the physical bounds, and the candidates' extrapolation factors."""
         cand, law_cand = cand_set.table, law_set.table
         log_mu, log_noisy = np.empty((S, len(cand))), np.empty((S, len(cand)))
         staged = ct.is_stage(cand).to_numpy() & (self.stage_fit_ is not None)
@@ -443,7 +482,8 @@ class BayesOptLaw:
                 warnings.warn(self._one_size_message(), ExtrapolationWarning, stacklevel=4)
             log_mu[:, pre], log_noisy[:, pre] = self._pretraining_log_loss(X_law[pre], law_cand.iloc[pre], rng)
             if not law_cand["model_params"].equals(cand["model_params"]):
-                shift = self._size_step_draws(law_cand.iloc[pre], cand.iloc[pre], S, rng)
+                shift = self._size_step_draws(law_cand.iloc[pre], cand.iloc[pre], S, rng,
+                                              None if gaps is None else gaps[pre])
                 log_mu[:, pre] += shift
                 log_noisy[:, pre] += shift
         cols = np.flatnonzero(staged)
@@ -488,9 +528,11 @@ class BayesOptLaw:
         return self.loss_fit_.predict_log_loss(self._with_covariates(X_raw, cand, "candidates"),
                                                cand["model_params"].to_numpy(), level, self.model_config_, rng)
 
-    def _size_step_draws(self, law_cand: pd.DataFrame, cand: pd.DataFrame, S: int, rng) -> np.ndarray:
+    def _size_step_draws(self, law_cand: pd.DataFrame, cand: pd.DataFrame, S: int, rng,
+                         gaps: np.ndarray | None = None) -> np.ndarray:
         """Draws (S × candidates) of the log-loss change from the size each candidate was evaluated at to its
-        own size, by the size-scaling prior (0 where they are the same)."""
+        own size, by the size-scaling prior (0 where they are the same); ``gaps``: the candidates' LR gaps
+        (:meth:`_lr_gap`; ``None``: every candidate the backtests' average error)."""
         priors = lm.loss_priors(self.model_config_)
         step = self.size_step_ if self.size_step_ is not None else size_scaling.SizeStep()
         factor = step.factor_draws_at(priors["size_scaling"], priors["size_step_spread"],
@@ -499,7 +541,7 @@ class BayesOptLaw:
                                               cand["model_params"].to_numpy(float), cand["tokens"].to_numpy(float))
         # each configuration's own step error, beyond the shared factor, growing with the step's length
         return shift + step.error_draws(law_cand["model_params"].to_numpy(float), cand["model_params"].to_numpy(float),
-                                        S, rng)
+                                        S, rng, gaps)
 
     def _one_size_message(self) -> str:
         """The warning for predictions at another size by a law fitted on one size."""

@@ -277,8 +277,10 @@ def size_step_text(law) -> str:
     learned = f"factor per fitted step: {steps}" if steps else "one fitted size: the factor is the prior's"
     lo, hi = summary["k_90"]
     shape = f"Student-t, {step.error_nu:g} dof" if np.isfinite(step.error_nu) else "normal"
+    by_gap = (f", × (1 + {step.gap_slope:.3g} × its LR gap in nats) / {step.gap_rms:.3g}" if step.gap_slope
+              else "")
     error = (f"; each configuration's own step error: {step.error_rate:.4f} nats of log loss × "
-             f"|Δ log N|^{EXCESS_DISTANCE_POWER:g} (sd; {shape})" if step.pairs else "")
+             f"|Δ log N|^{EXCESS_DISTANCE_POWER:g}{by_gap} (sd; {shape})" if step.pairs else "")
     slope, slope_sd = step.token_slope_posterior(priors["size_step_token_slope"])
     tokens = (f"; k × (D / {human_count(np.exp(step.log_tokens_ref))} tokens)^γ, γ = {slope:.2f} ± {slope_sd:.2f}"
               if slope_sd > 0 or slope != 0 else "")

@@ -46,6 +46,27 @@ log LR on the grid's two pairs, +0.010, +0.005 and +0.002 on StepLaw's three (st
 A mean correction along log LR was tried and not adopted (it worsened StepLaw's held-out pick regret 0.0035 ->
 0.0061, and 0.0026 -> 0.0047 leaving one training pair out).
 
+How large each configuration's step error is: it grows with the run's **LR gap** — how far the law's log loss of
+the run lies above the lowest the law gives the same schedule at another peak LR inside the fitted range
+(``BayesOptLaw._lr_gap``; 0 at the law's best LR).  On StepLaw's training pairs the backtest residuals of the runs
+far from the law's best LR spread several times as much as those near it (root mean square by quartile of the gap
+in the ``--step-error`` output below).  The step error's sd is therefore ``s · (1 + c · gap)``,
+``c`` the t5 maximum-likelihood slope over the backtests (:func:`gap_slope_search`), rescaled so that the
+backtests' runs keep their average sd (``model_config["size_step_error_gap"]``, default on; a run without a gap
+gets that average).  ``benchmarks/bench_size_scaling.py --step-error`` (training pairs only, 2026-12-07): StepLaw
+72M-242M c = 51 per nat of log loss (the sd doubles at a gap of 0.02), log-likelihood +122 over one sd per
+pair, and each pair left out gains at the slope of the other two (+9, +48, +66); grid 25K-200K c = 2.6, +1.5
+(left out: +0.0 and −2.5): nearly flat, so the grid barely changes.  Chosen on those backtests (as the error's
+shape), then checked on the two StepLaw tuning splits (``bench_extrapolation.py --inner [2] --model-config
+'bayes_flat={"size_step_error_gap": false}'``): fit 72M-200M, score 242M — interval score 50 % 0.0491 against
+0.0482, 90 % 0.0677 against 0.0761, CRPS 0.0109 both, coverage 0.29 / 0.91 against 0.35 / 0.95; fit 72M + 124M,
+score 200M — 0.1326 against 0.1309, 0.2698 against 0.2944, CRPS 0.0294 against 0.0295, coverage 0.45 / 0.79
+against 0.41 / 0.77; MAE and regret unchanged.  The 90 % intervals gain most, the 50 % ones lose a little near the best LR, where
+a shared error of the level (the factor ``k``) dominates.  Measured afterwards on the held-out
+sizes (``bench_extrapolation.py`` with the same variant): StepLaw 372M coverage 0.58 / 0.94 against 0.60 / 0.93,
+CRPS 0.0119 against 0.0122, regret 0.0038 against 0.0035, P(best) ECE 0.005 against 0.002; grid 793K 0.25 / 0.72
+against 0.28 / 0.69, CRPS 0.102 against 0.104.
+
 LR transfer (an option, ``model_config["size_step_lr_exponent"]``; default 0: off).  The curvature-following form
 of that correction: a model ``r`` times larger than its nearest fitted size is evaluated there at its LRs times
 ``r^alpha`` — the law's whole loss-vs-LR curve moves by ``alpha · log r`` in log LR, so the correction vanishes at
@@ -242,6 +263,35 @@ EXCESS_DISTANCE_POWER = 0.5
 #: 0.96, grid 0.79 / 0.98)
 STEP_ERROR_NU = 5.0
 
+#: the factors on a schedule's peak LR over which :meth:`~bayes_optlaws.optlaw.BayesOptLaw` looks for the law's
+#: lowest loss of that schedule (its *LR gap*, below): log-spaced, e^-2.5 to e^2.5 (about 1/12 to 12 times)
+GAP_LR_MULTIPLIERS = tuple(np.exp(np.linspace(-2.5, 2.5, 21)))
+#: the slopes of the step error's growth with the LR gap that :func:`gap_slope_search` tries (per nat of log loss)
+GAP_SLOPE_GRID = (0.0, *np.geomspace(1.0, 3000.0, 60))
+
+
+def gap_slope_search(errors, gaps, nu: float = STEP_ERROR_NU, grid=GAP_SLOPE_GRID) -> tuple[float, dict]:
+    """How the per-configuration step error grows with the run's *LR gap* (how far the law's log loss of the run
+    lies above the lowest it gives the same schedule at another peak LR, nats): the slope ``c`` of
+    ``sd_i = s_p · (1 + c · gap_i)`` that maximises the Student-t (``nu`` dof, scaled to that sd) likelihood of the
+    backtests' residuals, each pair ``p`` with its own scale ``s_p`` (the root mean square of its centred
+    residuals over ``1 + c · gap``).  ``errors``, ``gaps``: per pair, its runs' residuals and gaps.  Returns
+    ``(c, {c: log-likelihood})`` over ``grid`` (0: one error sd for every run of a pair)."""
+    from scipy import stats
+
+    profile = {}
+    for c in grid:
+        total = 0.0
+        for e, g in zip(errors, gaps):
+            e = np.asarray(e, float) - np.mean(e)
+            f = 1.0 + float(c) * np.asarray(g, float)
+            sd = np.sqrt(np.mean((e / f) ** 2)) * f
+            scale = sd * np.sqrt((nu - 2) / nu) if np.isfinite(nu) else sd
+            total += float((stats.t.logpdf(e, nu, scale=scale) if np.isfinite(nu)
+                            else stats.norm.logpdf(e, scale=scale)).sum())
+        profile[float(c)] = total
+    return max(profile, key=profile.get), profile
+
 
 #: the LR-transfer exponents the backtests try (:func:`lr_exponent_search`); a finer value comes from a parabola
 #: through the best one and its neighbours
@@ -304,6 +354,10 @@ class SizeStep:
                                   #   steps saved before it)
     lr_exponent_profile: dict | None = None  # the search's residual sum of squares per exponent tried (None:
                                              #   the exponent was fixed by the config, or saved before)
+    gap_slope: float = 0.0        # c: the step error's sd grows as 1 + c · (LR gap, nats) (gap_slope_search; 0: one
+                                  #   sd for every configuration, the steps saved before it)
+    gap_rms: float = 1.0          # root mean square of 1 + c · gap over the backtests' runs: the sd of a run with
+                                  #   gap g is the pair-level sd times (1 + c g) / gap_rms
 
     def lr_factor(self, from_params, to_params) -> np.ndarray:
         """Per row, the factor on the LRs of a candidate evaluated at ``from_params`` for ``to_params``:
@@ -324,13 +378,19 @@ class SizeStep:
         gamma, se = token_slope(backtests)
         step = cls([], gamma, se, ref)
         gamma_used, _ = step.token_slope_posterior(slope_prior)
+        errors = []
         for b in backtests:
             scaled = np.asarray(b["chinchilla"]) * np.exp(gamma_used * (np.asarray(b["log_tokens"]) - ref))
             k, se_log_k = step_factor(b["observed"], scaled)
             error = np.asarray(b["observed"]) - k * scaled
+            errors.append(error)
             excess = max(float(np.var(error)) - float(np.var(b["in_sample"])), 0.0)
             step.pairs.append({"from": int(b["from"]), "to": int(b["to"]), "k": k, "se_log_k": se_log_k,
                                "excess_sd": float(np.sqrt(excess)), "runs": int(len(error))})
+        if all("gap" in b for b in backtests):
+            gaps = [np.asarray(b["gap"], float) for b in backtests]
+            step.gap_slope, _ = gap_slope_search(errors, gaps, step.error_nu)
+            step.gap_rms = float(np.sqrt(np.mean((1.0 + step.gap_slope * np.concatenate(gaps)) ** 2)))
         return step
 
     def token_slope_posterior(self, prior) -> tuple[float, float]:
@@ -368,18 +428,22 @@ class SizeStep:
         rate = np.array([float(p.get("excess_sd", 0.0)) for p in self.pairs]) / length ** EXCESS_DISTANCE_POWER
         return float(np.sqrt((runs * rate ** 2).sum() / runs.sum()))
 
-    def excess_sd_at(self, from_params, to_params) -> np.ndarray:
+    def excess_sd_at(self, from_params, to_params, gap=None) -> np.ndarray:
         """Per row, the per-configuration step error (nats of log loss) of a step from ``from_params`` to
         ``to_params`` parameters: :attr:`error_rate` times the row's ``|Δ log N| ** EXCESS_DISTANCE_POWER`` (0 for
-        a row that does not move)."""
+        a row that does not move), times ``(1 + gap_slope · gap) / gap_rms`` for rows with an LR ``gap`` (nats;
+        ``None``: the backtests' average run)."""
         distance = np.abs(np.log(np.asarray(to_params, float) / np.asarray(from_params, float)))
-        return np.where(distance > 0, self.error_rate * distance ** EXCESS_DISTANCE_POWER, 0.0)
+        sd = np.where(distance > 0, self.error_rate * distance ** EXCESS_DISTANCE_POWER, 0.0)
+        if gap is None or self.gap_slope == 0:
+            return sd
+        return sd * (1.0 + self.gap_slope * np.asarray(gap, float)) / self.gap_rms
 
-    def error_draws(self, from_params, to_params, size: int, rng: np.random.Generator) -> np.ndarray:
+    def error_draws(self, from_params, to_params, size: int, rng: np.random.Generator, gap=None) -> np.ndarray:
         """Draws (size × rows) of each configuration's own step error (nats of log loss), independent per draw
         and row: Student-t with :attr:`error_nu` degrees of freedom scaled to the sd :meth:`excess_sd_at` (normal
         when ``error_nu`` is infinite, as drawn before; 0 for a row that does not move)."""
-        sd = self.excess_sd_at(from_params, to_params)
+        sd = self.excess_sd_at(from_params, to_params, gap)
         shape = (int(size), sd.size)
         nu = float(self.error_nu)
         if not np.isfinite(nu):
@@ -395,25 +459,28 @@ class SizeStep:
                 "error_nu": self.error_nu if np.isfinite(self.error_nu) else None,
                 "lr_exponent": self.lr_exponent,
                 "lr_exponent_profile": (None if self.lr_exponent_profile is None
-                                        else [[float(a), float(v)] for a, v in self.lr_exponent_profile.items()])}
+                                        else [[float(a), float(v)] for a, v in self.lr_exponent_profile.items()]),
+                "gap_slope": self.gap_slope, "gap_rms": self.gap_rms}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "SizeStep":
         """Inverse of :meth:`to_dict`; a step saved before the token slope has none (fixed at 0, as it was
-        fitted), and one saved before the step error's shape was recorded draws it normal (as it did)."""
+        fitted), one saved before the step error's shape was recorded draws it normal (as it did), and one saved
+        before the LR gap gives every configuration one error sd (as it did)."""
         data = data or {}
         nu = data.get("error_nu")
         nu = float("inf") if nu is None else float(nu)
         alpha = float(data.get("lr_exponent", 0.0))
         profile = data.get("lr_exponent_profile")
         profile = None if profile is None else {float(a): float(v) for a, v in profile}
+        gap = {"gap_slope": float(data.get("gap_slope", 0.0)), "gap_rms": float(data.get("gap_rms", 1.0))}
         if "token_slope" not in data:
             return cls([dict(p) for p in data.get("pairs", [])], error_nu=nu, lr_exponent=alpha,
-                       lr_exponent_profile=profile)
+                       lr_exponent_profile=profile, **gap)
         se = data.get("token_slope_se")
         return cls([dict(p) for p in data["pairs"]], float(data["token_slope"]),
                    float("inf") if se is None else float(se), float(data.get("log_tokens_ref", 0.0)), nu, alpha,
-                   profile)
+                   profile, **gap)
 
     def posterior_grid(self, prior, spread, n: int = 241) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(m values, tau values, posterior weights (m × tau))`` of the pairs' hierarchical model."""

@@ -1,7 +1,7 @@
 """The expensive-run case: fit on the smaller sizes, score the largest (our own held-out splits).
 
     .venv/bin/python benchmarks/bench_extrapolation.py [--only grid|steplaw|marin] [--no-bayes] [--json PATH]
-                                                       [--inner] [--model-config NAME=JSON ...]
+                                                       [--inner [DEPTH]] [--model-config NAME=JSON ...]
 
 * embedded grid (group main): fit 25K–200K, score every block of 793K (``bayes-optlaws evaluate --extrapolate``);
 * LossCast-Bench train split, StepLaw: fit 72M–242M, score 372M;
@@ -15,7 +15,8 @@ MISS).
 
 ``--inner`` scores the *tuning* splits instead: each split's training side split once more (fit all but its two
 largest sizes, score the second largest: grid 25K + 85K -> 200K, StepLaw 72M-200M -> 242M; Marin's training side
-has one size, so it has none).  Model choices are made on these, and the splits above are measured afterwards.
+has one size, so it has none); ``--inner 2`` once more again (grid 25K -> 85K, StepLaw 72M + 124M -> 200M).  Model
+choices are made on these, and the splits above are measured afterwards.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-bayes", action="store_true")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated loss methods")
     ap.add_argument("--json", help="write every split's result as JSON")
-    ap.add_argument("--inner", action="store_true", help="score the tuning splits (see the module docstring)")
+    ap.add_argument("--inner", nargs="?", type=int, const=1, default=0, metavar="DEPTH",
+                    help="score the tuning splits (see the module docstring); DEPTH 2 leaves one more size out")
     ap.add_argument("--model-config", action="append", default=[], metavar="NAME=JSON",
                     help='an extra Bayesian variant, e.g. bayes_tps=\'{"covariates": ["log_tokens_per_step"]}\'')
     args = ap.parse_args(argv)
@@ -112,11 +114,14 @@ def main(argv=None) -> int:
     out = {}
     for title, (train, test) in splits(args.only):
         if args.inner:
-            if train["model_params"].nunique() < 2:
-                print(f"\n=== {title}: no inner split (its training side has one model size)")
+            if train["model_params"].nunique() < args.inner + 1:
+                print(f"\n=== {title}: no inner split of depth {args.inner} (its training side has "
+                      f"{train['model_params'].nunique()} model size(s))")
                 continue
-            train, test = split_largest_size(train, groups=None)
-            title = f"{title} -- INNER (tuning) split: fit without the two largest sizes, score the second largest"
+            for _ in range(args.inner):
+                train, test = split_largest_size(train, groups=None)
+            title = (f"{title} -- INNER (tuning) split, depth {args.inner}: fit without the {args.inner + 1} "
+                     f"largest sizes, score the next")
         t0 = time.perf_counter()
         fit_s = {}
 

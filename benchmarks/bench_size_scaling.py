@@ -15,7 +15,8 @@
    * LossCast StepLaw train split: fit 200M, score 242M;
    * LossCast Marin train split: fit 130M, score 300M (our held-out size step; figures reported, never tuned on).
 
-3. **Step error shape** (``--step-error``; training data only): the law fitted as in
+3. **Step error shape** (``--step-error``; training data only; also how its sd grows with the run's LR gap,
+   ``size_scaling.gap_slope_search``, from every pair and leaving each pair out): the law fitted as in
    ``bench_extrapolation.py`` (grid 25K–200K, StepLaw 72M–242M), its backtests of each adjacent pair of fitted
    sizes, and per pair the residuals around the pair's own factor and the token slope: their excess kurtosis, the
    log-likelihood of a normal / Student-t step error (sd fixed at ``excess_sd_at`` of the pair: the pooled rate)
@@ -290,6 +291,37 @@ def pooled_prior_test() -> dict:
     return {"sources": rows, "total": total.to_dict()}
 
 
+def gap_slope_report(backtests: list[dict], slope_prior) -> dict:
+    """The step error's growth with the LR gap on the training backtests (``size_scaling.gap_slope_search``): the
+    slope from every pair and its log-likelihood gain over one sd per pair, and leave-one-pair-out — the slope
+    from the other pairs and the left-out pair's log-likelihood at it against at 0."""
+    from bayes_optlaws.size_scaling import gap_slope_search
+
+    full = SizeStep.from_backtests(backtests, slope_prior)
+    gamma, _ = full.token_slope_posterior(slope_prior)
+    errors, gaps = [], []
+    for b in backtests:
+        scaled = np.asarray(b["chinchilla"]) * np.exp(gamma * (np.asarray(b["log_tokens"]) - full.log_tokens_ref))
+        k, _ = step_factor(b["observed"], scaled)
+        errors.append(np.asarray(b["observed"]) - k * scaled)
+        gaps.append(np.asarray(b["gap"], float))
+    slope, profile = gap_slope_search(errors, gaps)
+    centred = np.concatenate([e - e.mean() for e in errors])
+    quartile = pd.qcut(np.concatenate(gaps), 4, labels=False, duplicates="drop")
+    spread = pd.Series(centred ** 2).groupby(quartile).mean() ** 0.5
+    out = {"slope": slope, "loglik_gain": profile[slope] - profile[0.0], "lopo": [],
+           "rms_by_gap_quartile": [float(v) for v in spread]}
+    for j, b in enumerate(backtests):
+        if len(backtests) < 2:
+            break
+        others = [i for i in range(len(backtests)) if i != j]
+        c, _ = gap_slope_search([errors[i] for i in others], [gaps[i] for i in others])
+        own = gap_slope_search([errors[j]], [gaps[j]], grid=(0.0, c))[1]
+        out["lopo"].append({"pair": f"{b['from']:,} -> {b['to']:,}", "slope_from_others": c,
+                            "loglik_gain": own[c] - own[0.0]})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=("grid", "steplaw", "marin"))
@@ -319,7 +351,8 @@ def main(argv=None) -> int:
         for title, (train, _) in splits(args.only):
             if "Marin" in title:
                 continue  # one fitted size: no backtests
-            res = step_error_shape(*fitted_backtests(train))
+            fitted = fitted_backtests(train)
+            res = step_error_shape(*fitted)
             print(f"\n=== {title}: step error on the training backtests (held-out size not scored)")
             for p in res["pairs"]:
                 print(f"  pair {p['from']:,} -> {p['to']:,}: {p['runs']} runs, excess kurtosis {p['kurtosis']:.2f}, "
@@ -327,6 +360,14 @@ def main(argv=None) -> int:
             for name, r in res["shapes"].items():
                 cov = "  ".join(f"{k.split('_')[1]} {v[0]:.3f} / {v[1]:.3f}" for k, v in r.items() if k != "loglik")
                 print(f"  {name:>6}: log-likelihood {r['loglik']:9.2f}  coverage 50 / 90 %: {cov}")
+            res["gap"] = gap = gap_slope_report(*fitted)
+            print(f"  residual root mean square by quartile of the LR gap: "
+                  f"{' / '.join(f'{v:.4f}' for v in gap['rms_by_gap_quartile'])}")
+            print(f"  step error sd ∝ 1 + c · (LR gap): c = {gap['slope']:.3g} per nat, log-likelihood "
+                  f"{gap['loglik_gain']:+.1f} over one sd per pair")
+            for r in gap["lopo"]:
+                print(f"    left out {r['pair']}: c from the other pairs {r['slope_from_others']:.3g}, its "
+                      f"log-likelihood {r['loglik_gain']:+.1f}")
             out[title] = res
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")

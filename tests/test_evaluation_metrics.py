@@ -76,6 +76,18 @@ def test_coverage_and_central_interval():
     np.testing.assert_allclose(hi, [75.0, 150.0])
 
 
+def test_interval_score_hand_computed_and_proper():
+    # widths 2, 1, 0; y = 3 misses [0, 2] by 1 (penalty 2 / 0.1 · 1 = 20); y = 2.5 inside; y = 2 below [3, 3] by 1
+    assert M.interval_score([3, 2.5, 2], [0, 2, 3], [2, 3, 3], 0.9) == pytest.approx((2 + 20 + 1 + 0 + 20) / 3)
+    # proper: for normal data the true central 90 % interval scores better than a narrower or a wider one
+    y = np.random.default_rng(0).standard_normal(200_000)
+    true = M.interval_score(y, np.full(y.size, -1.645), np.full(y.size, 1.645), 0.9)
+    for half in (1.2, 2.2):
+        assert true < M.interval_score(y, np.full(y.size, -half), np.full(y.size, half), 0.9)
+    with pytest.raises(ValueError, match="level"):
+        M.interval_score([1.0], [0.0], [2.0], 1.5)
+
+
 def test_crps_hand_computed():
     # draws {-1, 1}, y = 0: E|X-y| = 1, E|X-X'| = (0+2+2+0)/4 = 1 -> 1 - 1/2
     assert M.crps_from_samples([0.0], np.array([[-1.0], [1.0]])) == pytest.approx(0.5)

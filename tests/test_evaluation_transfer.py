@@ -78,6 +78,8 @@ def test_draw_metrics_coverage_and_pbest(tiny):
     res = evaluate_transfer(train, test, {"bayes": lambda: WithDraws(centre, draws)})
     m = res.methods["bayes"]
     assert m["coverage_90"] == pytest.approx(0.75)  # c4 is 0.6 nats off its narrow interval
+    # its interval score: the 90 % widths (about 2 · 1.645 · 0.01) plus 20 × c4's miss, averaged over the 4 runs
+    assert m["interval_score_90"] == pytest.approx((4 * 0.0329 + 20 * (0.6 - 0.0165)) / 4, rel=0.05)
     assert m["p_best_actual"] > 0.99  # c2 is lowest in (almost) every draw and actually best
     assert m["crps"] == pytest.approx(np.mean([0, 0, 0, 0.6]), abs=0.01)
 

@@ -382,3 +382,63 @@ def test_a_bad_lr_exponent_setting_is_refused_before_any_sampling(synthetic_tabl
         with pytest.raises(RunsError, match="size_step_lr_exponent.*'learned', got"):
             BayesOptLaw(FeatureSpec(lr_ref=0.3), sampler_config=SAMPLER, fit_divergence=False, fit_stages=False,
                         model_config={"size_step_lr_exponent": bad}).fit(synthetic_table)
+
+
+def test_synthetic_step_errors_that_grow_with_the_lr_gap_are_recovered():
+    """SYNTHETIC parameter recovery: per-configuration step errors with sd 0.004 · (1 + 50 · gap) (t5) give a
+    gap slope near 50 and per-run sds that follow it; errors of one sd for every run give a slope of 0."""
+    from bayes_optlaws.size_scaling import gap_slope_search
+
+    rng = np.random.default_rng(3)
+    gaps = [rng.exponential(0.015, 1500) for _ in range(3)]
+    errors = [0.004 * (1 + 50 * g) * np.sqrt(3 / 5) * rng.standard_t(5, g.size) for g in gaps]
+    slope, profile = gap_slope_search(errors, gaps)
+    assert slope == pytest.approx(50, rel=0.3)
+    assert profile[slope] > profile[0.0] + 50  # far likelier than one sd for every run
+    flat = [0.004 * np.sqrt(3 / 5) * rng.standard_t(5, g.size) for g in gaps]
+    assert gap_slope_search(flat, gaps)[0] < 5
+
+
+def test_a_step_scales_each_runs_error_by_its_lr_gap_and_saved_steps_keep_it():
+    def backtest(lower, upper, rng):
+        D = np.repeat([1e9, 4e9], 400)
+        gap = rng.exponential(0.02, D.size)
+        chin = chinchilla_log_shift(lower, upper, D)
+        error = 0.003 * (1 + 80 * gap) * rng.standard_normal(D.size)
+        return {"from": lower, "to": upper, "observed": 0.9 * chin + error, "chinchilla": chin,
+                "log_tokens": np.log(D), "in_sample": np.zeros(D.size), "gap": gap}
+
+    rng = np.random.default_rng(5)
+    step = SizeStep.from_backtests([backtest(1e8, 2e8, rng), backtest(2e8, 4e8, rng)],
+                                   Prior("Normal", mu=0.0, sigma=0.25))
+    assert step.gap_slope == pytest.approx(80, rel=0.35) and step.gap_rms > 1.5
+    near, far = step.excess_sd_at([4e8, 4e8], [8e8, 8e8], gap=[0.0, 0.1])
+    assert far / near == pytest.approx(1 + 0.1 * step.gap_slope)
+    # without gaps (a caller that has none) every run gets the backtests' average sd
+    assert step.excess_sd_at([4e8], [8e8])[0] == pytest.approx(near * step.gap_rms)
+    draws = step.error_draws([4e8, 4e8], [8e8, 8e8], 20_000, np.random.default_rng(0), gap=[0.0, 0.1])
+    assert draws[:, 1].std() / draws[:, 0].std() == pytest.approx(far / near, rel=0.1)
+    again = SizeStep.from_dict(json.loads(json.dumps(step.to_dict())))
+    assert (again.gap_slope, again.gap_rms) == (step.gap_slope, step.gap_rms)
+    old = {k: v for k, v in step.to_dict().items() if not k.startswith("gap_")}
+    assert SizeStep.from_dict(old).gap_slope == 0.0  # a step saved before: one sd for every run, as it drew
+    np.testing.assert_allclose(SizeStep.from_dict(old).excess_sd_at([4e8, 4e8], [8e8, 8e8], gap=[0.0, 0.1]),
+                               step.error_rate * np.log(2) ** 0.5)
+
+
+def test_the_lr_gap_is_zero_at_the_laws_best_lr_and_grows_away_from_it(fitted_law):
+    """The LR gap of a schedule at a fitted size: 0 at the peak LR where the law's loss of that schedule is
+    lowest (within the fitted LR range), positive and rising as the LR moves away from it."""
+    from bayes_optlaws.runset import RunSet
+
+    big = fitted_law.sizes_[-1]
+    lrs = np.geomspace(fitted_law.fitted_range_.low["lr"], fitted_law.fitted_range_.high["lr"], 9)
+    specs = [json.dumps({"family": "cosine", "peak_lr": float(lr), "warmup": 20, "total": 1000}) for lr in lrs]
+    runs = RunSet.of_candidates(pd.DataFrame({"name": [f"c{i}" for i in range(9)], "schedule": specs,
+                                              "model_params": big, "tokens_per_step": 4096}))
+    gap = fitted_law._lr_gap(runs)
+    law = fitted_law._law_log_loss(runs)
+    assert np.all(gap >= 0) and gap.max() > 0.01
+    best = int(np.argmin(law))
+    assert gap[best] < 0.25 * np.sort(gap)[1:].min() + 1e-6  # the best scanned LR is (close to) the law's best
+    assert np.all(np.diff(gap[best:]) >= -1e-9) and np.all(np.diff(gap[:best + 1]) <= 1e-9)

@@ -27,7 +27,7 @@ from scipy import stats
 
 __all__ = [
     "r2_log", "rel_err_pct", "ranking_cells", "spearman_within_blocks", "top2_hit_rate", "regret",
-    "coverage", "central_interval", "crps_from_samples", "crps_per_obs", "log_score", "log_score_per_obs", "precision", "recall", "f1",
+    "coverage", "interval_score", "central_interval", "crps_from_samples", "crps_per_obs", "log_score", "log_score_per_obs", "precision", "recall", "f1",
     "balanced_accuracy", "brier", "divergence_metrics", "pbest_from_draws", "pbest_reliability",
     "expected_calibration_error", "RARE_EVENT_BINS", "event_reliability",
 ]
@@ -147,6 +147,21 @@ def coverage(y, lo, hi) -> float:
     if len(y) == 0:
         return float("nan")
     return float(np.mean((lo <= y) & (y <= hi)))
+
+
+def interval_score(y, lo, hi, level: float) -> float:
+    """Mean interval score of central ``level`` intervals (Gneiting & Raftery 2007, "Strictly Proper Scoring
+    Rules, Prediction, and Estimation", JASA, eq. 43): ``(hi − lo) + (2 / a)·(lo − y)⁺ + (2 / a)·(y − hi)⁺`` with
+    ``a = 1 − level``.  Units of the loss (nats); lower is better; proper for the interval's two quantiles, so it
+    rewards narrow intervals only when they still hold the observations (coverage alone does not)."""
+    y, lo, hi = _arr(y), _arr(lo), _arr(hi)
+    _check_same(y, lo, hi)
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if len(y) == 0:
+        return float("nan")
+    a = 1.0 - level
+    return float(np.mean((hi - lo) + 2 / a * np.maximum(lo - y, 0) + 2 / a * np.maximum(y - hi, 0)))
 
 
 def central_interval(draws, level: float) -> tuple[np.ndarray, np.ndarray]:

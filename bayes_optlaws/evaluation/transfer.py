@@ -15,7 +15,8 @@ Metrics per loss method, over the non-diverged test runs (the loss task; diverge
   ``regret`` of the pick (actual loss of the lowest prediction − block's best, nats, mean over blocks),
   ``spearman_in_block`` and ``top2`` (as in the cross-validation);
 * for methods with ``predict_draws`` (the Bayesian law): ``coverage_50`` / ``coverage_90`` of the central
-  predictive intervals, ``crps`` (nats) and ``p_best_actual`` = mean over blocks of the P(best) given to the block's
+  predictive intervals and their ``interval_score_50`` / ``interval_score_90`` (nats; width plus the misses'
+  penalty, :func:`~bayes_optlaws.evaluation.metrics.interval_score`), ``crps`` (nats) and ``p_best_actual`` = mean over blocks of the P(best) given to the block's
   actual best configuration, and ``pbest_ece`` (expected calibration error of P(best) over every configuration).
 
 ``proxy_best`` (:class:`ProxyBest`) is the baseline every user has without a law: reuse the configuration that was
@@ -41,7 +42,7 @@ from .protocol import _check_draws, _format_table
 
 #: column order of the transfer table
 TRANSFER_METRICS = ("mae", "rmse", "spearman", "bias", "regret", "spearman_in_block", "top2", "coverage_50",
-                    "coverage_90", "crps", "p_best_actual", "pbest_ece")
+                    "coverage_90", "interval_score_50", "interval_score_90", "crps", "p_best_actual", "pbest_ece")
 
 
 # ---------------------------------------------------------------------------- the reuse-best baseline
@@ -236,6 +237,8 @@ def _loss_metrics(y, pred, blocks, configs, min_cell: int, predicts_loss: bool) 
 def _draw_metrics(y, draws, intervals: dict, blocks, configs, min_cell: int) -> dict[str, float]:
     """Coverage of the central ``intervals`` (``{level: (lo, hi)}``), CRPS and P(best) metrics from the draws."""
     out = {f"coverage_{int(level * 100)}": M.coverage(y, lo, hi) for level, (lo, hi) in intervals.items()}
+    out.update({f"interval_score_{int(level * 100)}": M.interval_score(y, lo, hi, level)
+                for level, (lo, hi) in intervals.items()})
     out["crps"] = M.crps_from_samples(y, draws)
     pb = M.pbest_from_draws(draws, blocks, None, configs, y, min_size=min_cell)
     if len(pb):

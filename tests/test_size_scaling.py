@@ -442,3 +442,30 @@ def test_the_lr_gap_is_zero_at_the_laws_best_lr_and_grows_away_from_it(fitted_la
     best = int(np.argmin(law))
     assert gap[best] < 0.25 * np.sort(gap)[1:].min() + 1e-6  # the best scanned LR is (close to) the law's best
     assert np.all(np.diff(gap[best:]) >= -1e-9) and np.all(np.diff(gap[:best + 1]) <= 1e-9)
+
+
+def test_the_fit_learns_the_gap_slope_and_the_config_can_switch_it_off():
+    """SYNTHETIC runs of three sizes: by default the law's size step records a gap slope (and its predictions at
+    an unseen size scale each run's step error by it); with size_step_error_gap=False every run gets one sd."""
+    runs = _size_stepped_runs(0.5)
+    train = runs[runs["model_params"] < 640_000]
+    fits = {}
+    for on in (True, False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits[on] = BayesOptLaw(FeatureSpec(lr_ref=0.3), sampler_config=SAMPLER, random_seed=1,
+                                   fit_divergence=False, model_config={"size_step_error_gap": on}).fit(train)
+    assert fits[True].model_config_["size_step_error_gap"] is True
+    assert fits[True].size_step_.gap_rms >= 1.0
+    assert fits[False].size_step_.gap_slope == 0.0 and fits[False].size_step_.gap_rms == 1.0
+    law = fits[True]
+    law.size_step_.gap_slope = 100.0  # make the growth visible whatever the synthetic backtests learned
+    cand = runs[runs["model_params"] == 640_000].rename(columns={"run_id": "name"})
+    from bayes_optlaws.runset import RunSet
+
+    cand_set = RunSet.of_candidates(cand)
+    law_set, _ = law._size_anchored(cand_set, law.history_set_, None)
+    gaps = law._candidate_gaps(law_set, cand_set, law.history_set_)
+    assert gaps is not None and gaps.shape == (len(cand),) and np.all(gaps >= 0)
+    sd = law.size_step_.excess_sd_at(law_set.table["model_params"], cand["model_params"], gaps)
+    np.testing.assert_allclose(sd / sd.min(), (1 + 100 * gaps) / (1 + 100 * gaps.min()))

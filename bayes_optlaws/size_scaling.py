@@ -50,7 +50,7 @@ How large each configuration's step error is: it grows with the run's **LR gap**
 the run lies above the lowest the law gives the same schedule at another peak LR inside the fitted range
 (``BayesOptLaw._lr_gap``; 0 at the law's best LR).  On StepLaw's training pairs the backtest residuals of the runs
 far from the law's best LR spread several times as much as those near it (root mean square by quartile of the gap
-in the ``--step-error`` output below).  The step error's sd is therefore ``s · (1 + c · gap)``,
+0.0043 / 0.0048 / 0.0062 / 0.0119 in the ``--step-error`` output below).  The step error's sd is therefore ``s · (1 + c · gap)``,
 ``c`` the t5 maximum-likelihood slope over the backtests (:func:`gap_slope_search`), rescaled so that the
 backtests' runs keep their average sd (``model_config["size_step_error_gap"]``, default on; a run without a gap
 gets that average).  ``benchmarks/bench_size_scaling.py --step-error`` (training pairs only, 2026-12-07): StepLaw

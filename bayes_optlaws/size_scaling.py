@@ -64,8 +64,9 @@ score 200M — 0.1326 against 0.1309, 0.2698 against 0.2944, CRPS 0.0294 against
 against 0.41 / 0.77; MAE and regret unchanged.  The 90 % intervals gain most, the 50 % ones lose a little near the best LR, where
 a shared error of the level (the factor ``k``) dominates.  Measured afterwards on the held-out
 sizes (``bench_extrapolation.py`` with the same variant): StepLaw 372M coverage 0.58 / 0.94 against 0.60 / 0.93,
-CRPS 0.0119 against 0.0122, regret 0.0038 against 0.0035, P(best) ECE 0.005 against 0.002; grid 793K 0.25 / 0.72
-against 0.28 / 0.69, CRPS 0.102 against 0.104.
+interval score 0.0517 / 0.1072 against 0.0536 / 0.1174, CRPS 0.0119 against 0.0122, regret 0.0038 against 0.0035,
+P(best) ECE 0.005 against 0.002; grid 793K coverage 0.25 / 0.72 against 0.28 / 0.69, interval score 0.464 / 0.811
+against 0.471 / 0.867, CRPS 0.102 against 0.104.
 
 LR transfer (an option, ``model_config["size_step_lr_exponent"]``; default 0: off).  The curvature-following form
 of that correction: a model ``r`` times larger than its nearest fitted size is evaluated there at its LRs times

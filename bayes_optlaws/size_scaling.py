@@ -46,27 +46,27 @@ log LR on the grid's two pairs, +0.010, +0.005 and +0.002 on StepLaw's three (st
 A mean correction along log LR was tried and not adopted (it worsened StepLaw's held-out pick regret 0.0035 ->
 0.0061, and 0.0026 -> 0.0047 leaving one training pair out).
 
-How large each configuration's step error is: it grows with the run's **LR gap** — how far the law's log loss of
-the run lies above the lowest the law gives the same schedule at another peak LR inside the fitted range
+How large each configuration's step error is: it grows with the run's **LR gap** — how far the law's log loss of the
+run lies above the lowest the law gives the same schedule at another peak LR inside the fitted range
 (``BayesOptLaw._lr_gap``; 0 at the law's best LR).  On StepLaw's training pairs the backtest residuals of the runs
 far from the law's best LR spread several times as much as those near it (root mean square by quartile of the gap
-0.0043 / 0.0048 / 0.0062 / 0.0119 in the ``--step-error`` output below).  The step error's sd is therefore ``s · (1 + c · gap)``,
-``c`` the t5 maximum-likelihood slope over the backtests (:func:`gap_slope_search`), rescaled so that the
-backtests' runs keep their average sd (``model_config["size_step_error_gap"]``, default on; a run without a gap
+0.0043 / 0.0048 / 0.0062 / 0.0119 in the ``--step-error`` output below).  The step error's sd is therefore ``s · (1
++ c · gap)``, ``c`` the t5 maximum-likelihood slope over the backtests (:func:`gap_slope_search`), rescaled so that
+the backtests' runs keep their average sd (``model_config["size_step_error_gap"]``, default on; a run without a gap
 gets that average).  ``benchmarks/bench_size_scaling.py --step-error`` (training pairs only, 2026-12-07): StepLaw
-72M-242M c = 51 per nat of log loss (the sd doubles at a gap of 0.02), log-likelihood +122 over one sd per
-pair, and each pair left out gains at the slope of the other two (+9, +48, +66); grid 25K-200K c = 2.6, +1.5
-(left out: +0.0 and −2.5): nearly flat, so the grid barely changes.  Chosen on those backtests (as the error's
-shape), then checked on the two StepLaw tuning splits (``bench_extrapolation.py --inner [2] --model-config
+72M-242M c = 51 per nat of log loss (the sd doubles at a gap of 0.02), log-likelihood +122 over one sd per pair, and
+each pair left out gains at the slope of the other two (+9, +48, +66); grid 25K-200K c = 2.6, +1.5 (left out: +0.0
+and −2.5): nearly flat, so the grid barely changes.  Chosen on those backtests (as the error's shape), then checked
+on the two StepLaw tuning splits (``bench_extrapolation.py --inner [2] --model-config
 'bayes_flat={"size_step_error_gap": false}'``): fit 72M-200M, score 242M — interval score 50 % 0.0491 against
 0.0482, 90 % 0.0677 against 0.0761, CRPS 0.0109 both, coverage 0.29 / 0.91 against 0.35 / 0.95; fit 72M + 124M,
-score 200M — 0.1326 against 0.1309, 0.2698 against 0.2944, CRPS 0.0294 against 0.0295, coverage 0.45 / 0.79
-against 0.41 / 0.77; MAE and regret unchanged.  The 90 % intervals gain most, the 50 % ones lose a little near the best LR, where
-a shared error of the level (the factor ``k``) dominates.  Measured afterwards on the held-out
-sizes (``bench_extrapolation.py`` with the same variant): StepLaw 372M coverage 0.58 / 0.94 against 0.60 / 0.93,
-interval score 0.0517 / 0.1072 against 0.0536 / 0.1174, CRPS 0.0119 against 0.0122, regret 0.0038 against 0.0035,
-P(best) ECE 0.005 against 0.002; grid 793K coverage 0.25 / 0.72 against 0.28 / 0.69, interval score 0.464 / 0.811
-against 0.471 / 0.867, CRPS 0.102 against 0.104.
+score 200M — 0.1326 against 0.1309, 0.2698 against 0.2944, CRPS 0.0294 against 0.0295, coverage 0.45 / 0.79 against
+0.41 / 0.77; MAE and regret unchanged.  The 90 % intervals gain most, the 50 % ones lose a little near the best LR,
+where a shared error of the level (the factor ``k``) dominates.  Measured afterwards on the held-out sizes
+(``bench_extrapolation.py`` with the same variant): StepLaw 372M coverage 0.58 / 0.94 against 0.60 / 0.93, interval
+score 0.0517 / 0.1072 against 0.0536 / 0.1174, CRPS 0.0119 against 0.0122, regret 0.0038 against 0.0035, P(best) ECE
+0.005 against 0.002; grid 793K coverage 0.25 / 0.72 against 0.28 / 0.69, interval score 0.464 / 0.811 against 0.471
+/ 0.867, CRPS 0.102 against 0.104.
 
 LR transfer (an option, ``model_config["size_step_lr_exponent"]``; default 0: off).  The curvature-following form
 of that correction: a model ``r`` times larger than its nearest fitted size is evaluated there at its LRs times
@@ -264,8 +264,8 @@ EXCESS_DISTANCE_POWER = 0.5
 #: 0.96, grid 0.79 / 0.98)
 STEP_ERROR_NU = 5.0
 
-#: the factors on a schedule's peak LR over which :meth:`~bayes_optlaws.optlaw.BayesOptLaw` looks for the law's
-#: lowest loss of that schedule (its *LR gap*, below): log-spaced, e^-2.5 to e^2.5 (about 1/12 to 12 times)
+#: the factors on a schedule's peak LR over which ``BayesOptLaw._lr_gap`` looks for the law's lowest loss of that
+#: schedule (the run's *LR gap*, above): log-spaced, e^-2.5 to e^2.5 (about 1/12 to 12 times)
 GAP_LR_MULTIPLIERS = tuple(np.exp(np.linspace(-2.5, 2.5, 21)))
 #: the slopes of the step error's growth with the LR gap that :func:`gap_slope_search` tries (per nat of log loss)
 GAP_SLOPE_GRID = (0.0, *np.geomspace(1.0, 3000.0, 60))

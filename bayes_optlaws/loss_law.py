@@ -71,11 +71,12 @@ class LossLawFit:
         return int(self.post["intercept"].shape[0])
 
     def predict_log_loss(self, X: np.ndarray, model_params, level: np.ndarray, config: dict,
-                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                         rng: np.random.Generator, noise: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """Draws (samples × rows) of the mean and the new-run log loss for the raw design rows ``X`` (features
         and covariates, unstandardised) of runs of ``model_params`` parameters with pooled-level indices
         ``level``.  A size the law was not fitted on gets a fresh size offset, one per draw shared by its rows
-        (a random walk from the nearest fitted size with ``config["new_size_offset"] == "random_walk"``)."""
+        (a random walk from the nearest fitted size with ``config["new_size_offset"] == "random_walk"``).
+        ``noise=False`` skips the new-run draws (``None`` in their place; the mean draws are the same)."""
         Xs = self.standardiser.transform(X)
         sizes = np.asarray(model_params)
         group = np.array([self.sizes.index(int(s)) if int(s) in self.sizes else -1 for s in sizes])
@@ -86,6 +87,8 @@ class LossLawFit:
             where = lm.new_size_position(self.sizes, size) if walk and int(size) not in self.sizes else None
             mu[:, cols] = lm.predict_mu(self.post, Xs[cols], group[cols], rng, self.group_means, where)
         mu += lm.level_offsets(self.post, level, rng)
+        if not noise:
+            return mu * self.y_sd + self.y_mean, None
         z_noisy = lm.add_noise(self.post, mu, config["nu"], rng)
         return mu * self.y_sd + self.y_mean, z_noisy * self.y_sd + self.y_mean
 

@@ -280,7 +280,7 @@ class BayesOptLaw:
 
         def law(c: float) -> np.ndarray:
             X_raw = design_matrix(with_lr_scaled(integrals, factor * c), self.spec_)
-            return self._pretraining_log_loss(X_raw, runs.table, rng)[0].mean(axis=0)
+            return self._pretraining_log_loss(X_raw, runs.table, rng, noise=False)[0].mean(axis=0)
 
         own = law(1.0)
         best = own.copy()
@@ -302,7 +302,8 @@ class BayesOptLaw:
         if np.any(np.asarray(lr_factor) != 1.0):
             integrals = with_lr_scaled(integrals, lr_factor)
         X_raw = design_matrix(integrals, self.spec_)
-        log_mu, _ = self._pretraining_log_loss(X_raw, runs.table, np.random.default_rng(self.random_seed + 11))
+        log_mu, _ = self._pretraining_log_loss(X_raw, runs.table, np.random.default_rng(self.random_seed + 11),
+                                               noise=False)
         return log_mu
 
     def _fit_side_models(self, runs: RunSet, full: RunSet, say) -> None:
@@ -522,11 +523,14 @@ class BayesOptLaw:
         extrap = {col: factors[col].to_numpy(float) for col in factors.columns}
         return rng_.bound_log_loss(log_mu), rng_.bound_log_loss(log_noisy), extrap
 
-    def _pretraining_log_loss(self, X_raw: np.ndarray, cand: pd.DataFrame, rng) -> tuple[np.ndarray, np.ndarray]:
-        """Draws of (mean, new-run) log loss from the pre-training law (samples × rows)."""
+    def _pretraining_log_loss(self, X_raw: np.ndarray, cand: pd.DataFrame, rng,
+                              noise: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Draws of (mean, new-run) log loss from the pre-training law (samples × rows); ``noise=False``: the
+        mean draws only (``None`` for the new-run ones)."""
         level, _ = cov.group_index(cand, self._group_column, self.levels_, "candidates")
         return self.loss_fit_.predict_log_loss(self._with_covariates(X_raw, cand, "candidates"),
-                                               cand["model_params"].to_numpy(), level, self.model_config_, rng)
+                                               cand["model_params"].to_numpy(), level, self.model_config_, rng,
+                                               noise)
 
     def _size_step_draws(self, law_cand: pd.DataFrame, cand: pd.DataFrame, S: int, rng,
                          gaps: np.ndarray | None = None) -> np.ndarray:

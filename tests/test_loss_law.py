@@ -41,6 +41,12 @@ def test_settings_round_trip_predicts_identically(fitted_law):
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     assert first[0].shape == (fit.n_draws, len(runs))
+    # the mean draws alone (noise=False: what the backtests and the LR gap use) are the same draws, without the
+    # new-run ones
+    mean_only, none = fit.predict_log_loss(X, runs["model_params"].to_numpy(), level, fitted_law.model_config_,
+                                           np.random.default_rng(5), noise=False)
+    np.testing.assert_array_equal(mean_only, first[0])
+    assert none is None
 
 
 def test_prediction_is_close_to_the_fitted_runs_and_noisier_for_a_new_run(fitted_law):

@@ -277,9 +277,10 @@ class BayesOptLaw:
         peak = runs.peak_lr * factor
         low, high = self.fitted_range_.low["lr"] * (1 - 1e-9), self.fitted_range_.high["lr"] * (1 + 1e-9)
         rng = np.random.default_rng(self.random_seed + 13)
+        invariant = ct.is_stage(runs.table).to_numpy() if self.spec_.history_escape == "peak" else None
 
         def law(c: float) -> np.ndarray:
-            X_raw = design_matrix(with_lr_scaled(integrals, factor * c), self.spec_)
+            X_raw = design_matrix(with_lr_scaled(integrals, factor * c, invariant), self.spec_)
             return self._pretraining_log_loss(X_raw, runs.table, rng, noise=False)[0].mean(axis=0)
 
         own = law(1.0)

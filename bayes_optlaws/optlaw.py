@@ -272,37 +272,36 @@ class BayesOptLaw:
         GAP_LR_MULTIPLIERS`, kept inside the fitted peak-LR range) — nats of log loss, 0 at the law's best LR.
         ``runs`` at fitted sizes, their LRs times ``lr_factor`` (a number or one per run: the LR transfer);
         ``history``: where continual rows find their earlier stages."""
-        integrals = runs.integrals(self.spec_.lr_ref, self.spec_.history_escape, history)
         factor = np.broadcast_to(np.asarray(lr_factor, float), (len(runs.table),))
         peak = runs.peak_lr * factor
         low, high = self.fitted_range_.low["lr"] * (1 - 1e-9), self.fitted_range_.high["lr"] * (1 + 1e-9)
-        rng = np.random.default_rng(self.random_seed + 13)
-        invariant = ct.is_stage(runs.table).to_numpy() if self.spec_.history_escape == "peak" else None
-
-        def law(c: float) -> np.ndarray:
-            X_raw = design_matrix(with_lr_scaled(integrals, factor * c, invariant), self.spec_)
-            return self._pretraining_log_loss(X_raw, runs.table, rng, noise=False)[0].mean(axis=0)
-
-        own = law(1.0)
+        own = self._law_log_loss(runs, factor, history)
         best = own.copy()
         for c in size_scaling.GAP_LR_MULTIPLIERS:
             inside = (peak * c >= low) & (peak * c <= high)
             if inside.any():
-                best = np.where(inside, np.minimum(best, law(c)), best)
+                best = np.where(inside, np.minimum(best, self._law_log_loss(runs, factor * c, history)), best)
         return np.maximum(own - best, 0.0)
 
-    def _law_log_loss(self, runs: RunSet, lr_factor=1.0) -> np.ndarray:
-        """Posterior-mean log loss of the pre-training law for single-stage ``runs`` at their ``model_params``
-        (which must be fitted sizes), their LRs multiplied by ``lr_factor`` (a number or one per run)."""
-        return self._law_log_loss_draws(runs, lr_factor).mean(axis=0)
+    def _scaled_integrals(self, runs: RunSet, lr_factor=1.0, history: "RunSet | None" = None) -> pd.DataFrame:
+        """The segment integrals of ``runs`` with their LRs multiplied by ``lr_factor`` (a number or one per run;
+        a continual stage whose escape integrals are normalised by its own peak LR keeps them); ``history``:
+        where continual rows find their earlier stages."""
+        integrals = runs.integrals(self.spec_.lr_ref, self.spec_.history_escape, history)
+        if np.all(np.asarray(lr_factor) == 1.0):
+            return integrals
+        invariant = ct.is_stage(runs.table).to_numpy() if self.spec_.history_escape == "peak" else None
+        return with_lr_scaled(integrals, lr_factor, invariant)
 
-    def _law_log_loss_draws(self, runs: RunSet, lr_factor=1.0) -> np.ndarray:
-        """Draws (samples × runs) of the pre-training law's mean log loss for single-stage ``runs`` (LRs times
-        ``lr_factor``)."""
-        integrals = runs.integrals(self.spec_.lr_ref, self.spec_.history_escape)
-        if np.any(np.asarray(lr_factor) != 1.0):
-            integrals = with_lr_scaled(integrals, lr_factor)
-        X_raw = design_matrix(integrals, self.spec_)
+    def _law_log_loss(self, runs: RunSet, lr_factor=1.0, history: "RunSet | None" = None) -> np.ndarray:
+        """Posterior-mean log loss of the pre-training law for ``runs`` at their ``model_params`` (which must be
+        fitted sizes), their LRs multiplied by ``lr_factor`` (a number or one per run; see
+        :meth:`_scaled_integrals`)."""
+        return self._law_log_loss_draws(runs, lr_factor, history).mean(axis=0)
+
+    def _law_log_loss_draws(self, runs: RunSet, lr_factor=1.0, history: "RunSet | None" = None) -> np.ndarray:
+        """Draws (samples × runs) of the pre-training law's mean log loss for ``runs`` (LRs times ``lr_factor``)."""
+        X_raw = design_matrix(self._scaled_integrals(runs, lr_factor, history), self.spec_)
         log_mu, _ = self._pretraining_log_loss(X_raw, runs.table, np.random.default_rng(self.random_seed + 11),
                                                noise=False)
         return log_mu
@@ -450,14 +449,10 @@ class BayesOptLaw:
         if not self._nearest_size_rule() or np.array_equal(nearest, own):
             return cand, X_raw
         anchored = cand.assign(model_params=nearest.astype("int64"))
-        integrals = anchored.integrals(self.spec_.lr_ref, self.spec_.history_escape, hist)
         step = self.size_step_ if self.size_step_ is not None else size_scaling.SizeStep()
-        factor = step.lr_factor(nearest, own)
-        if np.any(factor != 1.0):  # the LR transfer: a larger model trains like the fitted one at a scaled LR
-            invariant = (ct.is_stage(cand.table).to_numpy() if self.spec_.history_escape == "peak"
-                         else None)
-            integrals = with_lr_scaled(integrals, factor, invariant)
-        return anchored, design_matrix(integrals, self.spec_)
+        # the LR transfer: a larger model trains like the fitted one at a scaled LR (factor 1: none)
+        return anchored, design_matrix(self._scaled_integrals(anchored, step.lr_factor(nearest, own), hist),
+                                       self.spec_)
 
     def _candidate_gaps(self, law_set: RunSet, cand_set: RunSet, hist: RunSet) -> np.ndarray | None:
         """Per candidate, its LR gap at the size the law evaluates it at (:meth:`_lr_gap`, with the LR transfer

@@ -238,6 +238,18 @@ def step_factor(observed_step, chinchilla_step) -> tuple[float, float]:
     return k, se_k / k
 
 
+def pair_residuals(backtest: dict, gamma: float, log_tokens_ref: float) -> tuple[float, float, np.ndarray]:
+    """One backtested pair around its own factor: the Chinchilla step scaled by the token slope ``gamma`` (``k ·
+    (D / e^log_tokens_ref)^gamma``), the pair's least-squares factor ``k`` and the standard error of ``log k``
+    (:func:`step_factor`), and each run's residual (nats of log loss) — what the per-configuration step error
+    and its growth with the LR gap are measured on."""
+    observed = np.asarray(backtest["observed"], float)
+    scaled = np.asarray(backtest["chinchilla"], float) * np.exp(
+        gamma * (np.asarray(backtest["log_tokens"], float) - log_tokens_ref))
+    k, se_log_k = step_factor(observed, scaled)
+    return k, se_log_k, observed - k * scaled
+
+
 #: the smallest size-step factor an adjacent pair of fitted sizes may report
 MIN_FACTOR = 0.05
 #: how the per-configuration step error grows with the step's length: sd ∝ |Δ log N| ** power (0: one error for
@@ -381,9 +393,7 @@ class SizeStep:
         gamma_used, _ = step.token_slope_posterior(slope_prior)
         errors = []
         for b in backtests:
-            scaled = np.asarray(b["chinchilla"]) * np.exp(gamma_used * (np.asarray(b["log_tokens"]) - ref))
-            k, se_log_k = step_factor(b["observed"], scaled)
-            error = np.asarray(b["observed"]) - k * scaled
+            k, se_log_k, error = pair_residuals(b, gamma_used, ref)
             errors.append(error)
             excess = max(float(np.var(error)) - float(np.var(b["in_sample"])), 0.0)
             step.pairs.append({"from": int(b["from"]), "to": int(b["to"]), "k": k, "se_log_k": se_log_k,

@@ -60,7 +60,7 @@ from bayes_optlaws.evaluation.transfer import ProxyBest, evaluate_transfer  # no
 from bayes_optlaws.paths import DEFAULT_RUNS  # noqa: E402
 from bayes_optlaws.runs import read_runs  # noqa: E402
 from bayes_optlaws import size_scaling  # noqa: E402
-from bayes_optlaws.size_scaling import SizeStep, chinchilla_log_shift, step_factor  # noqa: E402
+from bayes_optlaws.size_scaling import SizeStep, chinchilla_log_shift, pair_residuals, step_factor  # noqa: E402
 
 STEP_ERROR_SHAPES = (float("inf"), 8.0, 5.0, 4.0, 3.0)  # Student-t dof of the step error (inf: normal)
 
@@ -195,10 +195,8 @@ def step_error_shape(backtests: list[dict], slope_prior, draws: int = 4000) -> d
     gamma, _ = full.token_slope_posterior(slope_prior)
     pairs, out = [], {}
     for j, b in enumerate(backtests):
-        obs, chin, lt, ins = (np.asarray(b[c], float) for c in ("observed", "chinchilla", "log_tokens", "in_sample"))
-        scaled = chin * np.exp(gamma * (lt - full.log_tokens_ref))
-        k, _ = step_factor(obs, scaled)
-        e = obs - k * scaled
+        ins = np.asarray(b["in_sample"], float)
+        _, _, e = pair_residuals(b, gamma, full.log_tokens_ref)
         others = SizeStep.from_backtests([o for i, o in enumerate(backtests) if i != j], slope_prior)
         pairs.append({"from": int(b["from"]), "to": int(b["to"]), "runs": int(e.size), "resid": e - e.mean(),
                       "noise": _t_scale(ins), "sd_own": float(full.excess_sd_at([b["from"]], [b["to"]])[0]),
@@ -301,9 +299,7 @@ def gap_slope_report(backtests: list[dict], slope_prior) -> dict:
     gamma, _ = full.token_slope_posterior(slope_prior)
     errors, gaps = [], []
     for b in backtests:
-        scaled = np.asarray(b["chinchilla"]) * np.exp(gamma * (np.asarray(b["log_tokens"]) - full.log_tokens_ref))
-        k, _ = step_factor(b["observed"], scaled)
-        errors.append(np.asarray(b["observed"]) - k * scaled)
+        errors.append(pair_residuals(b, gamma, full.log_tokens_ref)[2])
         gaps.append(np.asarray(b["gap"], float))
     slope, profile = gap_slope_search(errors, gaps)
     centred = np.concatenate([e - e.mean() for e in errors])

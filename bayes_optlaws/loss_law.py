@@ -54,7 +54,8 @@ class LossLawFit:
         """Prior predictive check, NUTS, diagnostics, posterior predictive check and LOO on ``data`` (its ``y``
         standardised with ``y_mean`` / ``y_sd``, its design with ``standardiser``)."""
         prior_check = lm.prior_check(data, config, random_seed=random_seed)
-        idata = lm.sample_loss_model(lm.build_loss_model(data, config), sampler_config, random_seed=random_seed)
+        idata = lm.sample_loss_model(lm.build_loss_model(data, config), sampler_config, random_seed=random_seed,
+                                     adaptation=lm.mass_matrix_adaptation(data, config))
         post = posterior_arrays(idata, lm.POSTERIOR_VARS)
         return cls(standardiser, float(y_mean), float(y_sd), list(data.sizes), list(data.levels or []),
                    data.group_means, idata, post, lm.diagnostics(idata, list(DIAGNOSED_VARS)), prior_check,

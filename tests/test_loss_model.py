@@ -151,3 +151,83 @@ def test_nuts_kwargs_samples_chains_on_every_available_core(monkeypatch):
     assert lm.nuts_kwargs({"chains": 4}, 0)["cores"] == 4
     assert lm.nuts_kwargs({"cores": 1}, 0)["cores"] == 1
     assert lm.nuts_kwargs({"draws": 1000}, 0, draws=50)["draws"] == 50
+
+
+def _pooled_toy_data(n_sizes=4, per_size=70, seed=0, levels=None):
+    """SYNTHETIC: ``per_size`` runs per size whose slopes differ by size (so the slope offsets are not ~0)."""
+    rng = np.random.default_rng(seed)
+    n = n_sizes * per_size
+    X = rng.normal(size=(n, 3))
+    group = np.arange(n) % n_sizes
+    slopes = np.array([0.5, -0.3, 0.2]) + 0.1 * rng.normal(size=(n_sizes, 3))
+    z = np.einsum("nf,nf->n", X, slopes[group]) + 0.2 * group + 0.05 * rng.normal(size=n)
+    data = lm.LossData(X, z, group, list(range(1000, 1000 + n_sizes)), ["f0", "f1", "f2"])
+    if levels:
+        data.level = np.arange(n) % levels
+        data.levels = [f"opt{i}" for i in range(levels)]
+    return data
+
+
+def test_offsets_are_centred_only_where_every_group_has_many_runs():
+    """``auto``: centred where each group has CENTRED_MIN_RUNS runs or more, and the size offsets have 0 or >= 2
+    free directions (one direction: sigma_size is a prior guess, a centred offset a funnel)."""
+    many, few = lm.CENTRED_MIN_RUNS, lm.CENTRED_MIN_RUNS - 1
+    assert lm.offset_parameterisation(_pooled_toy_data(per_size=many)) == {"size": "centred", "level": "noncentred"}
+    assert lm.offset_parameterisation(_pooled_toy_data(per_size=few))["size"] == "noncentred"
+    one_direction = _pooled_toy_data(n_sizes=3, per_size=many)
+    one_direction.size_covariates = np.array([[0.0], [1.0], [3.0]])
+    assert lm.offset_parameterisation(one_direction)["size"] == "noncentred"
+    with_levels = _pooled_toy_data(per_size=many, levels=2)
+    assert lm.offset_parameterisation(with_levels)["level"] == "centred"
+    assert lm.offset_parameterisation(_pooled_toy_data(per_size=few, levels=8))["level"] == "noncentred"
+    assert lm.offset_parameterisation(_pooled_toy_data(n_sizes=1, per_size=500))["size"] == "noncentred"
+    forced = lm.offset_parameterisation(_pooled_toy_data(per_size=few), {"offset_parameterisation": "centred"})
+    assert forced == {"size": "centred", "level": "centred"}
+    assert lm.mass_matrix_adaptation(_pooled_toy_data(per_size=many)) == "low_rank"
+    assert lm.mass_matrix_adaptation(_pooled_toy_data(per_size=few)) == "diag"
+    with pytest.raises(ValueError, match="offset_parameterisation.*'auto', 'centred' or 'noncentred'"):
+        lm.offset_parameterisation(_pooled_toy_data(), {"offset_parameterisation": "center"})
+
+
+def test_centred_graph_draws_offsets_on_their_own_scale():
+    """Centred, the offsets' raw variables carry the scale (their prior sd is sigma_size / sigma_level); non-centred
+    they are standard normal and scaled afterwards."""
+    data = _pooled_toy_data(per_size=70, levels=2)
+    for choice in ("centred", "noncentred"):
+        model = lm.build_loss_model(data, {"offset_parameterisation": choice})
+        point = model.initial_point()
+        point["sigma_size_log__"] = np.log(0.01)
+        point["sigma_level_log__"] = np.log(0.01)
+        logp = model.compile_logp(vars=[model["size_offset_raw"], model["level_offset_raw"]])
+        density = logp({**point, "size_offset_raw": np.full(3, 0.5), "level_offset_raw": np.full(2, 0.5)})
+        # 0.5 is 50 sd out on a centred scale of 0.01 (-1250 each), half an sd of a standard normal (-1.04 each)
+        assert (density < -1000) if choice == "centred" else (density > -10)
+
+
+def test_centred_and_noncentred_offsets_give_the_same_posterior():
+    """The parameterisation changes the sampler's geometry, not the model: posterior means agree."""
+    data = _pooled_toy_data(per_size=80)
+    sampler = {"draws": 400, "tune": 400, "chains": 2}
+    means = {}
+    for choice in ("centred", "noncentred"):
+        config = {"offset_parameterisation": choice}
+        idata = lm.sample_loss_model(lm.build_loss_model(data, config), sampler, random_seed=2,
+                                     adaptation=lm.mass_matrix_adaptation(data, config))
+        post = idata.posterior
+        means[choice] = np.concatenate([post[v].mean(("chain", "draw")).values.ravel()
+                                        for v in ("beta", "size_offset", "slope_offset")])
+    np.testing.assert_allclose(means["centred"], means["noncentred"], atol=0.02)
+
+
+def test_nuts_kwargs_passes_the_mass_matrix_adaptation_to_nutpie():
+    """Each model names its own adaptation; sampler_config["adaptation"] overrides it; a wrong name, or low rank
+    asked of a sampler that is not nutpie, is a clear error."""
+    assert lm.nuts_kwargs(None, 0)["nuts"] == {"adaptation": "diag"}
+    assert lm.nuts_kwargs(None, 0, adaptation="low_rank")["nuts"] == {"adaptation": "low_rank"}
+    pinned = lm.nuts_kwargs({"adaptation": "diag"}, 0, adaptation="low_rank")
+    assert pinned["nuts"] == {"adaptation": "diag"}
+    assert "nuts" not in lm.nuts_kwargs({"nuts_sampler": "pymc"}, 0, adaptation="low_rank")
+    with pytest.raises(ValueError, match="'diag', 'low_rank' or None"):
+        lm.nuts_kwargs({"adaptation": "dense"}, 0)
+    with pytest.raises(ValueError, match="needs nuts_sampler='nutpie'"):
+        lm.nuts_kwargs({"adaptation": "low_rank", "nuts_sampler": "pymc"}, 0)

@@ -10,6 +10,9 @@ Model (all on the standardised scale: ``z = (log L - mean) / sd``, features stan
     mu_i = intercept + a_{g(i)} + Σ_f X_{i,f} beta_f + Σ_f (X_{i,f} - mean_{g(i),f}) b_{f,g(i)}
     z_i  ~ StudentT(nu, mu_i, sigma),                             sigma ~ HalfNormal(0.5)
 
+(the offsets are written non-centred above; where every size has many runs they are sampled centred,
+``a = B u, u ~ Normal(0, sigma_size)``, the same model in another geometry: :func:`offset_parameterisation`)
+
 The priors are :class:`~bayes_optlaws.priors.Prior` objects (:data:`DEFAULT_PRIORS`); ``model_config["priors"]``
 replaces any of them by name (``{"sigma_slope": Prior("HalfNormal", sigma=0.05)}``), and a fitted law records
 all of them, as dicts, in its settings.

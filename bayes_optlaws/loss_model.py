@@ -243,6 +243,21 @@ def mass_matrix_adaptation(data: LossData, config: dict | None = None) -> str:
     return "low_rank" if "centred" in offset_parameterisation(data, config).values() else "diag"
 
 
+def sampling_summary(data: LossData, config: dict | None = None, sampler_config: dict | None = None) -> str:
+    """How the loss law will be sampled, in words: ``"4 chains, nutpie; offsets by size centred, by level
+    non-centred; low_rank mass matrix"`` (for progress messages)."""
+    kwargs = nuts_kwargs(sampler_config, 0, adaptation=mass_matrix_adaptation(data, config))
+    offsets = offset_parameterisation(data, config)
+    parts = [f"by size {offsets['size']}" if len(data.sizes) > 1 else "",
+             f"by level {offsets['level']}" if data.levels else ""]
+    words = f"{kwargs['chains']} chains, {kwargs.get('nuts_sampler', 'pymc')}"
+    if any(parts):
+        words += "; offsets " + ", ".join(p for p in parts if p)
+    if "nuts" in kwargs:
+        words += f"; {kwargs['nuts']['adaptation']} mass matrix"
+    return words
+
+
 def rotation(X: np.ndarray, rtol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
     """SVD rotation that decorrelates the design: ``Z = X @ T`` has orthogonal unit-variance columns.
 

@@ -183,8 +183,9 @@ class BayesOptLaw:
         # one model after another (each samples its chains on every core, see loss_model.nuts_kwargs): running
         # the divergence model in a worker thread beside the loss law (tried) crashed once in PyTensor's prior
         # predictive sampling ("Scalar check failed"), so compiled PyTensor functions are not run concurrently
+        how = lm.sampling_summary(data, self.model_config_, self.sampler_config_)
         say(f"sampling the loss model: {len(ok)} runs, {len(sizes)} model sizes, "
-            f"{len(self.loss_feature_names_)} terms (4 chains, nutpie)")
+            f"{len(self.loss_feature_names_)} terms ({how})")
         self.loss_fit_ = LossLawFit.fit(data, standardiser, y_mean, y_sd, self.model_config_, self.sampler_config_,
                                         self.random_seed)
         _warn(self.loss_fit_.warnings)

@@ -231,3 +231,14 @@ def test_nuts_kwargs_passes_the_mass_matrix_adaptation_to_nutpie():
         lm.nuts_kwargs({"adaptation": "dense"}, 0)
     with pytest.raises(ValueError, match="needs nuts_sampler='nutpie'"):
         lm.nuts_kwargs({"adaptation": "low_rank", "nuts_sampler": "pymc"}, 0)
+
+
+def test_sampling_summary_says_how_the_loss_law_is_sampled():
+    many = _pooled_toy_data(per_size=lm.CENTRED_MIN_RUNS, levels=2)
+    assert lm.sampling_summary(many) == ("4 chains, nutpie; offsets by size centred, by level centred; "
+                                         "low_rank mass matrix")
+    few = _pooled_toy_data(per_size=10)
+    assert lm.sampling_summary(few, None, {"chains": 2}) == "2 chains, nutpie; offsets by size noncentred; " \
+                                                            "diag mass matrix"
+    assert lm.sampling_summary(_pooled_toy_data(n_sizes=1, per_size=10), None, {"nuts_sampler": "pymc"}) \
+        == "4 chains, pymc"

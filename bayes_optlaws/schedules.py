@@ -226,10 +226,31 @@ class Schedule:
         """LR at every whole step ``0..total`` (``total + 1`` values; cached and read-only: a schedule never
         changes after construction)."""
         if getattr(self, "_grid_cache", None) is None:
-            g = self.lr_at(np.arange(self.total + 1, dtype=float))
+            g = self._lr_on_whole_steps()
             g.setflags(write=False)
             self._grid_cache = g
         return self._grid_cache
+
+    def _lr_on_whole_steps(self) -> np.ndarray:
+        """``lr_at(0..total)`` piece by piece on slices: the same arithmetic without a lookup and gather per step
+        (on the 1,843 StepLaw schedules, most of the 10 s that computing their integrals took)."""
+        t = np.arange(self.total + 1, dtype=float)
+        out = np.empty_like(t)
+        bounds = np.searchsorted(t, self._steps, side="left")  # first whole step of each piece
+        bounds[-1] = len(t)  # the last step belongs to the last piece (u = 1), as in lr_at
+        for i, code in enumerate(self._codes.tolist()):
+            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            if hi <= lo:
+                continue
+            u = np.clip((t[lo:hi] - self._steps[i]) / (self._steps[i + 1] - self._steps[i]), 0.0, 1.0)
+            a, b = self._left[i], self._right[i]
+            if code == 1:
+                out[lo:hi] = b + (a - b) * 0.5 * (1.0 + np.cos(np.pi * u))
+            elif code == 2:
+                out[lo:hi] = b + (a - b) * (1.0 - np.sqrt(u))
+            else:
+                out[lo:hi] = a + (b - a) * u
+        return out
 
     def applied_lr(self) -> np.ndarray:
         """LR applied by update ``k = 0..total-1``: ``eta(k + 0.5)`` (midpoint rule, see module docstring)."""

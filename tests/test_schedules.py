@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scipy import integrate
 
-from bayes_optlaws.schedules import (FAMILIES, PEAK_FRACTION, Schedule, ScheduleError, scale_spec,
+from bayes_optlaws.schedules import (FAMILIES, PEAK_FRACTION, SHAPES, Schedule, ScheduleError, scale_spec,
                                      schedule_family)
 
 HYP = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -312,6 +312,23 @@ def test_jump_via_two_knots_at_same_step():
     assert (ph.t1, ph.t2, ph.t3) == (0, 0, 499)
     assert any("final LR" in w for w in ph.warnings)
     assert any("floor" in w for w in ph.warnings)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0, 40.0), st.floats(0.0, 1.0), st.sampled_from(SHAPES)), min_size=1,
+                max_size=6),
+       st.integers(1, 300))
+def test_step_grid_is_lr_at_every_whole_step(pieces, total):
+    """grid() is built piece by piece on slices; it must equal lr_at(0..total) bit for bit, with fractional knots,
+    jumps (zero-length gaps) and every piece shape."""
+    gaps = np.array([p[0] for p in pieces])
+    assume(gaps.sum() > 0)
+    steps = np.concatenate([[0.0], np.cumsum(gaps) / gaps.sum() * total])
+    steps[-1] = total
+    lrs = [1.0] + [p[1] for p in pieces]
+    assume(max(lrs) > 0)
+    s = Schedule.from_knots(np.column_stack([steps, lrs]), shapes=[p[2] for p in pieces])
+    np.testing.assert_array_equal(s.grid(), s.lr_at(np.arange(s.total + 1, dtype=float)))
 
 
 def test_escape_integral_independent_of_where_a_drop_is_logged():

@@ -92,10 +92,11 @@ DEFAULT_MODEL_CONFIG = {
 DEFAULT_SAMPLER_CONFIG = {"draws": 1000, "tune": 1000, "chains": 4, "nuts_sampler": "nutpie", "target_accept": 0.95,
                           "cores": None, "adaptation": None}
 """NUTS settings of every model.  ``cores``: chains sampled at once; ``None`` means every CPU this process may use
-(:func:`available_cores`).  ``adaptation``: nutpie's mass-matrix adaptation (``"diag"``, ``"low_rank"``);
-``None`` lets each model choose (:func:`mass_matrix_adaptation` for the loss law, ``"diag"`` for the others).  PyMC's own default assumes half of the CPUs are hyper-threads and so sampled the four
+(:func:`available_cores`).  PyMC's own default assumes half of the CPUs are hyper-threads and so sampled the four
 chains one after another on a 2-core machine (measured: one core busy, the fit's sampling twice as long).  nutpie
-seeds each chain from the seed and its index, so the draws do not depend on ``cores``."""
+seeds each chain from the seed and its index, so the draws do not depend on ``cores``.  ``adaptation``: nutpie's
+mass-matrix adaptation (``"diag"`` or ``"low_rank"``); ``None`` lets each model choose
+(:func:`mass_matrix_adaptation` for the loss law, ``"diag"`` for the divergence and stage models)."""
 
 
 def available_cores() -> int:
@@ -209,7 +210,7 @@ def offset_parameterisation(data: LossData, config: dict | None = None) -> dict[
     2007).  ``model_config["offset_parameterisation"]``: ``"centred"``, ``"noncentred"`` or ``"auto"`` (the
     default): centred for a hierarchy whose every group has :data:`CENTRED_MIN_RUNS` runs or more, and only where
     the size offsets have at least two free directions (:func:`offset_basis`; with one, their scale is a prior
-    guess and a centred offset is a funnel).  Measured (loss law alone, 4 × 1,000 draws; ``bench_fit.py``): on
+    guess and a centred offset is a funnel).  Measured (loss law alone, 4 × 1,000 draws; probes in the README): on
     the 1,843 StepLaw runs centred offsets with nutpie's low-rank mass matrix sampled in 15 s with 0 divergent
     transitions and min ESS 1,700, against 107 s, 2 divergences and ESS 740 non-centred with a diagonal one;
     the grid's 25K–200K fit gave 47–87 divergences with centred size offsets, nanochat an ESS of 10–17 for
@@ -245,7 +246,7 @@ def mass_matrix_adaptation(data: LossData, config: dict | None = None) -> str:
 
 def sampling_summary(data: LossData, config: dict | None = None, sampler_config: dict | None = None) -> str:
     """How the loss law will be sampled, in words: ``"4 chains, nutpie; offsets by size centred, by level
-    non-centred; low_rank mass matrix"`` (for progress messages)."""
+    noncentred; low_rank mass matrix"`` (for progress messages)."""
     kwargs = nuts_kwargs(sampler_config, 0, adaptation=mass_matrix_adaptation(data, config))
     offsets = offset_parameterisation(data, config)
     parts = [f"by size {offsets['size']}" if len(data.sizes) > 1 else "",

@@ -494,6 +494,7 @@ def format_table(r: Ranking) -> str:
                      f"{row.p_best:8.3f} {row.expected_regret:8.4f}")
     lines.append("")
     lines += _extrapolation_lines(t)
+    lines += _outside_interval_lines(t)
     lines += _pick_lines(r)
     lines += _tie_lines(r)
     return "\n".join(lines)
@@ -507,6 +508,22 @@ def _extrapolation_lines(t: pd.DataFrame) -> list[str]:
     parts = [f"{label} up to {t[col].max():.3g}x" for col, label in what.items()
              if col in t.columns and t[col].max() > 1.0 + 1e-9]
     return [f"extrapolation beyond the fitted runs: {', '.join(parts)} (per candidate: extrap_* in --json)"]
+
+
+def _outside_interval_lines(t: pd.DataFrame) -> list[str]:
+    """A line for each row whose mean lies outside its own 90 % interval, saying how that can be: 95 % of its draws
+    lie on one side of the mean and a few far on the other (e.g. draws held at the law's loss ceiling,
+    :mod:`bayes_optlaws.extrapolation`, with a few below it)."""
+    lines = []
+    for row in t.itertuples(index=False):
+        below = row.loss_mean < row.loss_q05
+        if not (below or row.loss_mean > row.loss_q95):
+            continue
+        side, other = ("below", "above") if below else ("above", "below")
+        lines.append(f"row {row.rank} ({row.name}): mean {row.loss_mean:.4f} is {side} its 90% interval "
+                     f"[{row.loss_q05:.4f}, {row.loss_q95:.4f}]: 95% of its draws lie {other} the mean and a few far "
+                     f"{side} it (draws held at the loss ceiling look like this); read the interval")
+    return lines
 
 
 def _pick_lines(r: Ranking) -> list[str]:

@@ -476,3 +476,18 @@ def test_partial_sort_falls_back_when_survival_stays_high(monkeypatch):
     fast, full = best_run(loss, out), _full_sort_best_run(loss, out, monkeypatch)
     np.testing.assert_array_equal(fast.p_best, full.p_best)
     np.testing.assert_array_equal(fast.min_per_draw, full.min_per_draw)
+
+
+def test_table_explains_a_mean_outside_its_own_interval():
+    """97 % of A's draws held at a ceiling, 3 % far below: its mean lies below its 5 % quantile, which the table
+    says in words; a row with an ordinary spread gets no such line."""
+    S = 4000
+    rng = np.random.default_rng(3)
+    a = np.where(np.arange(S) < int(0.97 * S), 3.2873, 2.9)
+    b = 2.0 + 0.01 * rng.standard_normal(S)
+    r = rank(draws([a, b]))
+    assert row(r, "A")["loss_mean"] < row(r, "A")["loss_q05"]
+    text = format_table(r)
+    assert "row 2 (A): mean 3.2757 is below its 90% interval [3.2873, 3.2873]" in text
+    assert "95% of its draws lie above the mean" in text
+    assert "(B):" not in text

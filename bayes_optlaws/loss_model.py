@@ -313,7 +313,8 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
                 sigma_size = priors["sigma_size"].create_variable("sigma_size")  # prior only: for unseen sizes
                 size_offset = pm.Deterministic("size_offset", pt.zeros(n_sizes), dims="size")
             if not cfg.get("size_slopes", True):
-                _likelihood(model, intercept + size_offset[g] + pm.math.dot(Z, theta), data, cfg, priors)
+                _likelihood(model, intercept + size_offset[g] + pm.math.dot(Z, theta), data, cfg, priors,
+                            centred["level"])
                 return model
             sigma_slope = priors["sigma_slope"].create_variable("sigma_slope")
             if centred["size"]:
@@ -332,7 +333,7 @@ def build_loss_model(data: LossData, config: dict | None = None) -> pm.Model:
             mu = intercept + pm.math.dot(Z, theta) + (per_size * onehot).sum(axis=1)
         else:
             mu = intercept + pm.math.dot(Z, theta)
-        _likelihood(model, mu, data, cfg, priors)
+        _likelihood(model, mu, data, cfg, priors, centred["level"])
     return model
 
 
@@ -364,10 +365,11 @@ def _level_term(model: pm.Model, data: LossData, priors: dict[str, Prior], centr
     return offset[pt.as_tensor(np.asarray(data.level, dtype="int64"))]
 
 
-def _likelihood(model: pm.Model, mu, data: LossData, cfg: dict, priors: dict[str, Prior]) -> None:
-    """``z ~ StudentT(nu, mu + level offset, sigma)`` (the observation model shared by every structure)."""
-    centred = offset_parameterisation(data, cfg)["level"] == "centred"
-    mu = pm.Deterministic("mu", mu + _level_term(model, data, priors, centred), dims="obs")
+def _likelihood(model: pm.Model, mu, data: LossData, cfg: dict, priors: dict[str, Prior],
+                centred_levels: bool) -> None:
+    """``z ~ StudentT(nu, mu + level offset, sigma)`` (the observation model shared by every structure);
+    ``centred_levels``: how the level offsets are sampled (:func:`offset_parameterisation`)."""
+    mu = pm.Deterministic("mu", mu + _level_term(model, data, priors, centred_levels), dims="obs")
     sigma = priors["sigma"].create_variable("sigma")
     pm.StudentT("z", nu=cfg["nu"], mu=mu, sigma=sigma, observed=data.z, dims="obs")
 

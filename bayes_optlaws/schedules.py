@@ -40,6 +40,16 @@ FLAT_RTOL = 1e-9
 PEAK_FRACTION = 0.999
 
 
+def _piece_lr(code: int, a, b, u):
+    """LR of a piece of shape ``code`` (:data:`SHAPES`' index) from ``a`` to ``b`` at fraction ``u`` in [0, 1] of
+    its length (raw LR units; numbers or arrays)."""
+    if code == 1:
+        return b + (a - b) * 0.5 * (1.0 + np.cos(np.pi * u))
+    if code == 2:
+        return b + (a - b) * (1.0 - np.sqrt(u))
+    return a + (b - a) * u
+
+
 class ScheduleError(ValueError):
     """A schedule spec that cannot be turned into a valid schedule; the message names the field and the fix."""
 
@@ -213,13 +223,11 @@ class Schedule:
         length = self._steps[idx + 1] - self._steps[idx]
         u = np.clip((t - self._steps[idx]) / length, 0.0, 1.0)
         a, b, code = self._left[idx], self._right[idx], self._codes[idx]
-        out = a + (b - a) * u  # linear pieces; the other shapes only where they occur (most schedules have few)
-        cos = code == 1
-        if cos.any():
-            out = np.where(cos, b + (a - b) * 0.5 * (1.0 + np.cos(np.pi * u)), out)
-        sqr = code == 2
-        if sqr.any():
-            out = np.where(sqr, b + (a - b) * (1.0 - np.sqrt(u)), out)
+        out = _piece_lr(0, a, b, u)  # linear pieces; the other shapes only where they occur (most schedules have few)
+        for shape in (1, 2):
+            where = code == shape
+            if where.any():
+                out = np.where(where, _piece_lr(shape, a, b, u), out)
         return out
 
     def grid(self) -> np.ndarray:
@@ -243,13 +251,7 @@ class Schedule:
             if hi <= lo:
                 continue
             u = np.clip((t[lo:hi] - self._steps[i]) / (self._steps[i + 1] - self._steps[i]), 0.0, 1.0)
-            a, b = self._left[i], self._right[i]
-            if code == 1:
-                out[lo:hi] = b + (a - b) * 0.5 * (1.0 + np.cos(np.pi * u))
-            elif code == 2:
-                out[lo:hi] = b + (a - b) * (1.0 - np.sqrt(u))
-            else:
-                out[lo:hi] = a + (b - a) * u
+            out[lo:hi] = _piece_lr(code, self._left[i], self._right[i], u)
         return out
 
     def applied_lr(self) -> np.ndarray:

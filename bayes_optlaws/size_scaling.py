@@ -276,6 +276,12 @@ EXCESS_DISTANCE_POWER = 0.5
 #: 0.96, grid 0.79 / 0.98)
 STEP_ERROR_NU = 5.0
 
+def t_scale_per_sd(nu: float) -> float:
+    """The scale of a Student-t with ``nu`` (> 2) degrees of freedom whose sd is 1: ``sqrt((nu − 2) / nu)`` (1 for
+    a normal, ``nu`` infinite).  A step error of sd ``s`` is drawn and scored as a t with scale ``s`` times this."""
+    return float(np.sqrt((nu - 2) / nu)) if np.isfinite(nu) else 1.0
+
+
 #: the factors on a schedule's peak LR over which ``BayesOptLaw._lr_gap`` looks for the law's lowest loss of that
 #: schedule (the run's *LR gap*, above): log-spaced, e^-2.5 to e^2.5 (about 1/12 to 12 times)
 GAP_LR_MULTIPLIERS = tuple(np.exp(np.linspace(-2.5, 2.5, 21)))
@@ -299,7 +305,7 @@ def gap_slope_search(errors, gaps, nu: float = STEP_ERROR_NU, grid=GAP_SLOPE_GRI
             e = np.asarray(e, float) - np.mean(e)
             f = 1.0 + float(c) * np.asarray(g, float)
             sd = np.sqrt(np.mean((e / f) ** 2)) * f
-            scale = sd * np.sqrt((nu - 2) / nu) if np.isfinite(nu) else sd
+            scale = sd * t_scale_per_sd(nu)
             total += float((stats.t.logpdf(e, nu, scale=scale) if np.isfinite(nu)
                             else stats.norm.logpdf(e, scale=scale)).sum())
         profile[float(c)] = total
@@ -461,7 +467,7 @@ class SizeStep:
             return sd[None, :] * rng.standard_normal(shape)
         if nu <= 2:
             raise RunsError(f"the size step's error_nu must be above 2 (a finite sd), got {nu}")
-        return sd[None, :] * np.sqrt((nu - 2) / nu) * rng.standard_t(nu, shape)
+        return sd[None, :] * t_scale_per_sd(nu) * rng.standard_t(nu, shape)
 
     def to_dict(self) -> dict:
         return {"pairs": [dict(p) for p in self.pairs], "token_slope": self.token_slope,

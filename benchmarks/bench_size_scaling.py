@@ -170,7 +170,9 @@ def _t_scale(x: np.ndarray, nu: float = 5.0) -> float:
 
 
 def _unit_t(nu: float, shape, rng) -> np.ndarray:
-    return rng.standard_normal(shape) if not np.isfinite(nu) else rng.standard_t(nu, shape) * np.sqrt((nu - 2) / nu)
+    if not np.isfinite(nu):
+        return rng.standard_normal(shape)
+    return rng.standard_t(nu, shape) * size_scaling.t_scale_per_sd(nu)
 
 
 def _error_plus_noise_logpdf(e: np.ndarray, sd: float, nu: float, noise_scale: float) -> np.ndarray:
@@ -181,7 +183,8 @@ def _error_plus_noise_logpdf(e: np.ndarray, sd: float, nu: float, noise_scale: f
     h = min(sd, noise_scale) / 20
     lim = 40 * max(sd, noise_scale) + np.abs(e).max()
     x = np.arange(-lim, lim + h, h)
-    f = stats.norm.pdf(x, scale=sd) if not np.isfinite(nu) else stats.t.pdf(x, nu, scale=sd * np.sqrt((nu - 2) / nu))
+    f = (stats.norm.pdf(x, scale=sd) if not np.isfinite(nu)
+         else stats.t.pdf(x, nu, scale=sd * size_scaling.t_scale_per_sd(nu)))
     density = np.convolve(f, stats.t.pdf(x, 5, scale=noise_scale), mode="same") * h
     return np.log(np.interp(e, x, density))
 

@@ -16,8 +16,8 @@ import pandas as pd
 
 from .optlaw import BayesOptLaw, PredictionDraws
 from .paths import DEFAULT_MODEL, DEFAULT_RUNS
-from .ranking import Ranking, rank
-from .runs import RunsError, read_candidate_table, read_table
+from .ranking import Ranking, check_rank_settings, rank
+from .runs import RunsError, checked_count, read_candidate_table, read_table
 from .runset import RunSet
 from .schedules import scale_spec
 
@@ -79,7 +79,12 @@ def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=
     ``history_schedules``: instead of a parent in a runs table, the earlier stages' schedules (oldest first; any
     schedule form, dict or JSON) at the candidates' tokens per step — a checkpoint the model has never seen."""
     cand_set = _candidate_set(candidates)
+    if random_seed is not None:
+        random_seed = checked_count(random_seed, "random_seed (--seed)", allow_zero=True)
+    if tokens_per_step is not None:
+        tokens_per_step = checked_count(tokens_per_step, "tokens_per_step (--tokens-per-step)")
     if tokens is not None:
+        tokens = checked_count(tokens, "tokens (--tokens)")
         cand = cand_set.table.copy()
         if tokens_per_step is None and ("tokens_per_step" not in cand.columns or cand["tokens_per_step"].isna().any()):
             from_training = _training_tokens_per_step(law)
@@ -89,8 +94,11 @@ def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=
             if note is not None:
                 note(f"tokens per step {from_training} from the model's training runs")
         tps = cand["tokens_per_step"] if tokens_per_step is None else pd.Series(tokens_per_step, index=cand.index)
-        cand["schedule"] = [json.dumps(scale_spec(s, int(round(tokens / int(t))))) for s, t in
-                            zip(cand["schedule"], tps)]
+        steps = [int(round(tokens / int(t))) for t in tps]
+        if min(steps) < 1:
+            raise RunsError(f"tokens (--tokens) {tokens:,} is less than one step of {int(max(tps)):,} tokens; give "
+                            "a budget of at least one step")
+        cand["schedule"] = [json.dumps(scale_spec(s, n)) for s, n in zip(cand["schedule"], steps)]
         cand_set = RunSet.of_candidates(cand)  # new schedules: parsed (and checked) once more
     cand = cand_set.table
     history = _run_set(runs) if runs is not None else None
@@ -134,6 +142,7 @@ def rank_candidates(law: BayesOptLaw, candidates, *, delta: float | None = None,
 
     ``delta`` (nats) defaults to the seed noise floor measured in the model's training data.
     """
+    check_rank_settings(delta, max_p_diverge)  # before the prediction, not after it
     draws = predict(law, candidates, random_seed=random_seed, **target)
     if delta is None:
         delta = law.noise_floor_ if np.isfinite(law.noise_floor_) else None

@@ -38,9 +38,9 @@ def _show_warnings() -> None:
 def cmd_fit(args) -> int:
     from .api import fit
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise RunsError(f"{out} already exists; choose another directory or pass --force to overwrite it")
+    from .fitted import writable_model_dir
+
+    out = writable_model_dir(args.out, args.force)  # a bad --out fails now, not after the fit
     sampler = {"draws": args.draws, "tune": args.tune, "chains": args.chains}
     groups = tuple(args.groups.split(",")) if args.groups else None
     law = fit(args.runs, random_seed=args.seed, sampler_config=sampler, progress=_say, groups=groups)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -145,6 +144,38 @@ def model_settings(law) -> dict:
     return s
 
 
+#: every file a saved model may hold; ``save(..., force=True)`` replaces these and nothing else
+MODEL_FILES = (SETTINGS, LOSS_FILE, DIV_FILE, RUNS_FILE, HISTORY_FILE, STAGE_FILE, STAGE_RUNS_FILE)
+
+
+def writable_model_dir(path, force: bool) -> Path:
+    """``path`` as a directory a model may be written to: new, or (with ``force``) a model directory holding
+    nothing but a model's own files (:data:`MODEL_FILES`).  Raises :class:`~bayes_optlaws.runs.RunsError` for an
+    existing path without ``force``, a file, a parent that is a file, or a directory with other files in it (they
+    would be lost).  Cheap: call it before a fit, so a bad ``--out`` fails before minutes of sampling."""
+    path = Path(path)
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise RunsError(f"cannot write a model to {path}: {blocker} is a file, not a directory; choose another path")
+    if not path.exists():
+        return path
+    if not path.is_dir():
+        raise RunsError(f"cannot write a model to {path}: it is a file (a model is a directory); choose another "
+                        "path")
+    if not force:
+        raise RunsError(f"{path} already exists; choose another directory or pass --force to overwrite it")
+    if not any(path.iterdir()):
+        return path
+    if not (path / SETTINGS).exists():
+        raise RunsError(f"{path} exists and is not a bayes_optlaws model directory; refusing to overwrite it")
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in MODEL_FILES)
+    if foreign:
+        raise RunsError(f"{path} holds files that are not part of a saved model ({', '.join(foreign[:5])}"
+                        f"{', ...' if len(foreign) > 5 else ''}); --force replaces a model's own files only: move "
+                        "them or choose another directory")
+    return path
+
+
 def save_model(law, path, force: bool = False) -> Path:
     """Write a fitted :class:`~bayes_optlaws.optlaw.BayesOptLaw` to directory ``path``."""
     law._check_fitted()
@@ -152,14 +183,10 @@ def save_model(law, path, force: bool = False) -> Path:
     if missing:
         raise RuntimeError(f"cannot save this BayesOptLaw: its fitted state lacks {', '.join(missing)} (set by "
                            "fit() or load_model()); refit it before saving")
-    path = Path(path)
-    if path.exists():
-        if not force:
-            raise RunsError(f"{path} already exists; choose another directory or pass --force to overwrite it")
-        if not (path / SETTINGS).exists() and any(path.iterdir()):
-            raise RunsError(f"{path} exists and is not a bayes_optlaws model directory; refusing to overwrite it")
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+    path = writable_model_dir(path, force)
+    for old in MODEL_FILES:  # --force: only a model's own files are replaced (writable_model_dir checked that)
+        (path / old).unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
     settings = model_settings(law)
     for comp in COMPONENTS:
         fitted = getattr(law, comp.attribute)

@@ -16,8 +16,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from .ranking import Ranking, candidate_summary, rank
-from .runs import RunsError
+from .ranking import Ranking, candidate_summary, check_rank_settings, rank
+from .runs import RunsError, checked_count
 from .runset import RunSet
 
 FAMILIES = ("linear", "cosine", "wsd-linear", "wsd-1-sqrt", "constant")
@@ -67,6 +67,10 @@ def optimize(law, *, model_params: int, tokens: int, tokens_per_step: int, famil
     """Search the grid; returns (all candidates scored, sorted by expected loss; ranking of the short list)."""
     from .api import predict
 
+    check_rank_settings(None, max_p_diverge, top_k)
+    model_params = checked_count(model_params, "model_params (--params)")
+    tokens = checked_count(tokens, "tokens (--tokens)")
+    tokens_per_step = checked_count(tokens_per_step, "tokens_per_step (--tokens-per-step)")
     total = int(round(tokens / tokens_per_step))
     if total < 10:
         raise RunsError(f"--tokens {tokens} / --tokens-per-step {tokens_per_step} gives only {total} steps")

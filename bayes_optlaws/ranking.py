@@ -436,12 +436,28 @@ def _picks(table: pd.DataFrame, max_p_diverge: float) -> dict:
     return picks
 
 
+def check_rank_settings(delta: float | None = None, max_p_diverge: float = 0.05, top_k: int = 3) -> None:
+    """Raise :class:`~bayes_optlaws.runs.RunsError` for a ranking setting that cannot mean anything: a near-tie
+    ``delta`` that is not a positive number of nats (``None`` is the default), a ``max_p_diverge`` outside [0, 1],
+    a ``top_k`` below 1.  Cheap: the CLI calls it before any prediction."""
+    if delta is not None and not (isinstance(delta, (int, float, np.floating)) and np.isfinite(delta) and delta > 0):
+        raise RunsError(f"the near-tie threshold delta (--delta) must be a positive number of nats, got {delta!r}; "
+                        "leave it out to use the seed noise measured in the training runs")
+    if not (isinstance(max_p_diverge, (int, float, np.floating)) and 0.0 <= max_p_diverge <= 1.0):
+        raise RunsError(f"max_p_diverge (--max-p-diverge) is a probability between 0 and 1, got {max_p_diverge!r}")
+    if not (isinstance(top_k, (int, np.integer)) and not isinstance(top_k, bool) and top_k >= 1):
+        raise RunsError(f"top_k (--top-k) must be a whole number of at least 1, got {top_k!r}")
+
+
 def rank(draws: PredictionDraws, *, delta: float | None = None, max_p_diverge: float = 0.05, top_k: int = 3,
          random_seed: int = 0) -> Ranking:
     """Summarise joint draws into the ranking table (sorted by expected loss), near-ties and picks.
 
     Everything is exact given the draws (``random_seed`` is kept for API compatibility; nothing is sampled).
+    ``delta``: the near-tie threshold (nats, > 0; ``None``: 0.005); ``max_p_diverge``: the risk-aware pick's
+    limit, a probability in [0, 1].
     """
+    check_rank_settings(delta, max_p_diverge, top_k)
     out = outcomes(draws)
     table = candidate_summary(draws, out)
     with ThreadPoolExecutor(max_workers=1) as pool:  # the two sweeps are independent (numpy releases the GIL)
@@ -452,7 +468,7 @@ def rank(draws: PredictionDraws, *, delta: float | None = None, max_p_diverge: f
     # regret per draw, then averaged: a candidate that is the best run in every draw has exactly zero
     table["expected_regret"] = column_means(outcome_weighted_loss(draws.loss, out) - best.min_per_draw[:, None])
     order = table_order(table)
-    if delta is None or not np.isfinite(delta):
+    if delta is None:
         delta = 0.005
     ties = near_ties(draws.loss, list(draws.names), order, delta, top_k)
     table = table.iloc[order].reset_index(drop=True)

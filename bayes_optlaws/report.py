@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import __version__
 from .jsonsafe import json_safe
-from .runs import RunsError, atomic_write_text
+from .runs import RunsError, atomic_write_text, ensure_writable
 from .schedules import schedule_family
 
 REPORT_NAME = "report.html"
@@ -617,9 +617,9 @@ def write_report(law, out_dir, candidates=None, evaluation=None, force: bool = F
     (``model_params``, ``total_steps`` or ``tokens``, ``tokens_per_step``).  Refuses to overwrite an existing
     report unless ``force`` (raises :class:`~bayes_optlaws.runs.RunsError`).
     """
-    out = Path(out_dir) / REPORT_NAME
-    if out.exists() and not force:
-        raise RunsError(f"{out} already exists; choose another --out directory or pass --force to overwrite it")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise RunsError(f"cannot write the report into {out_dir}: it is a file; --out names a directory")
+    out = ensure_writable(Path(out_dir) / REPORT_NAME, force)
     label = None
     if isinstance(law, (str, Path)):
         from .api import load
@@ -627,7 +627,6 @@ def write_report(law, out_dir, candidates=None, evaluation=None, force: bool = F
         label = str(law)
         law = load(law)
     text = render_report(law, candidates, evaluation, model_label=label, block=block, random_seed=random_seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, text)
     return out
 

@@ -106,7 +106,44 @@ def _numeric(df: pd.DataFrame, col: str, where: str, *, integer: bool, positive:
             raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': must be > 0, got {v:g}")
         if integer and abs(v - round(v)) > 1e-6 * max(1.0, abs(v)):
             raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': must be a whole number, got {v:g}")
+        if integer and abs(v) >= MAX_COUNT:
+            raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': {v:g} is too large (a count must be "
+                            f"below {MAX_COUNT:.0e}); check the units")
     return values.round().astype("int64") if integer else values.astype(float)
+
+
+#: the largest count (parameters, tokens, steps, seeds) a runs table may hold: far above any real run, and well
+#: inside int64 (9.2e18), which a larger number would silently wrap around
+MAX_COUNT = 1e18
+
+
+def _seeds(df: pd.DataFrame, where: str) -> pd.Series:
+    """The optional ``seed`` column as nullable whole numbers: a blank cell is a missing seed; anything else
+    that is not a whole number is an error naming its row."""
+    values = _numeric(df, "seed", where, integer=False, positive=False, allow_nan=True)
+    for i, v in enumerate(values):
+        if pd.notna(v) and (not math.isfinite(v) or abs(v - round(v)) > 1e-9 or abs(v) >= MAX_COUNT):
+            raise RunsError(f"{where}: {_row_name(df, i)}, column 'seed': must be a whole number (or blank), got "
+                            f"{df['seed'].iloc[i]}")
+    return values.round().astype("Int64")
+
+
+def checked_count(value, name: str, *, allow_zero: bool = False) -> int:
+    """A count given by the user (parameters, tokens, tokens per step, a seed) as an ``int``, or a
+    :class:`RunsError` naming ``name`` (e.g. ``"model_params (--params)"``): a finite whole number, above 0 (or
+    at least 0 with ``allow_zero``), below :data:`MAX_COUNT`."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise RunsError(f"{name} must be a whole number, got {value!r}") from None
+    low = "0 or more" if allow_zero else "above 0"
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        raise RunsError(f"{name} must be a whole number {low}, got {value!r}")
+    if abs(number - round(number)) > 1e-9 * max(1.0, number):
+        raise RunsError(f"{name} must be a whole number, got {value!r}")
+    if number >= MAX_COUNT:
+        raise RunsError(f"{name} is {number:.3g}, more than this package accepts ({MAX_COUNT:.0e}); check the units")
+    return int(round(number))
 
 
 def _bools(df: pd.DataFrame, col: str, where: str) -> pd.Series:
@@ -193,7 +230,7 @@ def checked_runs(df: pd.DataFrame, where: str = "runs table") -> tuple[pd.DataFr
                                 for p in parents.astype(object).where(parents.notna(), None)]
         _check_no_cycles(out, where)
     if "seed" in out.columns:
-        out["seed"] = pd.to_numeric(out["seed"], errors="coerce").astype("Int64")
+        out["seed"] = _seeds(out, where)
     return out.reset_index(drop=True), schedules
 
 
@@ -282,11 +319,20 @@ def read_candidate_table(path: str | os.PathLike) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- writing
-def ensure_writable(path: str | os.PathLike, force: bool) -> Path:
-    """Refuse to overwrite an existing file or directory unless ``force``; create parent folders."""
+def ensure_writable(path: str | os.PathLike, force: bool, companions: tuple[str, ...] = ()) -> Path:
+    """The file ``path``, checked before anything is computed: refuse to overwrite an existing file unless
+    ``force`` (and so each ``companions`` suffix, e.g. ``".meta.json"``, a file written beside it), and refuse a
+    directory, or a parent that is a file, always.  Creates missing parent folders."""
     path = Path(path)
-    if path.exists() and not force:
-        raise RunsError(f"{path} already exists; choose another path or pass --force to overwrite it")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise RunsError(f"cannot write {path}: {blocker} is a file, not a directory; choose another path")
+    for target in (path, *(Path(str(path) + suffix) for suffix in companions)):
+        if target.is_dir():
+            raise RunsError(f"cannot write {target}: it is a directory; give a file name (e.g. {target / 'out'}"
+                            f"{path.suffix or '.json'})")
+        if target.exists() and not force:
+            raise RunsError(f"{target} already exists; choose another path or pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -311,7 +357,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def write_runs(df: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, Any] | None = None, *,
                force: bool = False) -> Path:
     """Validate and write a runs table as CSV (plus ``<path>.meta.json`` when ``metadata`` is given)."""
-    path = ensure_writable(path, force)
+    path = ensure_writable(path, force, (".meta.json",) if metadata is not None else ())
     clean = validate_runs(df, where=str(path))
     atomic_write_text(path, clean.to_csv(index=False))
     if metadata is not None:

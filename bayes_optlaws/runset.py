@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .runs import RunsError, checked_candidates, checked_runs, parse_schedules
+from .runs import RunsError, checked_candidates, checked_count, checked_runs, parse_schedules
 from .schedules import Schedule
 
 
@@ -59,9 +59,10 @@ class RunSet:
         the other must give a value for every row), ``parent_run_id`` when given, and ``tokens`` = the
         schedule's length × tokens per step.  Not validated again."""
         table = self.table.copy()
-        for col, value in (("model_params", model_params), ("tokens_per_step", tokens_per_step)):
+        for col, value, flag in (("model_params", model_params, "--params"),
+                                 ("tokens_per_step", tokens_per_step, "--tokens-per-step")):
             if value is not None:
-                table[col] = int(value)
+                table[col] = checked_count(value, f"{col} ({flag})")
             if col not in table.columns or table[col].isna().any():
                 raise RunsError(f"{where}: no '{col}' for some candidates; give it as a column or argument "
                                 f"(--params / --tokens-per-step)")

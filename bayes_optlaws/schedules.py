@@ -67,6 +67,21 @@ class Phases:
     warnings: tuple[str, ...] = field(default=())
 
 
+#: the longest schedule (steps) accepted: ten times a 1M-step frontier run, and small enough that its per-step LR
+#: grid (8 bytes a step) fits in memory
+MAX_STEPS = 10_000_000
+
+
+def _float_array(values, what: str, example: str) -> np.ndarray:
+    """``values`` as a float array, or a :class:`ScheduleError` naming ``what`` (a non-number inside, or lists of
+    different lengths) and an ``example`` of the right form."""
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError, OverflowError):
+        raise ScheduleError(f"{what} must hold numbers only, in lists of equal length (got {values!r}); e.g. "
+                            f"{example}") from None
+
+
 class Schedule:
     """A learning-rate schedule ``eta(t)`` on ``[0, total]`` steps, made of linear / cosine / 1-sqrt pieces.
 
@@ -74,8 +89,8 @@ class Schedule:
     """
 
     def __init__(self, knot_steps, knot_lrs, shapes=None, *, source: str = "knots") -> None:
-        steps = np.asarray(knot_steps, dtype=float)
-        lrs = np.asarray(knot_lrs, dtype=float)
+        steps = _float_array(knot_steps, "knot steps", "[0, 100, 2000]")
+        lrs = _float_array(knot_lrs, "knot LRs", "[0, 3e-3, 0]")
         if steps.ndim != 1 or lrs.shape != steps.shape:
             raise ScheduleError("knot steps and knot LRs must be 1-D sequences of equal length")
         if len(steps) < 2:
@@ -117,13 +132,17 @@ class Schedule:
         total = float(self._steps[-1])
         if abs(total - round(total)) > 1e-9:
             raise ScheduleError(f"the schedule must end on a whole step (ends at {total:g})")
+        if total > MAX_STEPS:
+            raise ScheduleError(f"the schedule lasts {total:.3g} steps, more than the {MAX_STEPS:.0e} this package "
+                                "handles (its features integrate the LR step by step); check the budget: tokens / "
+                                "tokens per step")
         self.total = int(round(total))
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_knots(cls, knots, shapes=None) -> "Schedule":
         """Piecewise schedule through ``knots = [[step, lr], ...]`` (linear between knots unless ``shapes``)."""
-        arr = np.asarray(knots, dtype=float)
+        arr = _float_array(knots, "'knots'", "[[0, 0], [100, 3e-3], [2000, 0]]")
         if arr.ndim != 2 or arr.shape[1] != 2:
             raise ScheduleError("'knots' must be a list of [step, lr] pairs, e.g. [[0, 0], [100, 3e-3], [2000, 0]]")
         return cls(arr[:, 0], arr[:, 1], shapes)
@@ -135,8 +154,8 @@ class Schedule:
         If the log starts after step 0, the first logged LR is held back to step 0; if ``total`` is beyond the last
         logged step, the last LR is held to ``total``.
         """
-        s = np.asarray(steps, dtype=float)
-        lr = np.asarray(lrs, dtype=float)
+        s = _float_array(steps, "logged 'steps'", '{"steps": [0, 100, 200], "lr": [0, 3e-3, 1e-3]}')
+        lr = _float_array(lrs, "logged 'lr'", '{"steps": [0, 100, 200], "lr": [0, 3e-3, 1e-3]}')
         if s.ndim != 1 or s.shape != lr.shape or len(s) == 0:
             raise ScheduleError("'steps' and 'lr' must be lists of equal, non-zero length")
         order = np.argsort(s, kind="stable")
@@ -413,11 +432,10 @@ def _number(spec: Mapping, key: str, *, integer: bool = False, default=None) -> 
     value = spec[key]
     if isinstance(value, bool):
         raise ScheduleError(f"'{key}' must be a number, got {value!r}")
-    if not isinstance(value, (int, float)):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ScheduleError(f"'{key}' must be a number, got {spec[key]!r}") from None
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ScheduleError(f"'{key}' must be a number, got {spec[key]!r}") from None
     if not np.isfinite(value):
         raise ScheduleError(f"'{key}' must be finite, got {value}")
     if value < 0:

@@ -22,8 +22,22 @@ from .runset import RunSet
 from .schedules import scale_spec
 
 
+def _table_or_path(value, what: str, example: str):
+    """A table given to the API: a DataFrame or run set as it is, a list of row dicts as a DataFrame, a path as
+    a :class:`~pathlib.Path`; anything else is a :class:`RunsError` naming ``what`` and an ``example``."""
+    if isinstance(value, (pd.DataFrame, RunSet)):
+        return value
+    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        return pd.DataFrame(value)
+    if isinstance(value, (str, Path)):
+        return Path(value)
+    raise RunsError(f"{what} must be a CSV/Parquet path, a pandas DataFrame or a list of row dicts, got "
+                    f"{type(value).__name__}; e.g. {example}")
+
+
 def _run_set(runs) -> RunSet:
-    """A runs table (a path, a DataFrame or a run set) validated once, into a run set."""
+    """A runs table (a path, a DataFrame, a list of row dicts or a run set) validated once, into a run set."""
+    runs = _table_or_path(runs, "the runs table", '"data/grid/runs.csv"')
     if isinstance(runs, (pd.DataFrame, RunSet)):
         return RunSet.of_runs(runs)
     path = Path(runs)
@@ -41,12 +55,19 @@ def fit(runs=DEFAULT_RUNS, *, random_seed: int = 0, sampler_config: dict | None 
 
 
 def load(path=DEFAULT_MODEL) -> BayesOptLaw:
-    """Load a fitted model directory (default: the shipped model)."""
+    """Load a fitted model directory (default: the shipped model; ``None`` too)."""
+    if path is None:
+        path = DEFAULT_MODEL
+    if not isinstance(path, (str, Path)):
+        raise RunsError(f"load() takes a model directory's path, got {type(path).__name__}")
     return BayesOptLaw.load(path)
 
 
 def _candidate_set(candidates) -> RunSet:
-    """Candidates (a path, a DataFrame or a run set) validated once, into a run set."""
+    """Candidates (a path, a DataFrame, a list of row dicts or a run set) validated once, into a run set."""
+    candidates = _table_or_path(candidates, "candidates",
+                                '[{"name": "a", "schedule": {"family": "linear", "peak_lr": 3e-3, "warmup": 100, '
+                                '"total": 2000}}]')
     if isinstance(candidates, (pd.DataFrame, RunSet)):
         return RunSet.of_candidates(candidates)
     return RunSet.of_candidates(read_candidate_table(candidates), where=str(candidates))
@@ -122,6 +143,11 @@ def explicit_history(schedules, candidates: pd.DataFrame, tokens_per_step=None) 
         if len(tps) != 1:
             raise RunsError("explicit history needs one tokens per step: give --tokens-per-step")
         tokens_per_step = int(tps[0])
+    if isinstance(schedules, (str, dict)):
+        schedules = [schedules]  # one earlier stage
+    if not isinstance(schedules, (list, tuple)):
+        raise RunsError(f"the earlier stages (history_schedules / --history) must be a list of schedules, oldest "
+                        f"first, got {type(schedules).__name__}")
     rows, parsed = [], []
     for i, spec in enumerate(schedules, start=1):
         text = spec if isinstance(spec, str) else json.dumps(spec)

@@ -261,6 +261,9 @@ def load_model(path):
         s = json.loads((path / SETTINGS).read_text())
     except json.JSONDecodeError as exc:
         raise ModelFormatError(f"{path / SETTINGS}: not valid JSON ({exc.msg})") from None
+    if not isinstance(s, dict):
+        raise ModelFormatError(f"{path / SETTINGS}: holds a JSON {type(s).__name__}, not a model's settings "
+                               "object; refit the model with `bayes-optlaws fit`")
     if s.get("format_version") != FORMAT_VERSION:
         raise ModelFormatError(f"{path}: model format version {s.get('format_version')} written by bayes_optlaws "
                                f"{s.get('package_version')}; this is version {__version__} (format "
@@ -293,6 +296,9 @@ def load_model(path):
     law.train_set_ = _read_runs(path / RUNS_FILE)
     law.history_set_ = _read_runs(path / HISTORY_FILE) if (path / HISTORY_FILE).exists() else law.train_set_
     if law.stage_fit_ is not None:
+        if not (path / STAGE_RUNS_FILE).exists():
+            raise ModelFormatError(f"{path / STAGE_RUNS_FILE}: missing from the model directory (the model has a "
+                                   "stage model, fitted on these runs); restore the file or refit the model")
         law.stage_runs_ = pd.read_csv(path / STAGE_RUNS_FILE, dtype=CSV_TYPES)
     if data_hash(law.train_runs_) != law.data_hash_:
         raise ModelFormatError(f"{path / RUNS_FILE}: training data does not match the model's data hash; refit.")

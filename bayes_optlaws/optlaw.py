@@ -415,6 +415,10 @@ class BayesOptLaw:
         self._check_fitted()
         cand = RunSet.of_candidates(candidates).with_target(model_params, tokens_per_step, parent_run_id)
         hist = self.history_set_ if history_runs is None else RunSet.of_table(history_runs, "history runs")
+        if scenario is not None and not ct.is_stage(cand.table).any():
+            warnings.warn(f"scenario {scenario!r} is ignored: no candidate continues an earlier run (give "
+                          "--parent / parent_run_id, or --history, to predict a continuation)", UserWarning,
+                          stacklevel=2)
         seed = self.random_seed + 7 if random_seed is None else random_seed
         S = self.loss_post_["intercept"].shape[0]
         # every per-schedule (pure Python) step first: integrals and the divergence model's schedule grids ...

@@ -75,8 +75,11 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 # ---------------------------------------------------------------------------- validation
 def _row_name(df: pd.DataFrame, i: int) -> str:
-    rid = df["run_id"].iloc[i] if "run_id" in df.columns else None
-    return f"row {i + 2} (run_id {rid!r})" if isinstance(rid, str) and rid else f"row {i + 2}"
+    """``"row 7 (run_id 'x')"``: the ``i``-th row as a spreadsheet shows it (the header is row 1), with its key
+    (``run_id``, or a candidate's ``name``)."""
+    key = "run_id" if "run_id" in df.columns else "name" if "name" in df.columns else None
+    rid = df[key].iloc[i] if key else None
+    return f"row {i + 2} ({key} {rid!r})" if isinstance(rid, str) and rid else f"row {i + 2}"
 
 
 def _check_columns(df: pd.DataFrame, required, optional, where: str, what: str) -> None:
@@ -104,12 +107,14 @@ def _numeric(df: pd.DataFrame, col: str, where: str, *, integer: bool, positive:
             raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': value must be finite, got {v}")
         if positive and v <= 0:
             raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': must be > 0, got {v:g}")
-        if integer and abs(v - round(v)) > 1e-6 * max(1.0, abs(v)):
-            raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': must be a whole number, got {v:g}")
         if integer and abs(v) >= MAX_COUNT:
             raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': {v:g} is too large (a count must be "
                             f"below {MAX_COUNT:.0e}); check the units")
-    return values.round().astype("int64") if integer else values.astype(float)
+        if integer and abs(v - round(v)) > 1e-6 * max(1.0, abs(v)):
+            raise RunsError(f"{where}: {_row_name(df, i)}, column '{col}': must be a whole number, got {v:g}")
+    if integer:
+        return values.round().astype("Int64" if values.isna().any() else "int64")
+    return values.astype(float)
 
 
 #: the largest count (parameters, tokens, steps, seeds) a runs table may hold: far above any real run, and well
@@ -168,6 +173,12 @@ def parse_schedules(df: pd.DataFrame, where: str, column: str = "schedule") -> l
     """Parse every row's schedule JSON, reporting the row and the problem."""
     out = []
     for i, raw in enumerate(df[column]):
+        if isinstance(raw, dict):  # a DataFrame built in Python may hold the spec itself
+            raw = json.dumps(raw)
+        if raw is not None and not isinstance(raw, str) and not pd.isna(raw):
+            raise RunsError(f"{where}: {_row_name(df, i)}, column '{column}': {raw!r} is not a schedule; give a "
+                            'JSON schedule such as {"family": "linear", "peak_lr": 3e-3, "warmup": 100, '
+                            '"total": 2000}')
         if not isinstance(raw, str) or not raw.strip():
             raise RunsError(f"{where}: {_row_name(df, i)}, column '{column}': empty; give a JSON schedule such as "
                             '{"family": "linear", "peak_lr": 3e-3, "warmup": 100, "total": 2000}')
@@ -270,15 +281,11 @@ def checked_candidates(df: pd.DataFrame, where: str = "candidates") -> tuple[pd.
     _check_columns(df, CANDIDATE_REQUIRED, CANDIDATE_OPTIONAL, where, "candidate list")
     out = df.copy()
     out["name"] = _unique_names(out["name"], "name", where, "every candidate needs a unique name")
-    tmp = out.rename(columns={"name": "run_id"})
-    schedules = parse_schedules(tmp, where)
+    schedules = parse_schedules(out, where)
     for col in ("model_params", "tokens", "tokens_per_step"):
         if col in out.columns and out[col].notna().any():
             # blanks are allowed: the target (--params / --tokens-per-step) fills them
-            filled = tmp[col].notna()
-            values = _numeric(tmp[filled], col, where, integer=True, positive=True)
-            out[col] = pd.array([pd.NA] * len(out), dtype="Int64")
-            out.loc[filled, col] = values.to_numpy()
+            out[col] = _numeric(out, col, where, integer=True, positive=True, allow_nan=True).astype("Int64")
     return out, schedules
 
 
@@ -309,12 +316,18 @@ def read_candidate_table(path: str | os.PathLike) -> pd.DataFrame:
         if not isinstance(rows, list) or not rows:
             raise RunsError(f"{path}: expected one or more [[candidate]] tables with 'name' and 'schedule'")
         records = []
-        for r in rows:
+        for i, r in enumerate(rows, start=1):
+            if not isinstance(r, dict):
+                raise RunsError(f"{path}: candidate {i} is {r!r}, not a table; write each candidate as a "
+                                "[[candidate]] table with 'name' and 'schedule'")
             r = dict(r)
             if isinstance(r.get("schedule"), dict):
                 r["schedule"] = json.dumps(r["schedule"])
             records.append(r)
         return pd.DataFrame(records)
+    if path.suffix.lower() == ".json":
+        raise RunsError(f"{path}: a candidate list is a CSV (name,schedule,...) or TOML ([[candidate]] tables) file, "
+                        "not JSON; write the JSON schedules into the 'schedule' column of a CSV")
     return read_table(path)
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .runs import RunsError, checked_candidates, checked_count, checked_runs, parse_schedules
+from .runs import (CANDIDATE_OPTIONAL, CANDIDATE_REQUIRED, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, RunsError,
+                   checked_candidates, checked_count, checked_runs, parse_schedules)
 from .schedules import Schedule
 
 
@@ -154,8 +155,28 @@ def _checked_candidate_table(candidates: pd.DataFrame, where: str) -> tuple[pd.D
     cand = candidates
     if "name" not in cand.columns and "run_id" in cand.columns:
         cand = cand.rename(columns={"run_id": "name"})
-    base = ("name", "schedule", "model_params", "tokens_per_step", "parent_run_id", "scenario")
+    base = ("name", "schedule", "model_params", "tokens", "tokens_per_step", "parent_run_id", "scenario")
+    runs_only = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)  # a runs table passed as candidates: its own columns
+    unknown = [str(c) for c in cand.columns if c not in base and c not in runs_only and not str(c).startswith("x_")]
+    if unknown:
+        raise RunsError(f"{where}: unknown column(s) {', '.join(repr(c) for c in unknown)}; a candidate list has "
+                        f"{', '.join(CANDIDATE_REQUIRED)}, optionally {', '.join(CANDIDATE_OPTIONAL)} and x_* "
+                        "columns (check the spelling)")
     table, schedules = checked_candidates(cand[[c for c in cand.columns if c in base]], where)
+    _check_candidate_tokens(table, schedules, where)
     for col in (c for c in cand.columns if str(c).startswith("x_")):
         table[col] = cand[col].to_numpy()
-    return table.rename(columns={"name": "run_id"}), schedules
+    return table.drop(columns=["tokens"], errors="ignore").rename(columns={"name": "run_id"}), schedules
+
+
+def _check_candidate_tokens(table: pd.DataFrame, schedules: list[Schedule], where: str) -> None:
+    """A candidate's ``tokens`` (optional; the budget follows from its schedule's length × tokens per step) must
+    agree with that product where both are given: otherwise the user meant another budget than the schedule's."""
+    if "tokens" not in table.columns or "tokens_per_step" not in table.columns:
+        return
+    for i, (tokens, tps, sched) in enumerate(zip(table["tokens"], table["tokens_per_step"], schedules)):
+        if pd.notna(tokens) and pd.notna(tps) and int(tokens) != sched.total * int(tps):
+            raise RunsError(f"{where}: row {i + 2} ({table['name'].iloc[i]!r}): tokens {int(tokens):,} does not "
+                            f"match its schedule ({sched.total:,} steps × {int(tps):,} tokens per step = "
+                            f"{sched.total * int(tps):,}); fix the schedule's total or drop the tokens column "
+                            "(use --tokens to rescale every schedule to one budget)")

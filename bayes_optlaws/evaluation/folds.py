@@ -23,6 +23,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from ..runs import RunsError
 from ..schedules import Schedule
 
 #: groups whose rows take part in the cross-validation by default
@@ -98,7 +99,8 @@ def make_folds(df: pd.DataFrame, n_folds: int = 5, seed: int = 0, mask: np.ndarr
     sorted order).
     """
     if n_folds < 2:
-        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+        raise RunsError(f"the number of folds (--folds) must be at least 2 (each fold is scored by a law fitted "
+                        f"on the others), got {n_folds}")
     if mask is None:
         mask = cv_mask(df, groups)
     mask = np.asarray(mask, dtype=bool)

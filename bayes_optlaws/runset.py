@@ -156,13 +156,13 @@ def _checked_candidate_table(candidates: pd.DataFrame, where: str) -> tuple[pd.D
     if "name" not in cand.columns and "run_id" in cand.columns:
         cand = cand.rename(columns={"run_id": "name"})
     base = ("name", "schedule", "model_params", "tokens", "tokens_per_step", "parent_run_id", "scenario")
+    table, schedules = checked_candidates(cand[[c for c in cand.columns if c in base]], where)  # missing first
     runs_only = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)  # a runs table passed as candidates: its own columns
     unknown = [str(c) for c in cand.columns if c not in base and c not in runs_only and not str(c).startswith("x_")]
     if unknown:
         raise RunsError(f"{where}: unknown column(s) {', '.join(repr(c) for c in unknown)}; a candidate list has "
                         f"{', '.join(CANDIDATE_REQUIRED)}, optionally {', '.join(CANDIDATE_OPTIONAL)} and x_* "
                         "columns (check the spelling)")
-    table, schedules = checked_candidates(cand[[c for c in cand.columns if c in base]], where)
     _check_candidate_tokens(table, schedules, where)
     for col in (c for c in cand.columns if str(c).startswith("x_")):
         table[col] = cand[col].to_numpy()

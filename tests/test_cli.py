@@ -71,3 +71,38 @@ def test_optimize_short_list(saved_model, tmp_path, capsys):
     assert data["searched"] > 20 and data["picks"]["by_expected_loss"]
     assert main(["optimize", "--model", str(saved_model), "--params", "80000", "--tokens", "4096000",
                  "--families", "nope"]) == 2
+
+
+def test_fit_checks_its_output_before_sampling(tmp_path, capsys, monkeypatch):
+    import bayes_optlaws.api as api
+
+    monkeypatch.setattr(api, "fit", lambda *a, **k: pytest.fail("fit ran before --out was checked"))
+    (tmp_path / "afile").write_text("x")
+    assert main(["fit", "--out", str(tmp_path / "afile"), "--force"]) == 2
+    assert "it is a file" in capsys.readouterr().err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "settings.json").write_text("{}")
+    (mine / "notes.txt").write_text("keep")
+    assert main(["fit", "--out", str(mine), "--force"]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--params", "0"], "model_params (--params) must be a whole number above 0"),
+    (["--tokens-per-step", "0"], "tokens_per_step (--tokens-per-step)"),
+    (["--tokens", "100"], "less than one step"),
+    (["--seed", "-1"], "random_seed (--seed)"),
+    (["--delta", "nan"], "near-tie threshold delta (--delta)"),
+    (["--max-p-diverge", "2"], "max_p_diverge (--max-p-diverge)"),
+])
+def test_rank_targets_and_settings_that_cannot_mean_anything(saved_model, cands_csv, capsys, args, message):
+    assert main(["rank", str(cands_csv), "--model", str(saved_model), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_rank_json_to_a_directory_is_refused_before_ranking(saved_model, cands_csv, tmp_path, capsys):
+    assert main(["rank", str(cands_csv), "--model", str(saved_model), "--json", str(tmp_path), "--force"]) == 2
+    assert "is a directory" in capsys.readouterr().err

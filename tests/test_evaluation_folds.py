@@ -90,7 +90,7 @@ def test_cv_rows_exclude_continual_stages_and_other_groups():
 
 def test_bad_arguments():
     df = _table()
-    with pytest.raises(ValueError, match="n_folds"):
+    with pytest.raises(ValueError, match="--folds"):
         make_folds(df, 1)
     with pytest.raises(ValueError, match="mask"):
         make_folds(df, 5, mask=np.ones(3, dtype=bool))
@@ -120,3 +120,11 @@ def test_groups_never_share_a_block_or_configuration():
     blocks = block_keys(both)
     for b in set(blocks):
         assert set(folds[blocks == b]) == set(range(5))
+
+
+def test_fewer_than_two_folds_is_a_runs_error():
+    from bayes_optlaws.runs import RunsError
+
+    df = pd.DataFrame({"x": [1]})
+    with pytest.raises(RunsError, match=r"--folds\) must be at least 2"):
+        make_folds(df, n_folds=1, seed=0)

@@ -173,3 +173,33 @@ def test_a_law_with_an_unstable_loss_regression_draws_its_excess_and_saves_it(fi
     assert again.div_fit_.unstable_level == law.div_fit_.unstable_level
     np.testing.assert_array_equal(
         again.predict_draws(CANDS, model_params=123_456, tokens_per_step=4096).unstable_excess, d.unstable_excess)
+
+
+def test_save_with_force_replaces_only_a_models_own_files(fitted_law, saved_model, tmp_path):
+    from bayes_optlaws.runs import RunsError
+
+    target = tmp_path / "model"
+    shutil.copytree(saved_model, target)
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(RunsError, match=r"notes\.txt.*--force replaces a model's own files only"):
+        fitted_law.save(target, force=True)
+    assert (target / "notes.txt").read_text() == "mine"
+    (target / "notes.txt").unlink()
+    fitted_law.save(target, force=True)  # a model directory alone is replaced
+    assert load_model(target).data_hash_ == fitted_law.data_hash_
+
+
+def test_save_refuses_a_file_path(fitted_law, tmp_path):
+    from bayes_optlaws.runs import RunsError
+
+    (tmp_path / "model.json").write_text("{}")
+    with pytest.raises(RunsError, match="it is a file"):
+        fitted_law.save(tmp_path / "model.json", force=True)
+    with pytest.raises(RunsError, match="model.json is a file, not a directory"):
+        fitted_law.save(tmp_path / "model.json" / "inner", force=True)
+
+
+def test_settings_that_are_not_an_object_are_a_format_error(tmp_path):
+    (tmp_path / "settings.json").write_text("[1]")
+    with pytest.raises(ModelFormatError, match="not a model's settings object"):
+        load_model(tmp_path)

@@ -491,3 +491,15 @@ def test_table_explains_a_mean_outside_its_own_interval():
     assert "row 2 (A): mean 3.2757 is below its 90% interval [3.2873, 3.2873]" in text
     assert "95% of its draws lie above the mean" in text
     assert "(B):" not in text
+
+
+@pytest.mark.parametrize("kwargs, message", [({"delta": float("nan")}, "delta"), ({"delta": -1.0}, "delta"),
+                                             ({"max_p_diverge": float("nan")}, "max_p_diverge"),
+                                             ({"max_p_diverge": 1.5}, "max_p_diverge"), ({"top_k": 0}, "top_k")])
+def test_rank_settings_that_cannot_mean_anything_are_errors(kwargs, message):
+    from bayes_optlaws.ranking import check_rank_settings
+
+    with pytest.raises(RunsError, match=message):
+        check_rank_settings(**kwargs)
+    check_rank_settings(None, 0.05, 3)  # the defaults pass
+    check_rank_settings(0.01, 0.0, 1)

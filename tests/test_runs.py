@@ -377,7 +377,7 @@ def test_read_candidates_errors(tmp_path):
 
 def test_validate_candidates_names_row_and_field():
     df = pd.DataFrame({"name": ["ok", "broken"], "schedule": [sched(), "{oops"]})
-    with pytest.raises(RunsError, match=r"row 3 \(run_id 'broken'\), column 'schedule'"):
+    with pytest.raises(RunsError, match=r"row 3 \(name 'broken'\), column 'schedule'"):
         validate_candidates(df)
     df = pd.DataFrame({"name": ["ok", "neg"], "schedule": [sched(), sched()], "model_params": [10, -5]})
     with pytest.raises(RunsError, match="column 'model_params': must be > 0"):
@@ -386,3 +386,75 @@ def test_validate_candidates_names_row_and_field():
         validate_candidates(pd.DataFrame({"name": ["a"]}))
     with pytest.raises(RunsError, match="unknown column"):
         validate_candidates(pd.DataFrame({"name": ["a"], "schedule": [sched()], "lr": [1]}))
+
+
+# ---------------------------------------------------------------------------- bad input found by a battery (2026-12-07)
+def test_seed_must_be_a_whole_number_or_blank():
+    df = good_table().assign(seed=[0, None, 2])
+    assert validate_runs(df)["seed"].tolist()[0] == 0
+    assert pd.isna(validate_runs(df)["seed"].iloc[1])
+    expect_error(good_table().assign(seed=[0, 0.5, 1]), "row 3 (run_id 'b')", "column 'seed'", "whole number")
+    expect_error(good_table().assign(seed=["0", "abc", "1"]), "row 3 (run_id 'b')", "column 'seed'", "not a number")
+
+
+def test_a_count_beyond_int64_is_refused_not_wrapped():
+    df = good_table()
+    df["model_params"] = [1_000_000, 1e30, 3_000_000]
+    expect_error(df, "row 3 (run_id 'b')", "column 'model_params'", "too large")
+
+
+def test_ensure_writable_refuses_a_directory_a_file_parent_and_an_existing_companion(tmp_path):
+    from bayes_optlaws.runs import ensure_writable
+
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(RunsError, match="is a directory"):
+        ensure_writable(tmp_path / "adir", force=True)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunsError, match="afile is a file, not a directory"):
+        ensure_writable(tmp_path / "afile" / "out.json", force=True)
+    (tmp_path / "runs.csv.meta.json").write_text("{}")
+    with pytest.raises(RunsError, match=r"runs\.csv\.meta\.json already exists"):
+        write_runs(good_table(), tmp_path / "runs.csv", {"v": 1})
+    assert not (tmp_path / "runs.csv").exists()  # nothing written before the refusal
+    assert ensure_writable(tmp_path / "new" / "out.json", force=False) == tmp_path / "new" / "out.json"
+
+
+def test_candidate_errors_count_rows_as_the_file_does_and_name_the_candidate(tmp_path):
+    path = tmp_path / "c.csv"
+    pd.DataFrame({"name": ["a", "b", "c"], "schedule": [sched()] * 3,
+                  "model_params": [None, None, "x"]}).to_csv(path, index=False)
+    with pytest.raises(RunsError, match=r"row 4 \(name 'c'\), column 'model_params': 'x' is not a number"):
+        read_candidates(path)
+
+
+def test_candidate_files_that_are_not_tables_or_not_csv_toml(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text("candidate = [1, 2]\n")
+    with pytest.raises(RunsError, match="candidate 1 is 1, not a table"):
+        read_candidates(toml)
+    toml.write_text("[[candidate]]\nname = 'a'\nschedule = 5\n")
+    with pytest.raises(RunsError, match="5 is not a schedule"):
+        read_candidates(toml)
+    js = tmp_path / "c.json"
+    js.write_text("[]")
+    with pytest.raises(RunsError, match="not JSON"):
+        read_candidates(js)
+
+
+@pytest.mark.parametrize("value, allow_zero, message", [
+    (0, False, "above 0"), (-5, False, "above 0"), (float("nan"), False, "above 0"), (150000.7, False, "whole"),
+    ("abc", False, "whole number"), (1e30, False, "more than this package accepts"), (-1, True, "0 or more")])
+def test_checked_count_names_the_argument(value, allow_zero, message):
+    from bayes_optlaws.runs import checked_count
+
+    with pytest.raises(RunsError, match=message) as info:
+        checked_count(value, "model_params (--params)", allow_zero=allow_zero)
+    assert "model_params (--params)" in str(info.value)
+
+
+def test_checked_count_accepts_whole_numbers_in_any_type():
+    from bayes_optlaws.runs import checked_count
+
+    assert checked_count(793_344.0, "x") == 793_344
+    assert checked_count("4096", "x") == 4096
+    assert checked_count(np.int64(0), "seed", allow_zero=True) == 0

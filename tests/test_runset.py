@@ -133,3 +133,38 @@ def test_the_api_validates_candidates_once(fitted_law, monkeypatch, tmp_path):
     monkeypatch.setattr(runset, "checked_candidates", lambda *a, **k: checked.append(1) or real(*a, **k))
     draws = predict(fitted_law, path, model_params=80_000, tokens_per_step=4096)
     assert draws.names == ["short", "long"] and len(checked) == 1
+
+
+def test_a_candidate_column_with_a_typo_is_an_error_not_dropped():
+    spec = json.dumps({"family": "linear", "peak_lr": 1e-3, "warmup": 10, "total": 100})
+    cands = pd.DataFrame({"name": ["a"], "schedule": [spec], "tokens_per_stpe": [64]})
+    with pytest.raises(RunsError, match="unknown column.*'tokens_per_stpe'"):
+        RunSet.of_candidates(cands)
+
+
+def test_a_candidate_tokens_column_must_match_its_schedule():
+    spec = json.dumps({"family": "linear", "peak_lr": 1e-3, "warmup": 10, "total": 100})
+    ok = RunSet.of_candidates(pd.DataFrame({"name": ["a"], "schedule": [spec], "tokens_per_step": [64],
+                                            "tokens": [6400]}))
+    assert "tokens" not in ok.table.columns  # recomputed at the target by with_target
+    with pytest.raises(RunsError, match="tokens 123 does not match its schedule"):
+        RunSet.of_candidates(pd.DataFrame({"name": ["a"], "schedule": [spec], "tokens_per_step": [64],
+                                           "tokens": [123]}))
+
+
+def test_a_runs_table_passed_as_candidates_keeps_working():
+    spec = json.dumps({"family": "linear", "peak_lr": 1e-3, "warmup": 10, "total": 100})
+    runs = pd.DataFrame({"run_id": ["r"], "model_params": [1000], "tokens": [6400], "tokens_per_step": [64],
+                         "schedule": [spec], "final_loss": [3.0], "diverged": [False], "seed": [0]})
+    assert RunSet.of_candidates(runs).names == ["r"]
+
+
+@pytest.mark.parametrize("kwargs, message", [({"model_params": 0}, r"model_params \(--params\)"),
+                                             ({"tokens_per_step": 0}, r"tokens_per_step \(--tokens-per-step\)"),
+                                             ({"model_params": 150000.7}, "whole number")])
+def test_with_target_checks_the_target(kwargs, message):
+    spec = json.dumps({"family": "linear", "peak_lr": 1e-3, "warmup": 10, "total": 100})
+    cands = RunSet.of_candidates(pd.DataFrame({"name": ["a"], "schedule": [spec]}))
+    target = {"model_params": 1000, "tokens_per_step": 64, **kwargs}
+    with pytest.raises(RunsError, match=message):
+        cands.with_target(**target)

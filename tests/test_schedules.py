@@ -743,3 +743,23 @@ def test_polygon_without_warmup_starts_at_the_peak():
     assert s == S({"knots": [[0, 1e-2], [100, 5e-3], [800, 5e-3], [1000, 0]]})
     ph = s.phases()
     assert (ph.t1, ph.t2, ph.t3) == (0, 100, 800)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"knots": [[0, 0], [100, "x"], [200, 0]]}, "'knots' must hold numbers only"),
+    ({"knots": [[0, 0], [100], [200, 0]]}, "'knots' must hold numbers only"),
+    ({"steps": [0, 100, "a"], "lr": [0, 1e-3, 1e-4]}, "logged 'steps' must hold numbers only"),
+    ({"family": "linear", "peak_lr": 1e-3, "warmup": 10, "total": 10 ** 30}, "'total'|more than"),
+    ({"family": "linear", "peak_lr": 1e-3, "warmup": 10, "total": 10 ** 9}, "more than the 1e\\+07"),
+])
+def test_malformed_or_absurd_schedules_are_schedule_errors(spec, message):
+    with pytest.raises(ScheduleError, match=message):
+        Schedule.from_spec(spec)
+
+
+def test_the_longest_accepted_schedule_is_a_frontier_run_with_room():
+    from bayes_optlaws.schedules import MAX_STEPS
+
+    assert Schedule.from_spec({"family": "linear", "peak_lr": 1e-3, "warmup": 10, "total": 2_000_000}).total \
+        == 2_000_000
+    assert MAX_STEPS >= 5 * 1_500_000  # the longest LossCast StepLaw run, with room

@@ -117,6 +117,9 @@ def _numeric(df: pd.DataFrame, col: str, where: str, *, integer: bool, positive:
     return values.astype(float)
 
 
+#: the largest final loss (nats) a run that did not diverge may report: ten times the loss of a uniform guess over a
+#: million-token vocabulary (log 1e6 = 13.8); a larger number is a perplexity or a unit mistake
+MAX_LOSS_NATS = 100.0
 #: the largest count (parameters, tokens, steps, seeds) a runs table may hold: far above any real run, and well
 #: inside int64 (9.2e18), which a larger number would silently wrap around
 MAX_COUNT = 1e18
@@ -221,6 +224,11 @@ def checked_runs(df: pd.DataFrame, where: str = "runs table") -> tuple[pd.DataFr
         if not div and not math.isfinite(loss):
             raise RunsError(f"{where}: {_row_name(out, i)}, column 'final_loss': missing or non-finite for a run "
                             "that did not diverge; give the loss, or set diverged=true")
+        if not div and loss > MAX_LOSS_NATS:
+            raise RunsError(f"{where}: {_row_name(out, i)}, column 'final_loss': {loss:.4g} is not a plausible "
+                            f"cross-entropy in nats (above {MAX_LOSS_NATS:g}; a language model starts near log of "
+                            "its vocabulary, about 10); if it is a perplexity, give its log; if the run blew up, "
+                            "set diverged=true")
     schedules = parse_schedules(out, where)
     for i, (sched, tokens, tps) in enumerate(zip(schedules, out["tokens"], out["tokens_per_step"])):
         if abs(sched.total * tps - tokens) > max(tps, 1e-3 * tokens):

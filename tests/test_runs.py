@@ -458,3 +458,11 @@ def test_checked_count_accepts_whole_numbers_in_any_type():
     assert checked_count(793_344.0, "x") == 793_344
     assert checked_count("4096", "x") == 4096
     assert checked_count(np.int64(0), "seed", allow_zero=True) == 0
+
+
+def test_a_final_loss_no_language_model_reports_is_refused_unless_diverged():
+    df = good_table()
+    df["final_loss"] = [3.1, 1e300, np.nan]
+    expect_error(df, "row 3 (run_id 'b')", "column 'final_loss'", "not a plausible cross-entropy")
+    df["diverged"] = [False, True, True]
+    assert validate_runs(df)["final_loss"].iloc[1] == 1e300

@@ -350,8 +350,8 @@ def ensure_writable(path: str | os.PathLike, force: bool, companions: tuple[str,
         raise RunsError(f"cannot write {path}: {blocker} is a file, not a directory; choose another path")
     for target in (path, *(Path(str(path) + suffix) for suffix in companions)):
         if target.is_dir():
-            raise RunsError(f"cannot write {target}: it is a directory; give a file name (e.g. {target / 'out'}"
-                            f"{path.suffix or '.json'})")
+            raise RunsError(f"cannot write {target}: it is a directory; give the path of a file (inside it or "
+                            "elsewhere)")
         if target.exists() and not force:
             raise RunsError(f"{target} already exists; choose another path or pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)

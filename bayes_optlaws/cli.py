@@ -62,6 +62,12 @@ def cmd_fit(args) -> int:
         dd = law.div_diagnostics_
         print(f"divergence boundary: max R-hat {dd['max_rhat']:.3f}, min ESS bulk {dd['min_ess_bulk']:.0f}, "
               f"divergences {dd['divergences']}")
+    if law.size_step_ is not None:
+        from .report import size_step_text
+
+        # the factor of each fitted step: a step unlike the others (a size that also changes the model's shape,
+        # say) shows here before it misleads a prediction at an unseen size
+        print(f"an unseen model size: {size_step_text(law)}")
     level = None if law.div_fit_ is None else law.div_fit_.unstable_level
     if level is not None:
         print(f"where an unstable run ends: {level.describe()}")

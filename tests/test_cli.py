@@ -106,3 +106,14 @@ def test_rank_targets_and_settings_that_cannot_mean_anything(saved_model, cands_
 def test_rank_json_to_a_directory_is_refused_before_ranking(saved_model, cands_csv, tmp_path, capsys):
     assert main(["rank", str(cands_csv), "--model", str(saved_model), "--json", str(tmp_path), "--force"]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_fit_prints_the_factor_of_each_fitted_size_step(fitted_law, tmp_path, capsys, monkeypatch):
+    import bayes_optlaws.api as api
+
+    monkeypatch.setattr(api, "fit", lambda *a, **k: fitted_law)  # the session's fit stands in for sampling
+    assert main(["fit", "--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("an unseen model size:"))
+    for pair in fitted_law.size_step_.pairs:
+        assert f"{pair['k']:.2f} (" in line

@@ -68,9 +68,13 @@ def read_metadata(path: str | os.PathLike) -> dict:
     if not side.exists():
         return {}
     try:
-        return json.loads(side.read_text())
+        meta = json.loads(side.read_text())
     except json.JSONDecodeError as exc:
         raise RunsError(f"{side}: metadata is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(meta, dict):
+        raise RunsError(f"{side}: metadata must be a JSON object ({{\"key\": value, ...}}), got a JSON "
+                        f"{type(meta).__name__}")
+    return meta
 
 
 # ---------------------------------------------------------------------------- validation

@@ -466,3 +466,10 @@ def test_a_final_loss_no_language_model_reports_is_refused_unless_diverged():
     expect_error(df, "row 3 (run_id 'b')", "column 'final_loss'", "not a plausible cross-entropy")
     df["diverged"] = [False, True, True]
     assert validate_runs(df)["final_loss"].iloc[1] == 1e300
+
+
+def test_metadata_that_is_not_an_object_is_an_error(tmp_path):
+    path = tmp_path / "runs.csv"
+    (tmp_path / "runs.csv.meta.json").write_text("[1, 2]")
+    with pytest.raises(RunsError, match="metadata must be a JSON object"):
+        read_metadata(path)

@@ -16,7 +16,8 @@ of an untrained model that predicts uniformly) when the vocabulary is known (run
 else the largest final loss in the fitted table (diverged runs included: the worst outcome the data has seen).
 Draws beyond it (or non-finite because a feature overflowed far outside the fitted range) are set to the ceiling;
 draws below the **loss floor**, a quarter of the lowest final loss in the fitted table (far below anything the data
-supports, but positive), are set to the floor.
+supports, but positive), are set to the floor.  A candidate with 5 % or more of its draws at either bound gets a
+warning (:meth:`FittedRange.warn_bounded`): there the bound, not the runs, decides its numbers.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def _quantities(runs: RunSet) -> dict[str, np.ndarray]:
 def _run_set(runs: "RunSet | pd.DataFrame") -> RunSet:
     return RunSet.of_table(runs, required=("schedule", "model_params", "tokens", "tokens_per_step"))
 
+
+#: the share of a candidate's draws at the loss floor or ceiling from which :meth:`FittedRange.warn_bounded` warns
+WARN_BOUND_SHARE = 0.05
 
 @dataclass
 class FittedRange:
@@ -102,6 +106,34 @@ class FittedRange:
                 f"{far.size} candidate(s) ({shown}) lie up to {worst:.3g}x outside the fitted {_DESCRIPTION[key]} "
                 f"range [{self.low[key]:.4g}, {self.high[key]:.4g}] (warned beyond {WARN_FACTORS[key]:g}x): the "
                 f"law extrapolates there and its intervals may be too narrow; fit on runs nearer the target")
+        for m in messages:
+            warnings.warn(m, ExtrapolationWarning, stacklevel=3)
+        return messages
+
+    def warn_bounded(self, log_loss: np.ndarray, names) -> list[str]:
+        """Warn about candidates whose mean log-loss draws (samples × candidates, before :meth:`bound_log_loss`)
+        reach the loss floor or ceiling in at least :data:`WARN_BOUND_SHARE` of the draws: the law has left its
+        data so far that the bound, not the runs, sets their interval, P(best) and regret (e.g. a peak LR of
+        1e-8, or a spike that makes a schedule feature enormous while N, D and the peak LR look ordinary)."""
+        names = list(names)
+        logs = np.asarray(log_loss, float)
+        messages = []
+        for label, hit in (("floor", np.isfinite(logs) & (logs <= np.log(self.loss_floor))),
+                           ("ceiling", ~np.isfinite(logs) | (logs >= np.log(self.loss_ceiling)))):
+            share = hit.mean(axis=0)
+            far = np.flatnonzero(share >= WARN_BOUND_SHARE)
+            if not far.size:
+                continue
+            shown = ", ".join(f"{names[i]} {share[i]:.0%}" for i in far[:3]) + (", ..." if far.size > 3 else "")
+            if label == "floor":
+                why = (f"below the floor ({self.loss_floor:.4g} nats, a quarter of the lowest loss in the runs): the "
+                       "law is far outside its runs there, so the floor, not the data, sets their interval, P(best) "
+                       "and regret; do not pick them on these numbers")
+            else:
+                why = (f"at or above the ceiling ({self.loss_ceiling:.4g} nats: an untrained model's loss, or the "
+                       "worst in the runs): the law expects them to train as badly as anything it has seen, and the "
+                       "ceiling, not the data, sets their interval")
+            messages.append(f"{far.size} candidate(s) ({shown} of draws) have their loss held {why}")
         for m in messages:
             warnings.warn(m, ExtrapolationWarning, stacklevel=3)
         return messages

@@ -521,6 +521,7 @@ class BayesOptLaw:
         rng_ = self.fitted_range_
         factors = rng_.factors(cand)
         rng_.warn_far(factors, cand.names)
+        rng_.warn_bounded(log_mu, cand.names)
         extrap = {col: factors[col].to_numpy(float) for col in factors.columns}
         return rng_.bound_log_loss(log_mu), rng_.bound_log_loss(log_noisy), extrap
 

@@ -536,9 +536,10 @@ def _outside_interval_lines(t: pd.DataFrame) -> list[str]:
         if not (below or row.loss_mean > row.loss_q95):
             continue
         side, other = ("below", "above") if below else ("above", "below")
+        bound = "ceiling" if below else "floor"  # most draws high and a few low: held at the ceiling
         lines.append(f"row {row.rank} ({row.name}): mean {row.loss_mean:.4f} is {side} its 90% interval "
                      f"[{row.loss_q05:.4f}, {row.loss_q95:.4f}]: 95% of its draws lie {other} the mean and a few far "
-                     f"{side} it (draws held at the loss ceiling look like this); read the interval")
+                     f"{side} it (draws held at the loss {bound} look like this); read the interval")
     return lines
 
 

@@ -61,3 +61,22 @@ def test_a_far_target_through_a_fitted_law_is_finite_bounded_and_warned(fitted_l
         assert np.all(np.isfinite(arr)) and np.all(arr > 0) and np.all(arr <= ceiling + 1e-12)
     assert d.extrapolation["extrap_N"][1] > 1e6 and d.extrapolation["extrap_lr"][2] > 100
     assert d.extrapolation["extrap_max"][0] == pytest.approx(1.0)
+
+
+def test_candidates_held_at_a_bound_are_named_with_their_share():
+    import warnings as _w
+
+    from bayes_optlaws.extrapolation import ExtrapolationWarning, FittedRange
+
+    fr = FittedRange({"N": 1.0}, {"N": 2.0}, loss_ceiling=3.0, loss_floor=0.5)
+    log_mu = np.log(np.full((100, 3), 2.0))
+    log_mu[:30, 0] = np.log(0.1)  # 30 % below the floor
+    log_mu[:, 1] = np.inf         # every draw overflowed: the ceiling
+    log_mu[:2, 2] = np.log(10.0)  # 2 %: below the 5 % share that warns
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        messages = fr.warn_bounded(log_mu, ["low", "spike", "fine"])
+    assert len(messages) == 2 and all(issubclass(c.category, ExtrapolationWarning) for c in caught)
+    assert "low 30%" in messages[0] and "floor (0.5 nats" in messages[0]
+    assert "spike 100%" in messages[1] and "ceiling (3 nats" in messages[1]
+    assert not any("fine" in m for m in messages)

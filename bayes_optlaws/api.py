@@ -119,7 +119,8 @@ def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=
         if min(steps) < 1:
             raise RunsError(f"tokens (--tokens) {tokens:,} is less than one step of {int(max(tps)):,} tokens; give "
                             "a budget of at least one step")
-        cand["schedule"] = [json.dumps(scale_spec(s, n)) for s, n in zip(cand["schedule"], steps)]
+        cand["schedule"] = [_rescaled(spec, n, name, tokens) for spec, n, name in
+                            zip(cand["schedule"], steps, cand["name"] if "name" in cand else cand["run_id"])]
         cand_set = RunSet.of_candidates(cand)  # new schedules: parsed (and checked) once more
     cand = cand_set.table
     history = _run_set(runs) if runs is not None else None
@@ -131,6 +132,19 @@ def predict(law: BayesOptLaw, candidates, *, model_params=None, tokens_per_step=
     return law.predict_draws(cand_set, model_params=model_params, tokens_per_step=tokens_per_step,
                              parent_run_id=parent_run_id, scenario=scenario, history_runs=history,
                              random_seed=random_seed)
+
+
+def _rescaled(spec: str, steps: int, name: str, tokens: int) -> str:
+    """Candidate ``name``'s schedule rescaled to ``steps`` steps for the budget ``--tokens``, as JSON; a schedule
+    that cannot be rescaled is a :class:`RunsError` naming the candidate and ``--tokens`` as the cause."""
+    from .schedules import Schedule, ScheduleError
+
+    try:
+        text = json.dumps(scale_spec(spec, steps))
+        Schedule.from_spec(text)  # e.g. a wsd cooldown that rounds to 0 steps at a small budget
+        return text
+    except ScheduleError as exc:
+        raise RunsError(f"candidate {name!r} rescaled to --tokens {tokens:,} ({steps:,} steps): {exc}") from None
 
 
 def explicit_history(schedules, candidates: pd.DataFrame, tokens_per_step=None) -> tuple[RunSet, str]:

@@ -73,7 +73,9 @@ def optimize(law, *, model_params: int, tokens: int, tokens_per_step: int, famil
     tokens_per_step = checked_count(tokens_per_step, "tokens_per_step (--tokens-per-step)")
     total = int(round(tokens / tokens_per_step))
     if total < 10:
-        raise RunsError(f"--tokens {tokens} / --tokens-per-step {tokens_per_step} gives only {total} steps")
+        raise RunsError(f"--tokens {tokens:,} / --tokens-per-step {tokens_per_step:,} gives only {total} steps; the "
+                        "search needs at least 10 (warmup and cooldown are fractions of the run): raise --tokens or "
+                        "lower --tokens-per-step")
     peaks = (default_peak_lrs(law, continual=parent_run_id is not None) if peak_lrs is None
              else np.asarray(peak_lrs, float))
     cands = candidate_grid(total, peaks, warmups, cooldowns, families)

@@ -37,3 +37,13 @@ def test_load_of_none_is_the_shipped_model_and_other_types_are_named():
     assert bol.load(None).data_hash_ == bol.load().data_hash_
     with pytest.raises(RunsError, match="model directory's path"):
         bol.load(42)
+
+
+def test_a_schedule_that_cannot_take_the_budget_names_the_candidate_and_tokens(fitted_law):
+    rows = [{"name": "wsd", "schedule": {"family": "wsd", "peak_lr": 1e-2, "warmup": 100, "total": 1000,
+                                          "cooldown": 200}}]
+    with pytest.raises(RunsError, match=r"candidate 'wsd' rescaled to --tokens 4,096 \(1 steps\): 'cooldown'"):
+        bol.predict(fitted_law, rows, model_params=80_000, tokens_per_step=4096, tokens=4096)
+    trace = [{"name": "trace", "schedule": {"steps": [0, 10, 100], "lr": [0, 1e-2, 1e-3]}}]
+    with pytest.raises(RunsError, match="candidate 'trace' rescaled to --tokens.*logged LR trace"):
+        bol.predict(fitted_law, trace, model_params=80_000, tokens_per_step=4096, tokens=409_600)

@@ -281,3 +281,14 @@ def test_data_summary_small_table(capsys):
     args = ap.parse_args(["data", "summary", "/nonexistent/runs.csv"])
     with pytest.raises(RunsError, match="no such file"):
         args.func(args)
+
+
+def test_data_summary_defaults_to_the_embedded_grid_from_any_directory(tmp_path, monkeypatch, capsys):
+    from bayes_optlaws.sweep.cli import register
+
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    ap = argparse.ArgumentParser()
+    register(ap.add_subparsers(dest="cmd"))
+    args = ap.parse_args(["data", "summary"])
+    assert args.func(args) == 0
+    assert "runs," in capsys.readouterr().out

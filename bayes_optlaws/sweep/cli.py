@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..paths import DEFAULT_RUNS as _EMBEDDED_RUNS
 from ..runs import RunsError
 
-DEFAULT_RUNS = "data/grid/runs.csv"
+DEFAULT_RUNS = str(_EMBEDDED_RUNS)  # the embedded grid, wherever the command runs
 
 
 def _sweep(args) -> int:

@@ -89,6 +89,46 @@ def is_stage(runs: pd.DataFrame) -> pd.Series:
     return pid.notna() & (pid.astype(str) != "")
 
 
+def check_parents(candidates: pd.DataFrame, history: pd.DataFrame) -> list[str]:
+    """The continuations among ``candidates`` against their parents in ``history`` (runs tables): a candidate
+    must keep its parent's model size (a checkpoint cannot change size; :class:`~bayes_optlaws.runs.RunsError`
+    otherwise), and one whose parent or an earlier stage diverged gets a warning message (returned): the
+    stage model learned from continuations of runs that trained."""
+    from .runs import RunsError
+
+    staged = is_stage(candidates).to_numpy()
+    if not staged.any() or "run_id" not in history.columns:
+        return []
+    by_id = history.drop_duplicates("run_id").set_index("run_id")
+    messages, broken = [], {}
+    for _, row in candidates.loc[staged].iterrows():
+        parent = str(row["parent_run_id"])
+        if parent not in by_id.index:
+            continue  # the history lookup reports unknown parents with its own message
+        size = by_id.at[parent, "model_params"] if "model_params" in by_id.columns else None
+        if size is not None and pd.notna(size) and int(size) != int(row["model_params"]):
+            raise RunsError(f"candidate {row['run_id']!r} continues {parent!r}, a run of {int(size):,} parameters, "
+                            f"at {int(row['model_params']):,}: a continuation keeps its parent's size; drop --params "
+                            "(or the candidate's model_params) or choose a parent of that size")
+        chain, seen = [parent], set()
+        while "parent_run_id" in by_id.columns and chain[-1] not in seen:
+            seen.add(chain[-1])
+            up = by_id.at[chain[-1], "parent_run_id"] if chain[-1] in by_id.index else None
+            if not (isinstance(up, str) and up):
+                break
+            chain.append(up)
+        diverged = [r for r in chain if r in by_id.index and "diverged" in by_id.columns
+                    and bool(by_id.at[r, "diverged"])]
+        if diverged:
+            broken.setdefault((parent, diverged[0]), []).append(str(row["run_id"]))
+    for (parent, bad), names in broken.items():
+        shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        messages.append(f"{len(names)} candidate(s) ({shown}) continue from {parent!r}, whose history has a "
+                        f"diverged run ({bad!r}): the prediction assumes a checkpoint that trained, which that one "
+                        "is not")
+    return messages
+
+
 def scenario_labels(runs: pd.DataFrame) -> np.ndarray:
     """The scenario of each row: its ``group`` label, or ``"continual"`` where there is none."""
     if "group" not in runs.columns:

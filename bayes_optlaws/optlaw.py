@@ -415,6 +415,8 @@ class BayesOptLaw:
         self._check_fitted()
         cand = RunSet.of_candidates(candidates).with_target(model_params, tokens_per_step, parent_run_id)
         hist = self.history_set_ if history_runs is None else RunSet.of_table(history_runs, "history runs")
+        for message in ct.check_parents(cand.table, hist.table):
+            warnings.warn(message, UserWarning, stacklevel=2)
         if scenario is not None and not ct.is_stage(cand.table).any():
             warnings.warn(f"scenario {scenario!r} is ignored: no candidate continues an earlier run (give "
                           "--parent / parent_run_id, or --history, to predict a continuation)", UserWarning,

@@ -154,3 +154,21 @@ def test_explicit_history_equals_the_parent_from_the_table(stage_law):
         predict(law, _cands(g), parent_run_id=parent, history_schedules=[parent_schedule])
     with pytest.raises(RunsError, match="history stage 1"):
         predict(law, _cands(g), history_schedules=['{"family": "linear"}'])
+
+
+def test_a_continuation_keeps_its_parents_size_and_a_diverged_parent_is_named():
+    import pandas as pd
+
+    from bayes_optlaws.continual import check_parents
+    from bayes_optlaws.runs import RunsError
+
+    history = pd.DataFrame({"run_id": ["p", "q", "bad"], "model_params": [100, 100, 100],
+                            "parent_run_id": [None, "bad", None], "diverged": [False, False, True]})
+    ok = pd.DataFrame({"run_id": ["c1", "c2"], "parent_run_id": ["p", "p"], "model_params": [100, 100]})
+    assert check_parents(ok, history) == []
+    after_divergence = pd.DataFrame({"run_id": ["c1", "c2"], "parent_run_id": ["q", "q"], "model_params": [100, 100]})
+    [message] = check_parents(after_divergence, history)
+    assert "2 candidate(s) ('c1', 'c2') continue from 'q'" in message and "diverged run ('bad')" in message
+    other_size = pd.DataFrame({"run_id": ["c"], "parent_run_id": ["p"], "model_params": [200]})
+    with pytest.raises(RunsError, match="continuation keeps its parent's size"):
+        check_parents(other_size, history)

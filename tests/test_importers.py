@@ -356,3 +356,12 @@ def test_cli_unknown_format_is_runs_error(tmp_path):
     args = _parser().parse_args(["import", "nope", str(tmp_path), "--out", str(tmp_path / "o.csv")])
     with pytest.raises(RunsError, match="unknown import format"):
         args.func(args)
+
+
+def test_cli_import_prints_what_the_importer_assumed(tmp_path, capsys):
+    f = _csv(tmp_path / "late.csv", "step,lr,loss\n10,1e-3,4\n50,1e-3,3.5\n100,0,3\n")  # the log starts at step 10
+    args = _parser().parse_args(["import", "csv", str(f), "--out", str(tmp_path / "runs.csv"), "--model-params",
+                                 "100", "--tokens-per-step", "8"])
+    assert args.func(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: late: log starts at step 10, first LR held back to step 0" in err

@@ -296,3 +296,8 @@ def test_cli_bad_directory_is_one_error_line_and_skip_bad_lists_it(train, tmp_pa
     assert main(["import", "losscast", str(folder), "--out", str(tmp_path / "b.csv"), "--skip-bad"]) == 0
     captured = capsys.readouterr()
     assert f"skipped {NANO_D8}:" in captured.err and "imported 1 runs" in captured.out
+
+
+def test_a_step_logged_twice_is_an_error_not_the_last_value(good):
+    (good / "losses.json").write_text('{"1000": 3.39, "1000": 3.10, "2383": 2.83}')
+    assert "has the key '1000' twice (values 3.39 and 3.1)" in _error(good)

@@ -49,6 +49,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+#: how many of an import's warnings are printed (all of them go to the side-car's "warnings")
+MAX_WARNINGS_SHOWN = 10
+
+
 def handler(args: argparse.Namespace) -> int:
     """Run the import and write the table; prints one summary line.  Bad input raises RunsError."""
     options = {}
@@ -64,8 +68,16 @@ def handler(args: argparse.Namespace) -> int:
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     df, meta = import_runs(args.format, args.paths, **options)
-    for item in meta.get("skipped") or []:
+    skipped = meta.get("skipped") or []
+    for item in skipped:
         print(f"skipped {item['run']}: {item['reason']}", file=sys.stderr)
+    said = {f"skipped {item['run']}: {item['reason']}" for item in skipped}
+    notes = [w for w in meta.get("warnings") or [] if w not in said]  # what the importer assumed or changed
+    for note in notes[:MAX_WARNINGS_SHOWN]:
+        print(f"warning: {note}", file=sys.stderr)
+    if len(notes) > MAX_WARNINGS_SHOWN:
+        print(f"warning: ... and {len(notes) - MAX_WARNINGS_SHOWN} more (every one is in the .meta.json side-car)",
+              file=sys.stderr)
     out = write_runs(df, args.out, meta, force=args.force)
     groups = ", ".join(f"{g}: {n}" for g, n in df["group"].value_counts().sort_index().items()) \
         if "group" in df.columns and df["group"].notna().any() else "no group"

@@ -149,10 +149,22 @@ def _read_json(path: Path, run_dir: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise RunsError(f"run {run_dir.name}: {path} cannot be read ({exc})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path, run_dir))
     except json.JSONDecodeError as exc:
         raise RunsError(f"run {run_dir.name}: {path} is not valid JSON ({exc.msg}, line {exc.lineno}, column "
                         f"{exc.colno}); fix or re-download the file") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], path: Path, run_dir: Path) -> dict:
+    """A JSON object whose keys are unique (``json`` would keep the last of two equal keys, e.g. two losses
+    logged for one step, without a word)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise RunsError(f"run {run_dir.name}: {path} has the key {key!r} twice (values {out[key]!r} and "
+                            f"{value!r}); keep one and re-import")
+        out[key] = value
+    return out
 
 
 def read_losses(path: Path, run_dir: Path) -> tuple[np.ndarray, np.ndarray]:

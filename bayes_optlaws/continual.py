@@ -280,10 +280,15 @@ class StageFit:
     def outside_range(self, X_raw: np.ndarray, tolerance: float = 0.25) -> np.ndarray:
         """Rows whose features lie outside the stage runs' range (widened by ``tolerance`` × that range) in any
         feature: there the stage model extrapolates."""
+        return self.outside_by_feature(X_raw, tolerance).any(axis=1)
+
+    def outside_by_feature(self, X_raw: np.ndarray, tolerance: float = 0.25) -> np.ndarray:
+        """(rows × features) where a row's feature lies outside the stage runs' range, widened by ``tolerance``
+        × that range (the features of :meth:`outside_range`, one by one, to say which)."""
         X = self.standardiser.transform(np.asarray(X_raw, float))
         lo, hi = self.x_range
         pad = tolerance * (hi - lo)
-        return np.any((X < lo - pad - 1e-9) | (X > hi + pad + 1e-9), axis=1)
+        return (X < lo - pad - 1e-9) | (X > hi + pad + 1e-9)
 
     def indices(self, parent_ids, scenarios) -> tuple[np.ndarray, np.ndarray]:
         """Scenario and context index per row (-1 where unseen)."""

@@ -493,14 +493,17 @@ class BayesOptLaw:
         cols = np.flatnonzero(staged)
         if cols.size:
             scen = self._scenarios(cand.iloc[cols], scenario)
-            far = self.stage_fit_.outside_range(X_raw[cols])
+            by_feature = self.stage_fit_.outside_by_feature(X_raw[cols])
+            far = by_feature.any(axis=1)
             if far.any():
                 names = list(cand["run_id"].iloc[cols[far]])
+                features = [f for f, out in zip(self.spec_.feature_names, by_feature[far].any(axis=0)) if out]
                 warnings.warn(f"{len(names)} continual candidate(s) ({', '.join(map(str, names[:4]))}"
                               f"{', ...' if len(names) > 4 else ''}) lie outside the range of the "
-                              f"{self.stage_fit_.n_runs} stage runs the stage model was fitted on (e.g. a peak LR "
-                              "or length it has not seen): its predictions there are extrapolations; add stage "
-                              "runs near them", UserWarning, stacklevel=3)
+                              f"{self.stage_fit_.n_runs} stage runs the stage model was fitted on, in the "
+                              f"feature(s) {', '.join(features)} (e.g. a warmup, peak LR or length it has not "
+                              "seen): its predictions there are extrapolations; add stage runs near them",
+                              UserWarning, stacklevel=3)
             m, n = self.stage_fit_.predict_log_loss(X_raw[cols], cand["parent_run_id"].iloc[cols].astype(str),
                                                     scen, rng)
             if m.shape[0] != S:  # pair stage-model draws with loss-model draws

@@ -130,7 +130,7 @@ def test_candidates_outside_the_stage_runs_are_flagged(stage_law):
     far = pd.DataFrame({"name": ["huge-lr"], "schedule": [
         '{"family": "linear", "peak_lr": 0.3, "warmup": 25, "total": 500}'],
         "model_params": g["model_params"].iloc[0], "tokens_per_step": 4096})
-    with pytest.warns(UserWarning, match="outside the range of the 48 stage runs"):
+    with pytest.warns(UserWarning, match=r"outside the range of the 48 stage runs .*, in the feature\(s\) \S"):
         stage_law.predict_draws(far, parent_run_id=parent, scenario=scen)
     inside = stage_law.stage_fit_.outside_range(
         stage_law.stage_fit_.standardiser.mean[None, :] + 0 * stage_law.stage_fit_.standardiser.mean)

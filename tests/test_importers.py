@@ -365,3 +365,12 @@ def test_cli_import_prints_what_the_importer_assumed(tmp_path, capsys):
     assert args.func(args) == 0
     err = capsys.readouterr().err
     assert "warning: late: log starts at step 10, first LR held back to step 0" in err
+
+
+def test_multipower_two_files_with_one_run_id_are_both_named(mpl_folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(mpl_folder, copy)
+    with pytest.raises(RunsError, match=r"copy/csv_25/\w+\.csv: its run id '25M/\w+' is also that of .*mpl/csv_25"):
+        import_runs("multipower", [str(mpl_folder), str(copy)], tokens_per_step=1024)

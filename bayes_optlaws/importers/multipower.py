@@ -110,6 +110,7 @@ def import_multipower(paths: list[str], *, tokens_per_step: int | None = None, m
     if not (isinstance(final_window, int) and final_window >= 1):
         raise RunsError(f"multipower: final_window must be a whole number >= 1, got {final_window!r}")
     rows: list[dict[str, Any]] = []
+    origin: dict[str, str] = {}  # run id -> the file it came from
     warnings: list[str] = []
     n_sharpened = 0
     for path in _collect(paths):
@@ -144,6 +145,10 @@ def import_multipower(paths: list[str], *, tokens_per_step: int | None = None, m
         diverged = (not math.isfinite(final)) or bool(np.any(~np.isfinite(loss))) or final > loss[0]
         family, nominal = _family(path.stem)
         rid = f"{size}/{path.stem}"
+        if rid in origin:
+            raise RunsError(f"{where}: its run id {rid!r} is also that of {origin[rid]} (a run id is the size and "
+                            "the file name); import one of the two, or rename one file")
+        origin[rid] = str(path)
         rows.append({
             "run_id": rid,
             "model_params": int(params),

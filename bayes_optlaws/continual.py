@@ -94,7 +94,7 @@ def check_parents(candidates: pd.DataFrame, history: pd.DataFrame) -> list[str]:
     must keep its parent's model size (a checkpoint cannot change size; :class:`~bayes_optlaws.runs.RunsError`
     otherwise), and one whose parent or an earlier stage diverged gets a warning message (returned): the
     stage model learned from continuations of runs that trained."""
-    from .runs import RunsError
+    from .runs import RunsError, history_of
 
     staged = is_stage(candidates).to_numpy()
     if not staged.any() or "run_id" not in history.columns:
@@ -110,15 +110,8 @@ def check_parents(candidates: pd.DataFrame, history: pd.DataFrame) -> list[str]:
             raise RunsError(f"candidate {row['run_id']!r} continues {parent!r}, a run of {int(size):,} parameters, "
                             f"at {int(row['model_params']):,}: a continuation keeps its parent's size; drop --params "
                             "(or the candidate's model_params) or choose a parent of that size")
-        chain, seen = [parent], set()
-        while "parent_run_id" in by_id.columns and chain[-1] not in seen:
-            seen.add(chain[-1])
-            up = by_id.at[chain[-1], "parent_run_id"] if chain[-1] in by_id.index else None
-            if not (isinstance(up, str) and up):
-                break
-            chain.append(up)
-        diverged = [r for r in chain if r in by_id.index and "diverged" in by_id.columns
-                    and bool(by_id.at[r, "diverged"])]
+        chain = [parent] + [str(r["run_id"]) for r in history_of(history, parent)]
+        diverged = [r for r in chain if "diverged" in by_id.columns and bool(by_id.at[r, "diverged"])]
         if diverged:
             broken.setdefault((parent, diverged[0]), []).append(str(row["run_id"]))
     for (parent, bad), names in broken.items():

@@ -54,6 +54,7 @@ def _run_set(runs: "RunSet | pd.DataFrame") -> RunSet:
 #: the share of a candidate's draws at the loss floor or ceiling from which :meth:`FittedRange.warn_bounded` warns
 WARN_BOUND_SHARE = 0.05
 
+
 @dataclass
 class FittedRange:
     """Smallest and largest N, D, peak LR and tokens per step of the fitted runs, and the loss ceiling (nats)."""

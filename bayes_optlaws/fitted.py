@@ -35,7 +35,7 @@ from .features import FeatureSpec
 from .jsonsafe import json_safe
 from .loss_law import LossLawFit
 from .size_scaling import SizeStep
-from .runs import RunsError, atomic_write_text
+from .runs import RunsError, atomic_write_text, file_in_the_way
 from .runset import RunSet
 
 FORMAT_VERSION = 1
@@ -154,7 +154,7 @@ def writable_model_dir(path, force: bool) -> Path:
     existing path without ``force``, a file, a parent that is a file, or a directory with other files in it (they
     would be lost).  Cheap: call it before a fit, so a bad ``--out`` fails before minutes of sampling."""
     path = Path(path)
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    blocker = file_in_the_way(path)
     if blocker is not None:
         raise RunsError(f"cannot write a model to {path}: {blocker} is a file, not a directory; choose another path")
     if not path.exists():

@@ -617,8 +617,6 @@ def write_report(law, out_dir, candidates=None, evaluation=None, force: bool = F
     (``model_params``, ``total_steps`` or ``tokens``, ``tokens_per_step``).  Refuses to overwrite an existing
     report unless ``force`` (raises :class:`~bayes_optlaws.runs.RunsError`).
     """
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise RunsError(f"cannot write the report into {out_dir}: it is a file; --out names a directory")
     out = ensure_writable(Path(out_dir) / REPORT_NAME, force)
     label = None
     if isinstance(law, (str, Path)):

@@ -234,10 +234,7 @@ def checked_runs(df: pd.DataFrame, where: str = "runs table") -> tuple[pd.DataFr
                             "its vocabulary, about 10); if it is a perplexity, give its log; if the run blew up, "
                             "set diverged=true")
     schedules = parse_schedules(out, where)
-    for i, (sched, tokens, tps) in enumerate(zip(schedules, out["tokens"], out["tokens_per_step"])):
-        if abs(sched.total * tps - tokens) > max(tps, 1e-3 * tokens):
-            raise RunsError(f"{where}: {_row_name(out, i)}: schedule lasts {sched.total} steps × tokens_per_step "
-                            f"{tps} = {sched.total * tps} tokens, but 'tokens' is {tokens}; make them agree")
+    _check_tokens_match(out, schedules, where)
     if "parent_run_id" in out.columns:
         parents = out["parent_run_id"].astype("string")
         known = set(out["run_id"])
@@ -277,6 +274,8 @@ def history_of(df: pd.DataFrame, run_id: str) -> list[pd.Series]:
     chain = []
     p = by_id.loc[run_id].get("parent_run_id") if "parent_run_id" in by_id.columns else None
     while isinstance(p, str) and p:
+        if p not in by_id.index:
+            raise RunsError(f"run_id {p!r}, an earlier stage of {run_id!r}, is not in the runs table; add it")
         row = by_id.loc[p]
         chain.append(row)
         p = row.get("parent_run_id")
@@ -286,6 +285,21 @@ def history_of(df: pd.DataFrame, run_id: str) -> list[pd.Series]:
 def validate_candidates(df: pd.DataFrame, where: str = "candidates") -> pd.DataFrame:
     """Check a candidate list (``name, schedule`` and optional target columns); names must be unique."""
     return checked_candidates(df, where)[0]
+
+
+def _check_tokens_match(df: pd.DataFrame, schedules: list[Schedule], where: str) -> None:
+    """Each row's ``tokens`` must be its schedule's length × ``tokens_per_step``, to within one step or 0.1 % (logs
+    round the budget); a row with either blank is skipped (a candidate's target fills it in)."""
+    if "tokens" not in df.columns or "tokens_per_step" not in df.columns:
+        return
+    for i, (sched, tokens, tps) in enumerate(zip(schedules, df["tokens"], df["tokens_per_step"])):
+        if pd.isna(tokens) or pd.isna(tps):
+            continue
+        tokens, tps = int(tokens), int(tps)
+        if abs(sched.total * tps - tokens) > max(tps, 1e-3 * tokens):
+            raise RunsError(f"{where}: {_row_name(df, i)}, column 'tokens': tokens {tokens} does not match its "
+                            f"schedule ({sched.total} steps × tokens_per_step {tps} = {sched.total * tps} tokens); "
+                            "make them agree (a candidate may leave 'tokens' out: it follows from the schedule)")
 
 
 def checked_candidates(df: pd.DataFrame, where: str = "candidates") -> tuple[pd.DataFrame, list[Schedule]]:
@@ -298,6 +312,7 @@ def checked_candidates(df: pd.DataFrame, where: str = "candidates") -> tuple[pd.
         if col in out.columns and out[col].notna().any():
             # blanks are allowed: the target (--params / --tokens-per-step) fills them
             out[col] = _numeric(out, col, where, integer=True, positive=True, allow_nan=True).astype("Int64")
+    _check_tokens_match(out, schedules, where)
     return out, schedules
 
 
@@ -344,12 +359,17 @@ def read_candidate_table(path: str | os.PathLike) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- writing
+def file_in_the_way(path: Path) -> Path | None:
+    """The first parent folder of ``path`` that exists as a file (nothing can be written below it), or ``None``."""
+    return next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+
+
 def ensure_writable(path: str | os.PathLike, force: bool, companions: tuple[str, ...] = ()) -> Path:
     """The file ``path``, checked before anything is computed: refuse to overwrite an existing file unless
     ``force`` (and so each ``companions`` suffix, e.g. ``".meta.json"``, a file written beside it), and refuse a
     directory, or a parent that is a file, always.  Creates missing parent folders."""
     path = Path(path)
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    blocker = file_in_the_way(path)
     if blocker is not None:
         raise RunsError(f"cannot write {path}: {blocker} is a file, not a directory; choose another path")
     for target in (path, *(Path(str(path) + suffix) for suffix in companions)):

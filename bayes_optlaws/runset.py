@@ -163,20 +163,7 @@ def _checked_candidate_table(candidates: pd.DataFrame, where: str) -> tuple[pd.D
         raise RunsError(f"{where}: unknown column(s) {', '.join(repr(c) for c in unknown)}; a candidate list has "
                         f"{', '.join(CANDIDATE_REQUIRED)}, optionally {', '.join(CANDIDATE_OPTIONAL)} and x_* "
                         "columns (check the spelling)")
-    _check_candidate_tokens(table, schedules, where)
     for col in (c for c in cand.columns if str(c).startswith("x_")):
         table[col] = cand[col].to_numpy()
     return table.drop(columns=["tokens"], errors="ignore").rename(columns={"name": "run_id"}), schedules
 
-
-def _check_candidate_tokens(table: pd.DataFrame, schedules: list[Schedule], where: str) -> None:
-    """A candidate's ``tokens`` (optional; the budget follows from its schedule's length × tokens per step) must
-    agree with that product where both are given: otherwise the user meant another budget than the schedule's."""
-    if "tokens" not in table.columns or "tokens_per_step" not in table.columns:
-        return
-    for i, (tokens, tps, sched) in enumerate(zip(table["tokens"], table["tokens_per_step"], schedules)):
-        if pd.notna(tokens) and pd.notna(tps) and int(tokens) != sched.total * int(tps):
-            raise RunsError(f"{where}: row {i + 2} ({table['name'].iloc[i]!r}): tokens {int(tokens):,} does not "
-                            f"match its schedule ({sched.total:,} steps × {int(tps):,} tokens per step = "
-                            f"{sched.total * int(tps):,}); fix the schedule's total or drop the tokens column "
-                            "(use --tokens to rescale every schedule to one budget)")

@@ -473,3 +473,9 @@ def test_metadata_that_is_not_an_object_is_an_error(tmp_path):
     (tmp_path / "runs.csv.meta.json").write_text("[1, 2]")
     with pytest.raises(RunsError, match="metadata must be a JSON object"):
         read_metadata(path)
+
+
+def test_history_of_names_a_missing_earlier_stage():
+    df = pd.DataFrame({"run_id": ["b"], "parent_run_id": ["a"]})
+    with pytest.raises(RunsError, match="'a', an earlier stage of 'b', is not in the runs table"):
+        history_of(df, "b")

@@ -168,3 +168,9 @@ def test_with_target_checks_the_target(kwargs, message):
     target = {"model_params": 1000, "tokens_per_step": 64, **kwargs}
     with pytest.raises(RunsError, match=message):
         cands.with_target(**target)
+
+
+def test_candidate_tokens_take_the_runs_tables_one_step_tolerance():
+    spec = json.dumps({"family": "linear", "peak_lr": 1e-3, "warmup": 10, "total": 100})
+    rounded = pd.DataFrame({"name": ["a"], "schedule": [spec], "tokens_per_step": [64], "tokens": [6400 + 32]})
+    assert RunSet.of_candidates(rounded).names == ["a"]  # a runs table that validates is a valid candidate list

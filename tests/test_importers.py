@@ -213,6 +213,27 @@ def test_lr_scheduling_bad_inputs(tmp_path):
         import_runs("lr-scheduling", [str(tmp_path / "nope")])
 
 
+def test_lr_scheduling_a_log_that_ends_early_is_warned_about_and_an_all_zero_log_refused(tmp_path):
+    """A log ending at iter 500 of 1,000 (logged every 10) is extended to the end as before, with a warning that
+    names the gap; a log ending one logging interval early is not warned about; an LR of 0 throughout is an
+    error."""
+    iters = list(range(10, 501, 10))
+    _wandb_log(tmp_path / "short.json", name="short", lr=1e-3, iterations=1000, iters=iters,
+               lrs=list(_warm_const(iters, 1e-3)))
+    full = list(range(10, 991, 10))
+    _wandb_log(tmp_path / "full.json", name="full", lr=1e-3, iterations=1000, iters=full,
+               lrs=list(_warm_const(full, 1e-3)))
+    df, meta = import_runs("lr-scheduling", [str(tmp_path)])
+    assert sorted(df["run_id"]) == ["full", "short"]
+    assert Schedule.from_spec(df.set_index("run_id").loc["short", "schedule"]).total == 1000
+    assert meta["warnings"] == ["short: the LR is logged to iter 500 of config.iterations 1000 (every 10 iters); "
+                                "the last 500 steps (50%) continue the last logged interval's line. If the run "
+                                "stopped early, its final loss is not that of this schedule: leave it out"]
+    _wandb_log(tmp_path / "zero.json", name="zero", lr=1e-3, iterations=1000, iters=full, lrs=[0.0] * len(full))
+    with pytest.raises(RunsError, match=r"zero\.json: every logged history\.train\.train_lr is 0"):
+        import_runs("lr-scheduling", [str(tmp_path / "zero.json")])
+
+
 def test_check_derived_index_reports_disagreements(tmp_path):
     idx = tmp_path / "_derived_index.csv"
     pd.DataFrame({"file": ["a.json", "b.json"], "lr": [1e-3, 2e-3], "iterations": [100, 200],
@@ -276,6 +297,29 @@ def test_csv_import_basic_and_val_loss(tmp_path):
     assert sched.total == 40 and sched.lr_at(25) == pytest.approx(7.5e-4)
     df2, _ = import_runs("csv", [str(a)], model_params=1000, tokens_per_step=64, final_loss="train")
     assert df2["final_loss"].iloc[0] == 3.1
+
+
+def test_csv_a_final_loss_measured_well_before_the_end_is_warned_about(tmp_path):
+    """val_loss evaluated last at step 20 of 100: the final loss is still that evaluation (as documented), with
+    its step recorded and a warning that says what to do; --final-loss train takes the last training loss."""
+    f = _csv(tmp_path / "stale.csv", "step,lr,loss,val_loss\n0,1e-3,5.0,\n20,1e-3,4.0,4.1\n60,1e-3,3.5,\n"
+                                     "100,0,3.0,\n")
+    df, meta = import_runs("csv", [str(f)], model_params=1000, tokens_per_step=64)
+    assert df["final_loss"].iloc[0] == 4.1 and df["x_final_loss_step"].iloc[0] == 20
+    assert meta["warnings"] == ["stale: final_loss is the val loss at step 20, 80 steps (80%) before the log's "
+                                "last step 100; the schedule runs to 100. Log an evaluation at the last step, or "
+                                "import with final_loss='train' (CLI: --final-loss train)"]
+    out = tmp_path / "runs.csv"
+    args = _parser().parse_args(["import", "csv", str(f), "--out", str(out), "--model-params", "1000",
+                                 "--tokens-per-step", "64", "--final-loss", "train"])
+    assert args.func(args) == 0
+    runs, meta = read_runs(out)
+    assert runs["final_loss"].iloc[0] == 3.0 and runs["x_final_loss_step"].iloc[0] == 100
+    assert not meta["warnings"]
+    args = _parser().parse_args(["import", "multipower", str(f), "--out", str(tmp_path / "m.csv"),
+                                 "--final-loss", "train"])
+    with pytest.raises(RunsError, match="final_loss not used by this format"):
+        args.func(args)
 
 
 def test_csv_diverged_and_side_table(tmp_path):

@@ -36,6 +36,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="parameter count of the run(s) (csv; multipower: overrides the nominal size)")
     p.add_argument("--side-table", default=None, metavar="CSV",
                    help="csv format: per-file model_params, tokens_per_step (+ group, seed, x_*) keyed by file")
+    p.add_argument("--final-loss", choices=("auto", "val", "train"), default=None,
+                   help="csv format: the final loss is the last val_loss (val), the last training loss (train), or "
+                        "val_loss where the log has one (auto, default)")
     p.add_argument("--skip-bad", action="store_true",
                    help="losscast: leave malformed run directories out (each listed with its reason) instead of "
                         "stopping at the first")
@@ -64,7 +67,7 @@ def handler(args: argparse.Namespace) -> int:
         options["side_table"] = args.side_table
     if getattr(args, "skip_bad", False):
         options["skip_bad"] = True
-    for name in ("incomplete", "params_from"):
+    for name in ("incomplete", "params_from", "final_loss"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     df, meta = import_runs(args.format, args.paths, **options)

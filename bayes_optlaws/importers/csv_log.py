@@ -127,6 +127,26 @@ def _side_row(side: pd.DataFrame | None, path: Path, where: str) -> dict:
                                                                                   math.isnan(v))}
 
 
+#: a final loss measured more than this share of the run before its last logged step is warned about as stale
+STALE_LOSS_SHARE = 0.05
+
+
+def _stale_loss_warnings(rows: list[dict]) -> list[str]:
+    """One warning per row whose final loss was measured well before the run's last logged step (the last
+    evaluation of a ``val_loss`` column logged only now and then, or a run whose evaluations stopped): its
+    ``final_loss`` is then not the loss at the end of the schedule it is paired with."""
+    out = []
+    for r in rows:
+        total = r["tokens"] // r["tokens_per_step"]
+        gap = total - r["x_final_loss_step"]
+        if gap > STALE_LOSS_SHARE * total:
+            out.append(f"{r['run_id']}: final_loss is the {r['x_loss_kind']} loss at step {r['x_final_loss_step']}, "
+                       f"{gap} steps ({gap / total:.0%}) before the log's last step {total}; the schedule runs to "
+                       f"{total}. Log an evaluation at the last step, or import with final_loss='train' "
+                       f"(CLI: --final-loss train)")
+    return out
+
+
 def _positive_int(value: Any, what: str, where: str) -> int:
     try:
         v = float(value)
@@ -203,10 +223,11 @@ def import_csv_logs(paths: list[str], *, model_params: int | None = None, tokens
         loss_kinds.add(kind)
         train_nonfinite = bool((~np.isfinite(log["loss"].to_numpy())).any())
         if len(series) == 0:
-            value = float("nan")
+            value, loss_step = float("nan"), total
         else:
             tail = series.to_numpy()[-final_window:]
             value = float(np.mean(tail))
+            loss_step = int(round(float(log.loc[series.index[-1], "step"])))
         diverged = (not math.isfinite(value)) or train_nonfinite
         if diverge_above is not None and math.isfinite(value) and value > float(diverge_above):
             diverged = True
@@ -224,6 +245,7 @@ def import_csv_logs(paths: list[str], *, model_params: int | None = None, tokens
             "x_file": path.name,
             "x_loss_kind": kind,
             "x_first_logged_step": int(log["step"].iloc[0]),
+            "x_final_loss_step": loss_step,
         }
         g = extra.get("group", group)
         if g is not None:
@@ -263,6 +285,6 @@ def import_csv_logs(paths: list[str], *, model_params: int | None = None, tokens
                          + ("; LR changes between flat stretches are one-step drops" if sharp_drops else "")
                          + "; collinear points dropped (lossless)",
         "warnings": [f"{r['run_id']}: log starts at step {r['x_first_logged_step']}, first LR held back to step 0"
-                     for r in rows if r["x_first_logged_step"] > 0],
+                     for r in rows if r["x_first_logged_step"] > 0] + _stale_loss_warnings(rows),
     }
     return df, meta

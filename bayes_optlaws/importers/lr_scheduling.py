@@ -132,6 +132,9 @@ def _load(path: Path, run_id: str) -> _Log:
     it, lr = it[keep], lr[keep]
     if np.any(lr < 0):
         raise RunsError(f"{where}: history.train.train_lr has a negative learning rate ({lr.min():g})")
+    if not np.any(lr > 0):
+        raise RunsError(f"{where}: every logged history.train.train_lr is 0; a run that never trained has no "
+                        "schedule to learn from (leave the file out)")
     if np.any(np.abs(it - np.round(it)) > 1e-9) or np.any(it < 0):
         raise RunsError(f"{where}: history.train.iter must be whole, non-negative step numbers")
     order = np.argsort(it, kind="stable")
@@ -443,6 +446,19 @@ def _collect(paths: list[str]) -> list[tuple[Path, str]]:
     return unique
 
 
+def _early_end_warning(log: _Log, last_step: float, iterations: int) -> str | None:
+    """A warning when the LR log ends well before ``iterations`` (more than two of its logging intervals and 1 % of
+    the run): the importer continues the last logged interval's line to the end (:func:`extend_to_total`), which
+    is right for a log written every few steps but a guess for a run whose log stopped early."""
+    interval = float(np.median(np.diff(log.iters))) if len(log.iters) >= 2 else 0.0
+    missing = iterations - float(last_step)
+    if missing <= max(2 * interval, 0.01 * iterations):
+        return None
+    return (f"{log.run_id}: the LR is logged to iter {last_step:g} of config.iterations {iterations} (every "
+            f"{interval:g} iters); the last {missing:g} steps ({missing / iterations:.0%}) continue the last logged "
+            "interval's line. If the run stopped early, its final loss is not that of this schedule: leave it out")
+
+
 def import_lr_scheduling(paths: list[str], *, divergence_margin: float = DIVERGENCE_MARGIN,
                          rebuild_parents: bool = False, compact: bool = True,
                          check_index: bool = True) -> tuple[pd.DataFrame, dict]:
@@ -478,6 +494,9 @@ def import_lr_scheduling(paths: list[str], *, divergence_margin: float = DIVERGE
         if tr.steps[-1] > iterations:
             raise RunsError(f"{where}: logged LR goes to iter {tr.steps[-1]:g}, beyond config.iterations "
                             f"{iterations}; the run length is inconsistent")
+        note = _early_end_warning(log, tr.steps[-1], iterations)
+        if note:
+            warnings.append(note)
         steps, lrs = extend_to_total(tr.steps, tr.lrs, iterations)
         if log.fake_zero_dropped:
             stitch_stats["n_fake_zero_dropped"] += 1

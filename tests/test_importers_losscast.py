@@ -301,3 +301,19 @@ def test_cli_bad_directory_is_one_error_line_and_skip_bad_lists_it(train, tmp_pa
 def test_a_step_logged_twice_is_an_error_not_the_last_value(good):
     (good / "losses.json").write_text('{"1000": 3.39, "1000": 3.10, "2383": 2.83}')
     assert "has the key '1000' twice (values 3.39 and 3.1)" in _error(good)
+
+
+def test_a_final_loss_above_uniform_predictions_is_imported_as_diverged(good, tmp_path, capsys):
+    """StepLaw's vocabulary (config model.vocab_size) puts uniform predictions at ln(V) nats: a curve ending at 55
+    nats did not train.  It is imported as diverged, with a warning the CLI prints; the real run is not."""
+    vocab = json.loads((good / "config.json").read_text())["model"]["vocab_size"]
+    df, meta = import_runs("losscast", [str(good)])
+    assert not df["diverged"].iloc[0] and df["final_loss"].iloc[0] < np.log(vocab)
+    (good / "losses.json").write_text('{"1000": 3.39, "2383": 55.0}')
+    df, meta = import_runs("losscast", [str(good)])
+    assert df["diverged"].iloc[0] and df["final_loss"].iloc[0] == 55.0
+    assert meta["warnings"] == [f"{STEPLAW}: final loss 55 nats is above ln(vocab_size {vocab}) = "
+                                f"{np.log(vocab):.4g}, the loss of uniform predictions: imported as diverged"]
+    assert "ln(model.vocab_size)" in meta["divergence_rule"]
+    assert main(["import", "losscast", str(good), "--out", str(tmp_path / "runs.csv")]) == 0
+    assert "imported as diverged" in capsys.readouterr().err

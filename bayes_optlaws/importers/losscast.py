@@ -29,8 +29,10 @@ training loss).  One runs-table row per run directory:
     (listed in the metadata).
 
   ``x_planned_total_steps``, ``x_last_eval_step`` and ``x_curve_truncated`` record which case a row is.
-* ``diverged`` = False: the benchmark filtered diverged and prematurely stopped runs out upstream, so there is no
-  divergence label to import.
+* ``diverged``: the benchmark filtered diverged and prematurely stopped runs out upstream, so there is no
+  divergence label to import; a run is marked diverged only when its final loss is above ``ln(model.vocab_size)``
+  (the loss of uniform predictions: it did not train; :func:`above_uniform`), with a warning.  None of the public
+  train split is.
 * ``group``: one per corpus, so losses on different data or tokenizers never share a block: ``steplaw``,
   ``marin``, ``nanochat`` for the family's own corpus (:data:`FAMILY_CORPUS`); a run whose ``data.dataset`` /
   ``eval_dataset`` / ``tokenizer`` differ from its family's gets ``<family>:<dataset>:<eval_dataset>:<tokenizer>``,
@@ -548,6 +550,7 @@ def run_row(run_dir: Path, *, end_tolerance: float = END_TOLERANCE, incomplete: 
     }
     for key in ("n_layers", "d_model", "d_ff", "n_heads", "vocab_size"):
         row[f"x_{key}"] = cfg.whole(f"model.{key}", required=False, positive=True)
+    row["diverged"] = above_uniform(row["final_loss"], row["x_vocab_size"])
     row["x_activation"] = cfg.text("model.activation", required=False)
     for name, value in optimizer_columns(cfg).items():  # an optimizer key never overwrites a column above
         row[name if name not in row else "x_optimizer_" + name[2:]] = value
@@ -555,6 +558,15 @@ def run_row(run_dir: Path, *, end_tolerance: float = END_TOLERANCE, incomplete: 
     if isinstance(top_extra, dict):
         row.update({k: v for k, v in _scalar_columns(top_extra).items() if k not in row})
     return row
+
+
+def above_uniform(final_loss: float, vocab_size) -> bool:
+    """Whether a final loss (nats per token) is above ``ln(vocab_size)``, the loss of a model that predicts every
+    token uniformly: a run that ends there did not train (it diverged), whatever the upstream filter kept.
+    ``False`` when the vocabulary size is not known."""
+    if vocab_size is None or pd.isna(vocab_size):
+        return False
+    return bool(final_loss > math.log(float(vocab_size)))
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -645,8 +657,9 @@ def _metadata(df: pd.DataFrame, paths: list[str], skipped: list[dict], incomplet
                            "architecture formula for every run (params_from_architecture)"),
         "loss_kind": "last entry (largest step) of losses.json, per group: "
                      + "; ".join(f"{g}: {v['loss_kind']}" for g, v in groups.items()),
-        "divergence_rule": "none: LossCast-Bench filtered diverged and prematurely stopped runs out upstream, so "
-                           "every imported run has diverged = false",
+        "divergence_rule": "LossCast-Bench filtered diverged and prematurely stopped runs out upstream, so a run "
+                           "is diverged only when its final loss is above ln(model.vocab_size), the loss of "
+                           "uniform predictions (none of the public train split is)",
         "tokens_per_step_rule": "data.batch_tokens; tokens = schedule steps × tokens_per_step; data.tokens_total "
                                 "must equal total_steps × batch_tokens (within one step), else the run is bad",
         "schedule_rule": "schedule.lr_schedule cosine/linear -> family cosine/linear (linear warmup from 0 over "
@@ -662,5 +675,8 @@ def _metadata(df: pd.DataFrame, paths: list[str], skipped: list[dict], incomplet
                                     & ~df["x_curve_truncated"]).sum()),
         "incomplete_skipped": incomplete_skipped,
         "skipped": skipped,
-        "warnings": [f"skipped {s['run']}: {s['reason']}" for s in skipped],
+        "warnings": [f"skipped {s['run']}: {s['reason']}" for s in skipped]
+                    + [f"{r.run_id}: final loss {r.final_loss:.4g} nats is above ln(vocab_size {r.x_vocab_size}) = "
+                       f"{math.log(r.x_vocab_size):.4g}, the loss of uniform predictions: imported as diverged"
+                       for r in (df[df["diverged"]] if len(df) else df).itertuples()],
     }

@@ -139,6 +139,7 @@ class BayesOptLaw:
         div.recorded_divergence_config(self.divergence_config_)  # its priors and choices checked
         size_scaling.check_mode(self.model_config_.get("new_size"))
         size_scaling.check_lr_exponent(self.model_config_.get("size_step_lr_exponent", 0.0))
+        size_scaling.check_reference(self.model_config_.get("size_scaling_reference"), self._size_scaling_given())
         full = RunSet.of_runs(runs)
         train = full.rows(fit_row_mask(full.table, groups) & ~ct.is_stage(full.table).to_numpy())
         if not len(train):
@@ -169,6 +170,7 @@ class BayesOptLaw:
         standardiser = Standardiser.fit(X)
         y_mean, y_sd = float(y.mean()), float(y.std()) or 1.0
         sizes = sorted(int(s) for s in ok["model_params"].unique())
+        self._record_size_scaling_prior(sizes)
         group = np.array([sizes.index(int(s)) for s in ok["model_params"]])
         level, levels = cov.group_index(ok, self._group_column)
         Xs = standardiser.transform(X)
@@ -220,6 +222,22 @@ class BayesOptLaw:
     div_diagnostics_ = property(lambda self: None if self.div_fit_ is None else self.div_fit_.diagnostics)
     div_log_c_center_ = property(lambda self: None if self.div_fit_ is None else self.div_fit_.log_c_center)
     unstable_excess_ = property(lambda self: float("nan") if self.div_fit_ is None else self.div_fit_.unstable_excess)
+
+    def _size_scaling_given(self) -> bool:
+        """Whether the constructor's ``model_config`` sets the size-step prior itself."""
+        return "size_scaling" in ((self.model_config or {}).get("priors") or {})
+
+    def _record_size_scaling_prior(self, sizes: list[int]) -> None:
+        """Set ``model_config_``'s size-step prior (``priors["size_scaling"]``) and ``size_scaling_reference`` from
+        the fitted ``sizes`` (parameters): the prior the user gave, else that of the reference
+        (:func:`~bayes_optlaws.size_scaling.size_scaling_prior`; by default LM-scale studies for a law fitted on one
+        size of at least 10M parameters, Chinchilla otherwise)."""
+        given = self._size_scaling_given()
+        reference, prior = size_scaling.size_scaling_prior(
+            self.model_config_.get("size_scaling_reference"), sizes,
+            self.model_config_["priors"]["size_scaling"] if given else None)
+        self.model_config_["size_scaling_reference"] = reference
+        self.model_config_["priors"]["size_scaling"] = prior
 
     def _fit_size_step(self, ok: RunSet, log_loss: np.ndarray) -> size_scaling.SizeStep:
         """Backtest of the nearest-size rule on the fitted sizes: for each adjacent pair, the law evaluated at the
@@ -560,8 +578,10 @@ class BayesOptLaw:
                 "size is not learned from these data, so ")
         if self._nearest_size_rule():
             prior = lm.loss_priors(self.model_config_)["size_scaling"]
+            words = size_scaling.REFERENCE_WORDS.get(self.model_config_.get("size_scaling_reference"))
             return head + ("predictions at another size take the size step from Chinchilla's loss surface "
-                           f"(Hoffmann et al. 2022) times an uncertain factor ({prior!r}), with the schedule's "
+                           f"(Hoffmann et al. 2022) times an uncertain factor ({prior!r}"
+                           f"{', ' + words if words else ''}), with the schedule's "
                            "effect at the fitted size; fit on at least two sizes to learn it")
         return head + ("predictions at another size rest on the feature form alone and their intervals do not "
                        "include that uncertainty (new_size='features'); fit on at least two sizes")

@@ -509,14 +509,14 @@ def format_table(r: Ranking) -> str:
                      f"[{row.loss_q05:7.4f}, {row.loss_q95:7.4f}] {_prob(row.p_diverge)} {_prob(row.p_unstable)} "
                      f"{row.p_best:8.3f} {row.expected_regret:8.4f}")
     lines.append("")
-    lines += _extrapolation_lines(t)
-    lines += _outside_interval_lines(t)
+    lines += extrapolation_lines(t)
+    lines += outside_interval_lines(t)
     lines += _pick_lines(r)
     lines += _tie_lines(r)
     return "\n".join(lines)
 
 
-def _extrapolation_lines(t: pd.DataFrame) -> list[str]:
+def extrapolation_lines(t: pd.DataFrame) -> list[str]:
     """One line saying how far the candidates lie outside the fitted range (nothing when all are inside)."""
     if "extrap_max" not in t.columns or not (t["extrap_max"] > 1.0 + 1e-9).any():
         return []
@@ -526,7 +526,7 @@ def _extrapolation_lines(t: pd.DataFrame) -> list[str]:
     return [f"extrapolation beyond the fitted runs: {', '.join(parts)} (per candidate: extrap_* in --json)"]
 
 
-def _outside_interval_lines(t: pd.DataFrame) -> list[str]:
+def outside_interval_lines(t: pd.DataFrame) -> list[str]:
     """A line for each row whose mean lies outside its own 90 % interval, saying how that can be: 95 % of its draws
     lie on one side of the mean and a few far on the other (e.g. draws held at the law's loss ceiling,
     :mod:`bayes_optlaws.extrapolation`, with a few below it)."""

@@ -450,7 +450,9 @@ def _candidates_section(law, candidates, block: dict, random_seed: int) -> str:
 
         cands, desc = read_candidates(candidates), f"<code>{_e(Path(candidates).name)}</code>"
     cands, filled = _fill_target(cands, block)
-    ranking = rank_candidates(law, cands, random_seed=random_seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ranking = rank_candidates(law, cands, random_seed=random_seed)
     t = ranking.table
     picks = ranking.picks
     out = ['<section id="candidates"><h2>5. Candidate ranking</h2>',
@@ -459,21 +461,26 @@ def _candidates_section(law, candidates, block: dict, random_seed: int) -> str:
         out.append(f" Candidates without a target size were scored at N = {block['model_params']:,} parameters "
                    f"with {block['tokens_per_step']:,} tokens per step (the block of the best observed run).")
     out.append("</p>")
+    out.append(_prediction_warnings(ranking, caught))
     rows = []
     for _, r in t.iterrows():
         rows.append({"rank": int(r["rank"]), "name": r["name"], "mean": r["loss_mean"],
                      "interval": f"[{_fmt(r['loss_q05'])}, {_fmt(r['loss_q95'])}]",
                      "expected_loss": r["expected_loss"],
                      "p_diverge": r["p_diverge"],
-                     "p_best": r["p_best"], "regret": r["expected_regret"]})
+                     "p_best": r["p_best"], "regret": r["expected_regret"],
+                     "extrap": r.get("extrap_max", float("nan"))})
     pick_names = {picks.get("by_expected_loss"), picks.get("risk_aware")}
     out.append(_table(rows, [("rank", "rank"), ("name", "candidate"), ("mean", "mean loss if it trains (nats)"),
                              ("interval", "90 % predictive interval"),
                              ("expected_loss", "expected loss incl. divergence risk (sort key)"),
                              ("p_diverge", "P(diverge)"), ("p_best", "P(best)"),
-                             ("regret", "expected regret (nats)")], left=("name", "interval"),
+                             ("regret", "expected regret (nats)"),
+                             ("extrap", "extrapolation (× beyond the fitted runs; 1 = inside)")],
+                      left=("name", "interval"),
                       row_class=lambda r: "pick" if r["name"] in pick_names else "",
-                      formats={"p_diverge": _prob, "p_best": lambda v: _fmt(v, 3)}))
+                      formats={"p_diverge": _prob, "p_best": lambda v: _fmt(v, 3),
+                               "extrap": lambda v: "–" if not np.isfinite(v) else f"{v:.3g}"}))
     items = [f"<li>Pick by expected loss (the first row): <strong>{_e(picks.get('by_expected_loss'))}</strong>"
              "</li>", _p_best_pick_item(picks),
              f"<li>Risk-aware pick ({_e(picks.get('risk_aware_rule', ''))}): "
@@ -494,6 +501,25 @@ def _candidates_section(law, candidates, block: dict, random_seed: int) -> str:
                        "diverges as not best."))
     out.append("</section>")
     return "".join(out)
+
+
+def _prediction_warnings(ranking, caught: list) -> str:
+    """A warning box with what the terminal's ranking says about the candidates' predictions: how far they
+    extrapolate beyond the fitted runs, rows whose mean lies outside their interval, and every warning raised while
+    predicting them (extrapolation, draws held at the loss floor or ceiling, a one-size law, ...), each once; ""
+    when there is nothing to say."""
+    from .ranking import extrapolation_lines, outside_interval_lines
+
+    lines = [line.split(" (per candidate: ")[0] for line in extrapolation_lines(ranking.table)]
+    lines += outside_interval_lines(ranking.table)
+    for w in caught:
+        text = str(w.message)
+        if text not in lines:
+            lines.append(text)
+    if not lines:
+        return ""
+    return _box("warn", "<strong>Read these before trusting the candidates' intervals:</strong><ul>"
+                + "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>")
 
 
 def _evaluation_section(evaluations: list[tuple[str, Any]]) -> str:

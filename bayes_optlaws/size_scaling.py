@@ -26,7 +26,9 @@ on the grid), and with gamma learned the 372M predictions no longer lean with th
   MAE 0.2171 (0.2169), bias +0.163.  The per-pair step error is, and was since the token slope, measured around
   the token-following factor (StepLaw rate 0.0088; 0.0094 around one factor per pair);
 * LossCast Marin, fit 130M (one size), score 300M: MAE 0.074 (least squares 0.050), bias −0.073 (Marin gains less
-  than Chinchilla from 130M to 300M; the prior alone sets k), coverage 0.78 / 0.97 (features 0.16 / 0.24).
+  than Chinchilla from 130M to 300M; the prior alone sets k), coverage 0.78 / 0.97 (features 0.16 / 0.24); since
+  2026-12-08, with the LM-scale studies' prior of a one-size law (below): MAE 0.0222, bias −0.018, coverage 0.82 /
+  0.92, CRPS 0.0196 (Marin's bias was known when that prior was tried; see "Which studies centre the prior").
 
 Limits of the backtest: the law evaluated at the smaller size of a pair was fitted on the larger one too (its
 population terms are shared), so the step errors it measures are optimistic — but only a little: refitting the law
@@ -110,19 +112,36 @@ between the best runs of two sizes at the same D; ``benchmarks/bench_size_scalin
 * LossCast StepLaw train split (72M–372M, D 1B–50B, 36 size pairs): k = 0.90 ± 0.18 (0.65–1.45, larger at large D);
 * embedded tiny-LM grid (25K–793K, far below Chinchilla's range): k = 0.43 ± 0.05.
 
-Hence the default prior ``k ~ LogNormal(0, 0.5)``: centred on Chinchilla (no tuning on any data), its 95 % range
-0.38–2.7 covers both.  A law fitted on two or more sizes updates it with its own backtests (:class:`SizeStep`).
+Hence Chinchilla's prior ``k ~ LogNormal(0, 0.5)``: centred on Chinchilla (no tuning on any data), its 95 % range
+0.38–2.7 covers both.  A law fitted on two or more sizes updates it with its own backtests (:class:`SizeStep`).  A
+law fitted on one size at LM scale takes the prior of four public LM-scale studies instead (below).
 
-A prior pooled over studies instead (tested, not adopted; ``benchmarks/bench_size_scaling.py --pooled-prior``,
-2026-12-07, training sizes only, Marin left out since its one pair is our held-out step): the factor of five public
-sources — embedded grid 0.43, LossCast StepLaw 0.86, LossCast nanochat 0.75, lr-scheduling 0.83, multipowerlaw 0.76
-— and, leaving each out in turn, the log predictive density of its ``log k`` under the hierarchical model of the
-other four (hyperpriors: the defaults above) against this prior alone.  The four LM-scale sources (10M–360M
-parameters) are predicted better pooled (−0.06 / +0.18 / +0.03 / +0.18 against −0.27 / −0.39 / −0.29 / −0.38), the
-tiny-LM grid (25K–200K, below Chinchilla's range) far worse (−4.53 against −1.69): summed −4.21 against −3.02, so
-the default stays centred on Chinchilla.  The four LM-scale sources' mean log k is −0.22 (k 0.80), with a spread
-of 0.07 between them: a user whose runs are LM-scale may centre the prior there, ``priors={"size_scaling":
-Prior("LogNormal", mu=-0.22, sigma=...)}``, with a sigma as wide as they trust their runs to resemble those studies.
+Which studies centre the prior (``model_config["size_scaling_reference"]``, 2026-12-08).  The factor of five public
+sources, measured on their training sizes only (``benchmarks/bench_size_scaling.py --pooled-prior``; Marin left out,
+its one pair being our held-out step; nanochat up to 69M, its 98M being held out too): embedded grid 0.43, LossCast
+StepLaw 0.86, LossCast nanochat 0.72, lr-scheduling 0.83, multipowerlaw 0.76.
+
+* Pooled over all five (hierarchical model, the defaults above as hyperpriors), leaving each out in turn, the four
+  LM-scale sources (10.5M-400M parameters) are predicted better than by Chinchilla's prior, the tiny-LM grid (25K-200K,
+  below Chinchilla's range) far worse, and the sum is worse (2026-12-07): so no single pooled prior for every law.
+* Pooled over the LM-scale sources only (``lm_studies``): a new LM-scale study's ``log k`` has mean -0.234, sd 0.156
+  (the prior ``LogNormal(-0.23, 0.16)``, k 0.79).  Leaving each of the four out, the other three's prior — as the law
+  uses it, with the step spread ``tau`` on top — gives its factor a log density of 0.31-0.36 against -0.36 to -0.50
+  under Chinchilla's prior: better for every source.
+* Where it is used: a **one-size law at LM scale** (``"auto"``: one fitted size of at least 10M parameters).  A
+  ``/tmp`` probe (2026-12-08; training sizes only) fitted one size and scored the next of StepLaw (72M -> 124M ->
+  200M -> 242M) and nanochat (10M -> 20M -> 34M -> 69M), with each source's prior from the other three: the
+  studies' prior had the lower CRPS on 5 of the 6 steps (summed 0.206 against 0.268), the lower MAE on 5 (StepLaw
+  0.0200 / 0.0301 / 0.0145 against 0.0328 / 0.0402 / 0.0090; nanochat 0.026 / 0.021 / 0.150 against 0.085 / 0.053 /
+  0.194) and the lower 90 % interval score on 5; it is narrower, so its 50 % intervals covered less on StepLaw (0.21-0.36
+  against 0.62-0.85).  Not with two or more sizes: there the law's own backtests learn the factor, and a prior as
+  tight as the studies' spread overrides them.  On the StepLaw tuning split (``bench_extrapolation.py --inner``: fit
+  72M-200M, score 242M), with Chinchilla's prior / the studies' / the studies' centre with sigma 0.3: MAE 0.0158 /
+  0.0162 / 0.0161, coverage 0.29 / 0.91, 0.27 / 0.85, 0.27 / 0.88, CRPS 0.0109 / 0.0112 / 0.0111; nanochat's (fit
+  10M-34M, score 69M) alike all three ways (MAE 0.125 / 0.126 / 0.124).  So a law with pairs keeps Chinchilla's
+  wide prior.
+* Below LM scale (the embedded grid) every law keeps Chinchilla's prior; the grid's own factor (0.43) is unlike the
+  studies', and its laws have pairs.
 """
 
 from __future__ import annotations
@@ -177,6 +196,57 @@ def check_lr_exponent(setting) -> "float | str":
         raise RunsError("model_config['size_step_lr_exponent'] must be a number (0: no LR transfer) or 'learned', "
                         f"got {setting!r}")
     return value
+
+
+#: ``model_config["size_scaling_reference"]``: which studies centre the size-step prior (``priors["size_scaling"]``)
+#: where ``model_config["priors"]`` does not set it; ``"auto"`` picks by the fitted sizes (:func:`size_scaling_prior`)
+#: and a fit records the one it used (``"custom"``: the prior was given, and is none of these)
+SIZE_SCALING_REFERENCES = ("auto", "chinchilla", "lm_studies", "custom")
+#: the size-step prior of each reference (dicts of :class:`~bayes_optlaws.priors.Prior`): Chinchilla's own size
+#: term (k = 1, 95 % range 0.38-2.7), and four public LM-scale studies (k = 0.79, 95 % range 0.58-1.09; see the
+#: module docstring, "Which studies centre the prior")
+REFERENCE_PRIORS = {"chinchilla": {"dist": "LogNormal", "kwargs": {"mu": 0.0, "sigma": 0.5}},
+                    "lm_studies": {"dist": "LogNormal", "kwargs": {"mu": -0.23, "sigma": 0.16}}}
+#: how a warning names each reference's prior
+REFERENCE_WORDS = {"chinchilla": "centred on Chinchilla's own size term",
+                   "lm_studies": "centred on four public LM-scale studies, whose steps gain about 0.8 of Chinchilla's",
+                   "custom": "as given in model_config['priors']"}
+#: ``"auto"`` takes the LM-scale studies' prior for a law fitted on one size of at least this many parameters
+#: (those studies' sizes: 10.5M-400M; the embedded tiny-LM grid's: 25K-1.9M)
+LM_SCALE_MIN_PARAMS = 10_000_000
+
+
+def check_reference(setting, prior_given: bool) -> str:
+    """``model_config["size_scaling_reference"]`` checked (``None``: ``"auto"``): one of
+    :data:`SIZE_SCALING_REFERENCES`, and ``"custom"`` only with a ``size_scaling`` prior given; else a RunsError
+    naming the choices."""
+    setting = "auto" if setting is None else setting
+    if setting not in SIZE_SCALING_REFERENCES:
+        raise RunsError(f"model_config['size_scaling_reference'] must be one of "
+                        f"{', '.join(SIZE_SCALING_REFERENCES)}, got {setting!r}")
+    if setting == "custom" and not prior_given:
+        raise RunsError("model_config['size_scaling_reference'] is 'custom' but model_config['priors'] sets no "
+                        "'size_scaling' prior; give one, e.g. {'dist': 'LogNormal', 'kwargs': {'mu': 0, "
+                        "'sigma': 0.5}}, or choose 'auto', 'chinchilla' or 'lm_studies'")
+    return setting
+
+
+def size_scaling_prior(setting, fitted_sizes, given: dict | None = None) -> tuple[str, dict]:
+    """``(reference, prior dict)`` of the size-step factor for a law fitted on ``fitted_sizes`` (parameters):
+    ``given`` (the ``priors["size_scaling"]`` a user set, as a dict) wins, named after the reference whose prior it
+    equals, else ``"custom"``; otherwise the prior of ``setting`` (:data:`SIZE_SCALING_REFERENCES`), ``"auto"``
+    being ``"lm_studies"`` for a law fitted on one size of at least :data:`LM_SCALE_MIN_PARAMS` parameters (no
+    backtest of its own: the studies are all it has) and ``"chinchilla"`` otherwise.  A RunsError for an unknown
+    setting, or ``"custom"`` without a given prior."""
+    setting = check_reference(setting, given is not None)
+    if given is not None:
+        named = [name for name, prior in REFERENCE_PRIORS.items() if prior == given]
+        return (named[0] if named else "custom"), given
+    if setting == "auto":
+        sizes = {int(s) for s in fitted_sizes}
+        one_lm_size = len(sizes) == 1 and min(sizes) >= LM_SCALE_MIN_PARAMS
+        setting = "lm_studies" if one_lm_size else "chinchilla"
+    return setting, dict(REFERENCE_PRIORS[setting], kwargs=dict(REFERENCE_PRIORS[setting]["kwargs"]))
 
 
 def nearest_fitted_size(fitted_sizes, model_params) -> np.ndarray:

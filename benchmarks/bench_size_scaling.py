@@ -35,7 +35,9 @@
    ``k`` (every pair of its sizes at one token count; the grid up to 200K, StepLaw up to 242M; Marin left out,
    its one pair being our held-out step) and a leave-one-source-out test: the log predictive density of each
    source's ``log k`` under the hierarchical model of the others (:class:`SizeStep`'s, with the default priors as
-   hyperpriors) against the default ``size_scaling`` prior alone.
+   hyperpriors) against the default ``size_scaling`` prior alone.  Then the same among the LM-scale sources only,
+   and the predictive of all four: the ``lm_studies`` prior (``size_scaling.REFERENCE_PRIORS``) that ``auto``
+   gives a law fitted on one size of >= 10M parameters.
 
 The LossCast runs are read from ``../shared/datasets/losscast/train`` and skipped with a message when it is absent.
 """
@@ -229,8 +231,11 @@ def step_error_shape(backtests: list[dict], slope_prior, draws: int = 4000) -> d
 
 
 #: per public source, its largest model size not held out by any of our splits (None: every size may be used)
-POOLED_SOURCES = {"embedded grid": 200064, "LossCast StepLaw": 241517568, "LossCast nanochat": None,
+#: (nanochat's 98M is held out by ``bench_extrapolation.py`` since 2026-12-07; before, its factor here was 0.75)
+POOLED_SOURCES = {"embedded grid": 200064, "LossCast StepLaw": 241517568, "LossCast nanochat": 70_000_000,
                   "lr-scheduling": None, "multipowerlaw": None}
+#: the sources at LM scale (every size >= size_scaling.LM_SCALE_MIN_PARAMS): those of the ``lm_studies`` prior
+LM_SCALE_SOURCES = ("LossCast StepLaw", "LossCast nanochat", "lr-scheduling", "multipowerlaw")
 
 
 def public_sources():
@@ -289,7 +294,45 @@ def pooled_prior_test() -> dict:
     total = table[["log_pred_pooled", "log_pred_default"]].sum()
     print(f"leave-one-source-out log predictive density, summed: pooled {total['log_pred_pooled']:.3f}, default "
           f"prior {total['log_pred_default']:.3f}")
-    return {"sources": rows, "total": total.to_dict()}
+    return {"sources": rows, "total": total.to_dict(), "lm_studies": lm_studies_prior_test(factors)}
+
+
+def lm_studies_prior_test(factors: dict) -> dict:
+    """The ``lm_studies`` size-step prior (``size_scaling.REFERENCE_PRIORS``): the predictive of a new study's
+    ``log k`` under the hierarchical model of the LM-scale sources' factors (its mean and sd, which the prior
+    rounds), and leave-one-LM-source-out: each source's ``log k`` under the prior of the other three as the law
+    uses it — ``m ~ Normal(mean, sd)`` and a step ``log k ~ Normal(m, tau² + se²)``, ``tau`` drawn from the
+    default ``size_step_spread`` — against the same with Chinchilla's prior."""
+    from bayes_optlaws.loss_model import DEFAULT_PRIORS
+    from bayes_optlaws.size_scaling import REFERENCE_PRIORS
+
+    prior, spread = DEFAULT_PRIORS["size_scaling"], DEFAULT_PRIORS["size_step_spread"]
+    tau = np.abs(np.random.default_rng(1).normal(0.0, float(spread.kwargs["sigma"]), 200_000))
+    names = [n for n in LM_SCALE_SOURCES if n in factors]
+
+    def predictive(sources) -> tuple[float, float]:
+        step = SizeStep([{"k": factors[n]["k"], "se_log_k": factors[n]["se_log_k"]} for n in sources])
+        draws = np.log(step.factor_draws(prior, spread, 200_000, np.random.default_rng(0)))
+        return float(draws.mean()), float(draws.std())
+
+    def log_density(f, mu, sd) -> float:
+        var = sd ** 2 + tau ** 2 + f["se_log_k"] ** 2
+        y = np.log(f["k"])
+        return float(np.log(np.mean(np.exp(-0.5 * (y - mu) ** 2 / var) / np.sqrt(2 * np.pi * var))))
+
+    chin = REFERENCE_PRIORS["chinchilla"]["kwargs"]
+    rows = []
+    for name in names:
+        mu, sd = predictive([n for n in names if n != name])
+        rows.append({"source": name, "log_k": float(np.log(factors[name]["k"])), "others_mean": mu,
+                     "others_sd": sd, "log_pred_lm_studies": log_density(factors[name], mu, sd),
+                     "log_pred_chinchilla": log_density(factors[name], chin["mu"], chin["sigma"])})
+    mu, sd = predictive(names)
+    print("\n=== the lm_studies prior: leave-one-LM-scale-source-out, the others' predictive as the prior")
+    print(pd.DataFrame(rows).round(3).to_string(index=False))
+    print(f"all {len(names)} LM-scale sources: a new study's log k has mean {mu:.3f}, sd {sd:.3f} "
+          f"(shipped: {REFERENCE_PRIORS['lm_studies']['kwargs']})")
+    return {"sources": rows, "mean": mu, "sd": sd}
 
 
 def gap_slope_report(backtests: list[dict], slope_prior) -> dict:

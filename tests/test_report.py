@@ -215,6 +215,47 @@ def test_chosen_block_is_named_in_the_maps_section(fitted_law):
     assert "the block chosen for this report" in html_text
 
 
+def test_candidates_far_beyond_the_fitted_runs_are_warned_about_in_the_report(fitted_law):
+    """A block 10x larger than the largest fitted size: the candidate table gives each row's extrapolation factor,
+    and a warning box says how far the candidates extrapolate and repeats the law's own warnings (which the
+    terminal shows), each once."""
+    import warnings
+
+    from bayes_optlaws.extrapolation import ExtrapolationWarning
+
+    from bayes_optlaws.optimize import candidate_grid
+
+    largest = max(fitted_law.sizes_)
+    block = {**report.focus_block(fitted_law), "model_params": 10 * largest}
+    cands = candidate_grid(block["total_steps"], [block["peak_lr"]], [0.0, 0.05], (0.2,), ("linear", "cosine"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        html_text = report._candidates_section(fitted_law, cands, block, random_seed=0)
+    assert "extrapolation (× beyond the fitted runs; 1 = inside)" in html_text
+    box = html_text.split('<div class="warn">', 1)[1].split("</div>", 1)[0]
+    assert "extrapolation beyond the fitted runs: model size up to 10x" in box
+    assert "--json" not in box  # the terminal's pointer to the JSON columns is not repeated
+    law_warnings = {str(w.message) for w in seen if issubclass(w.category, ExtrapolationWarning)}
+    assert not law_warnings  # recorded by the report, not passed on
+    items = re.findall(r"<li>(.*?)</li>", box)
+    assert len(items) == len(set(items))
+    # 10x is beyond the warning threshold of 4x in N: the law's own warning is in the box
+    assert any("lie up to 10x outside the fitted model size range" in i and "(warned beyond 4x)" in i
+               for i in items)
+    cells = re.findall(r'<td class="">(10)</td>', html_text)
+    assert len(cells) == len(cands)
+
+
+def test_candidates_inside_the_fitted_runs_get_no_warning_box(fitted_law):
+    from bayes_optlaws.optimize import candidate_grid
+
+    block = report.focus_block(fitted_law)
+    cands = candidate_grid(block["total_steps"], [block["peak_lr"]], [0.0, 0.05], (0.2,), ("linear", "cosine"))
+    html_text = report._candidates_section(fitted_law, cands, block, random_seed=0)
+    assert 'class="warn"' not in html_text
+    assert re.findall(r'<td class="">1</td>', html_text)
+
+
 # ---------------------------------------------------------------------------------------------- browser
 def _chromium(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
     cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

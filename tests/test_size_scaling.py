@@ -17,7 +17,8 @@ from bayes_optlaws.loss_model import loss_priors
 from bayes_optlaws.optlaw import BayesOptLaw
 from bayes_optlaws.priors import Prior
 from bayes_optlaws.runs import RunsError
-from bayes_optlaws.size_scaling import (SizeStep, check_mode, chinchilla_log_shift, chinchilla_loss, nearest_fitted_size,
+from bayes_optlaws.size_scaling import (LM_SCALE_MIN_PARAMS, REFERENCE_PRIORS, SizeStep, check_mode,
+                                        chinchilla_log_shift, chinchilla_loss, nearest_fitted_size, size_scaling_prior,
                                         size_shift_draws)
 
 FIT_SIZE = 80_000
@@ -90,6 +91,76 @@ def test_one_size_law_takes_the_size_step_from_the_prior(one_size_law):
     width = np.diff(np.quantile(log_mu, [0.05, 0.95], axis=0), axis=0)[0]
     assert width[0] < width[1] < width[2]
     assert np.median(log_mu[:, 0]) > np.median(log_mu[:, 1]) > np.median(log_mu[:, 2])
+
+
+def test_a_tiny_model_law_records_the_chinchilla_centred_prior(one_size_law):
+    """The synthetic sizes (25K-200K) are below LM scale: "auto" resolves to Chinchilla's prior, the default's."""
+    assert one_size_law.model_config_["size_scaling_reference"] == "chinchilla"
+    assert one_size_law.model_config_["priors"]["size_scaling"] == REFERENCE_PRIORS["chinchilla"]
+    assert loss_priors({})["size_scaling"].to_dict() == REFERENCE_PRIORS["chinchilla"]
+
+
+def test_auto_takes_the_lm_studies_prior_only_for_one_fitted_size_at_lm_scale():
+    lm = LM_SCALE_MIN_PARAMS
+    assert size_scaling_prior("auto", [lm, lm]) == ("lm_studies", REFERENCE_PRIORS["lm_studies"])  # one size
+    assert size_scaling_prior(None, [4 * lm]) == ("lm_studies", REFERENCE_PRIORS["lm_studies"])  # None: auto
+    assert size_scaling_prior("auto", [lm - 1]) == ("chinchilla", REFERENCE_PRIORS["chinchilla"])
+    # two sizes: the law's own backtest learns the factor under Chinchilla's wide prior
+    assert size_scaling_prior("auto", [lm, 4 * lm]) == ("chinchilla", REFERENCE_PRIORS["chinchilla"])
+    assert size_scaling_prior("chinchilla", [4 * lm])[0] == "chinchilla"
+    assert size_scaling_prior("lm_studies", [25_000])[0] == "lm_studies"
+    # a prior the user gave wins, named after the reference it equals (a saved model refitted keeps its name)
+    mine = {"dist": "LogNormal", "kwargs": {"mu": -0.5, "sigma": 0.2}}
+    assert size_scaling_prior("auto", [4 * lm], mine) == ("custom", mine)
+    assert size_scaling_prior("lm_studies", [25_000], dict(REFERENCE_PRIORS["chinchilla"]))[0] == "chinchilla"
+    # the returned prior is a copy: changing it leaves the reference alone
+    size_scaling_prior("auto", [lm])[1]["kwargs"]["mu"] = 9.0
+    assert REFERENCE_PRIORS["lm_studies"]["kwargs"]["mu"] == -0.23
+
+
+def test_a_bad_size_scaling_reference_is_refused_before_any_sampling(synthetic_table, monkeypatch):
+    from bayes_optlaws.loss_law import LossLawFit
+
+    monkeypatch.setattr(LossLawFit, "fit", lambda *a, **k: pytest.fail("sampled before checking the config"))
+    with pytest.raises(RunsError, match=r"size_scaling_reference'\] must be one of auto, chinchilla, lm_studies, "
+                                        r"custom, got 'kaplan'"):
+        BayesOptLaw(FeatureSpec(lr_ref=0.3), model_config={"size_scaling_reference": "kaplan"}).fit(synthetic_table)
+    with pytest.raises(RunsError, match="'custom' but model_config\\['priors'\\] sets no 'size_scaling' prior"):
+        BayesOptLaw(FeatureSpec(lr_ref=0.3), model_config={"size_scaling_reference": "custom"}).fit(synthetic_table)
+
+
+def test_the_fit_records_the_reference_and_prior_it_used():
+    """What ``fit`` writes into ``model_config_`` (checked on the recording step alone, without sampling)."""
+    law = BayesOptLaw(model_config={"priors": {"sigma": {"dist": "HalfNormal", "kwargs": {"sigma": 0.3}}}})
+    law._resolve_configs()
+    law._record_size_scaling_prior([20_000_000])
+    assert law.model_config_["size_scaling_reference"] == "lm_studies"
+    assert loss_priors(law.model_config_)["size_scaling"] == Prior("LogNormal", mu=-0.23, sigma=0.16)
+    assert law.model_config_["priors"]["sigma"]["kwargs"]["sigma"] == 0.3  # the other priors untouched
+    mine = Prior("LogNormal", mu=0.1, sigma=0.3)
+    law = BayesOptLaw(model_config={"size_scaling_reference": "lm_studies", "priors": {"size_scaling": mine}})
+    law._resolve_configs()
+    law._record_size_scaling_prior([20_000_000])
+    assert law.model_config_["size_scaling_reference"] == "custom"
+    assert loss_priors(law.model_config_)["size_scaling"] == mine
+
+
+def test_the_lm_studies_prior_centres_a_one_size_laws_step_below_chinchillas(one_size_law):
+    """The same one-size law with the LM-scale studies' prior: the factor's median near exp(-0.23) = 0.79, its
+    log spread the prior's sd and the step spread's together (sqrt(0.16² + E tau²) = 0.30)."""
+    law = one_size_law
+    original = law.model_config_
+    try:
+        law.model_config_ = {**original, "size_scaling_reference": "lm_studies",
+                             "priors": {**original["priors"], "size_scaling": REFERENCE_PRIORS["lm_studies"]}}
+        with pytest.warns(ExtrapolationWarning, match=r"LogNormal\", mu=-0.23, sigma=0.16\), centred on four public"):
+            draws = law.predict_draws(_candidates([FIT_SIZE, 4 * FIT_SIZE]))
+    finally:
+        law.model_config_ = original
+    log_mu = np.log(draws.loss)
+    k = (log_mu[:, 1] - log_mu[:, 0]) / float(chinchilla_log_shift(FIT_SIZE, 4 * FIT_SIZE, 1000 * 4096))
+    assert np.median(k) == pytest.approx(np.exp(-0.23), abs=0.06)
+    assert np.std(np.log(k)) == pytest.approx(0.30, abs=0.06)
 
 
 def test_switching_the_prior_off_restores_the_feature_form_and_says_so(one_size_law):

@@ -626,10 +626,12 @@ class BayesOptLaw:
                          rng: np.random.Generator) -> "float | np.ndarray":
         """The excess of an unstable outcome (nats) for :class:`PredictionDraws`: per draw and candidate from the
         divergence model's unstable-loss regression (:mod:`bayes_optlaws.unstable_loss`) when it has one, else
-        the fixed ``unstable_excess_``; 0 when the model has no unstable outcome."""
+        the fixed ``unstable_excess_``; 0 when the model has no unstable outcome.  The regression's excess is
+        capped so that an unstable run never ends above ``diverged_loss_``, what a diverged run is charged (far
+        outside the fitted sizes its plateau can extrapolate above it: at 1e12 parameters on the default grid)."""
         level = None if self.div_fit_ is None else self.div_fit_.unstable_level
         if p_unst is not None and level is not None:
-            return level.excess_draws(cand, loss, rng)
+            return np.minimum(level.excess_draws(cand, loss, rng), np.maximum(self.diverged_loss_ - loss, 0.0))
         value = self.unstable_excess_
         return float(value) if np.isfinite(value) else 0.0
 

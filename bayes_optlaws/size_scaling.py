@@ -128,18 +128,18 @@ StepLaw 0.86, LossCast nanochat 0.72, lr-scheduling 0.83, multipowerlaw 0.76.
   (the prior ``LogNormal(-0.23, 0.16)``, k 0.79).  Leaving each of the four out, the other three's prior — as the law
   uses it, with the step spread ``tau`` on top — gives its factor a log density of 0.31-0.36 against -0.36 to -0.50
   under Chinchilla's prior: better for every source.
-* Where it is used: a **one-size law at LM scale** (``"auto"``: one fitted size of at least 10M parameters).  A
-  ``/tmp`` probe (2026-12-08; training sizes only) fitted one size and scored the next of StepLaw (72M -> 124M ->
-  200M -> 242M) and nanochat (10M -> 20M -> 34M -> 69M), with each source's prior from the other three: the
-  studies' prior had the lower CRPS on 5 of the 6 steps (summed 0.206 against 0.268), the lower MAE on 5 (StepLaw
-  0.0200 / 0.0301 / 0.0145 against 0.0328 / 0.0402 / 0.0090; nanochat 0.026 / 0.021 / 0.150 against 0.085 / 0.053 /
-  0.194) and the lower 90 % interval score on 5; it is narrower, so its 50 % intervals covered less on StepLaw (0.21-0.36
-  against 0.62-0.85).  Not with two or more sizes: there the law's own backtests learn the factor, and a prior as
-  tight as the studies' spread overrides them.  On the StepLaw tuning split (``bench_extrapolation.py --inner``: fit
-  72M-200M, score 242M), with Chinchilla's prior / the studies' / the studies' centre with sigma 0.3: MAE 0.0158 /
-  0.0162 / 0.0161, coverage 0.29 / 0.91, 0.27 / 0.85, 0.27 / 0.88, CRPS 0.0109 / 0.0112 / 0.0111; nanochat's (fit
-  10M-34M, score 69M) alike all three ways (MAE 0.125 / 0.126 / 0.124).  So a law with pairs keeps Chinchilla's
-  wide prior.
+* Where it is used: a **one-size law at LM scale** (``"auto"``: one fitted size of at least 10M parameters).
+  ``benchmarks/bench_size_scaling.py --one-size-steps`` (2026-12-08; training sizes only) fits one size and scores
+  the next of StepLaw (72M -> 124M -> 200M -> 242M) and nanochat (10M -> 20M -> 34M -> 69M), with each source's
+  prior from the other three: the studies' prior had the lower CRPS on 5 of the 6 steps (summed 0.206 against
+  0.268), the lower MAE on 5 (StepLaw 0.0200 / 0.0301 / 0.0145 against 0.0328 / 0.0402 / 0.0090; nanochat 0.026 /
+  0.021 / 0.150 against 0.085 / 0.053 / 0.194) and the lower 90 % interval score on 5; it is narrower, so its 50 %
+  intervals covered less on StepLaw (0.21-0.36 against 0.62-0.85).  Not with two or more sizes: there the law's own
+  backtests learn the factor, and a prior as tight as the studies' spread overrides them.  On the StepLaw tuning
+  split (``bench_extrapolation.py --inner``: fit 72M-200M, score 242M), with Chinchilla's prior / the studies' / the
+  studies' centre with sigma 0.3: MAE 0.0158 / 0.0162 / 0.0161, coverage 0.29 / 0.91, 0.27 / 0.85, 0.27 / 0.88, CRPS
+  0.0109 / 0.0112 / 0.0111; nanochat's (fit 10M-34M, score 69M) alike all three ways (MAE 0.125 / 0.126 / 0.124).
+  So a law with pairs keeps Chinchilla's wide prior.
 * Below LM scale (the embedded grid) every law keeps Chinchilla's prior; the grid's own factor (0.43) is unlike the
   studies', and its laws have pairs.
 """

@@ -1,6 +1,7 @@
 """How well Chinchilla's size term transfers, and the one-size law with and without the size-scaling prior.
 
-    .venv/bin/python benchmarks/bench_size_scaling.py [--factors-only | --step-error | --lr-exponent | --pooled-prior]
+    .venv/bin/python benchmarks/bench_size_scaling.py [--factors-only | --step-error | --lr-exponent | --pooled-prior
+                                                       | --one-size-steps]
         [--only grid|steplaw|marin] [--json PATH]
 
 1. **Size-term factor k** (:mod:`bayes_optlaws.size_scaling`): for every pair of model sizes trained at the same
@@ -38,6 +39,10 @@
    hyperpriors) against the default ``size_scaling`` prior alone.  Then the same among the LM-scale sources only,
    and the predictive of all four: the ``lm_studies`` prior (``size_scaling.REFERENCE_PRIORS``) that ``auto``
    gives a law fitted on one size of >= 10M parameters.
+
+6. **One-size steps** (``--one-size-steps``; training sizes only): fit one size of StepLaw (up to 242M) or nanochat
+   (up to 69M) and score the next, with Chinchilla's size-step prior and with the ``lm_studies`` prior of the other
+   three LM-scale studies: the evidence for ``"auto"``'s choice of a one-size law's prior.
 
 The LossCast runs are read from ``../shared/datasets/losscast/train`` and skipped with a message when it is absent.
 """
@@ -297,6 +302,54 @@ def pooled_prior_test() -> dict:
     return {"sources": rows, "total": total.to_dict(), "lm_studies": lm_studies_prior_test(factors)}
 
 
+def study_predictive(factors: dict, sources) -> tuple[float, float]:
+    """Mean and sd of a new study's ``log k`` under the hierarchical model of ``sources``' factors (:class:`SizeStep`'s,
+    the default priors as hyperpriors): the ``lm_studies`` prior of those studies."""
+    from bayes_optlaws.loss_model import DEFAULT_PRIORS
+
+    step = SizeStep([{"k": factors[n]["k"], "se_log_k": factors[n]["se_log_k"]} for n in sources])
+    draws = np.log(step.factor_draws(DEFAULT_PRIORS["size_scaling"], DEFAULT_PRIORS["size_step_spread"], 200_000,
+                                     np.random.default_rng(0)))
+    return float(draws.mean()), float(draws.std())
+
+
+#: the one-size steps of :func:`one_size_steps_test`: per LM-scale source with several training sizes, its prefix
+ONE_SIZE_SOURCES = {"LossCast StepLaw": "ncpl_steplaw_", "LossCast nanochat": "nanochat_"}
+
+
+def one_size_steps_test() -> dict:
+    """The Marin situation on training sizes only: fit one size, score the next (every adjacent pair of StepLaw's
+    and nanochat's training sizes), with Chinchilla's size-step prior and with the ``lm_studies`` prior of the
+    *other* LM-scale studies (leave-one-study-out, so a source's own factor never sets its prior)."""
+    factors = {name: source_factor(runs, POOLED_SOURCES[name]) for name, runs in public_sources()
+               if name in LM_SCALE_SOURCES}
+    rows = []
+    for name, prefix in ONE_SIZE_SOURCES.items():
+        if name not in factors:
+            continue
+        mu, sd = study_predictive(factors, [n for n in factors if n != name])
+        runs = losscast_family(prefix)
+        sizes = sorted(s for s in runs["model_params"].unique() if s <= POOLED_SOURCES[name])
+        methods = {"chinchilla": partial(BayesOptLawMethod, model_config={"size_scaling_reference": "chinchilla"},
+                                         outcomes=True),
+                   "lm_studies (others)": partial(BayesOptLawMethod, outcomes=True, model_config={
+                       "priors": {"size_scaling": {"dist": "LogNormal", "kwargs": {"mu": mu, "sigma": sd}}}})}
+        for fit_size, score_size in zip(sizes[:-1], sizes[1:]):
+            train, test = one_size_split(runs, fit_size, score_size)
+            res = evaluate_transfer(train, test, methods)
+            for method, m in res.methods.items():
+                rows.append({"source": name, "fit": int(fit_size), "score": int(score_size), "prior": method,
+                             **{k: m.get(k) for k in ("mae", "bias", "coverage_50", "coverage_90",
+                                                      "interval_score_50", "interval_score_90", "crps")}})
+    table = pd.DataFrame(rows)
+    print("\n=== one-size steps of the training sizes: fit one size, score the next (Chinchilla's size-step prior "
+          "against the other LM-scale studies')")
+    print(table.round(4).to_string(index=False))
+    if len(table):
+        print(table.groupby("prior")[["mae", "interval_score_90", "crps"]].sum().round(4).to_string())
+    return {"steps": rows}
+
+
 def lm_studies_prior_test(factors: dict) -> dict:
     """The ``lm_studies`` size-step prior (``size_scaling.REFERENCE_PRIORS``): the predictive of a new study's
     ``log k`` under the hierarchical model of the LM-scale sources' factors (its mean and sd, which the prior
@@ -306,14 +359,12 @@ def lm_studies_prior_test(factors: dict) -> dict:
     from bayes_optlaws.loss_model import DEFAULT_PRIORS
     from bayes_optlaws.size_scaling import REFERENCE_PRIORS
 
-    prior, spread = DEFAULT_PRIORS["size_scaling"], DEFAULT_PRIORS["size_step_spread"]
+    spread = DEFAULT_PRIORS["size_step_spread"]
     tau = np.abs(np.random.default_rng(1).normal(0.0, float(spread.kwargs["sigma"]), 200_000))
     names = [n for n in LM_SCALE_SOURCES if n in factors]
 
     def predictive(sources) -> tuple[float, float]:
-        step = SizeStep([{"k": factors[n]["k"], "se_log_k": factors[n]["se_log_k"]} for n in sources])
-        draws = np.log(step.factor_draws(prior, spread, 200_000, np.random.default_rng(0)))
-        return float(draws.mean()), float(draws.std())
+        return study_predictive(factors, sources)
 
     def log_density(f, mu, sd) -> float:
         var = sd ** 2 + tau ** 2 + f["se_log_k"] ** 2
@@ -374,9 +425,17 @@ def main(argv=None) -> int:
                     help="the learned LR-transfer exponent on the training splits only (no held-out scores)")
     ap.add_argument("--pooled-prior", action="store_true",
                     help="leave-one-source-out test of a size-step prior pooled over the public sources")
+    ap.add_argument("--one-size-steps", action="store_true",
+                    help="fit one training size, score the next, with Chinchilla's and the LM studies' size-step "
+                         "prior (training sizes only)")
     ap.add_argument("--json", help="write the results as JSON")
     args = ap.parse_args(argv)
     out = {}
+    if args.one_size_steps:
+        out = one_size_steps_test()
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
+        return 0
     if args.pooled_prior:
         out = pooled_prior_test()
         if args.json:

@@ -113,3 +113,29 @@ def test_set_params_changes_arguments_and_refuses_unknown_names():
     assert law.get_params()["random_seed"] == 5 and law.model_config == {"nu": 4.0}
     with pytest.raises(ValueError, match="no parameter n_draws; its parameters are feature_spec"):
         BayesOptLaw().set_params(n_draws=3)
+
+
+def test_an_unstable_run_is_never_charged_more_than_a_diverged_one(monkeypatch):
+    """The shipped default model, its unstable-loss regression made to extrapolate a plateau 10 nats up (as it can
+    far beyond the fitted sizes): the excess is capped at the diverged charge, so in every draw normal <= unstable
+    <= max(normal, diverged); at the default model's own sizes (the regression's real excess) nothing changes."""
+    import warnings
+
+    import bayes_optlaws as bol
+
+    law = bol.load()
+    runs = law.train_runs_.iloc[:6]
+    cands = pd.DataFrame({"name": [f"c{i}" for i in range(len(runs))], "schedule": runs["schedule"].to_numpy(),
+                          "model_params": runs["model_params"].to_numpy(),
+                          "tokens_per_step": runs["tokens_per_step"].to_numpy()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        real = law.predict_draws(cands)
+        level = law.div_fit_.unstable_level
+        uncapped = level.excess_draws
+        monkeypatch.setattr(level, "excess_draws", lambda run_set, loss, rng: uncapped(run_set, loss, rng) + 10.0)
+        far = law.predict_draws(cands)
+    assert np.all(real.loss + real.unstable_excess < law.diverged_loss_)  # the cap does not bind here
+    charged = far.loss + far.unstable_excess
+    assert np.all(far.unstable_excess >= 0)
+    assert np.allclose(charged, np.maximum(far.loss, law.diverged_loss_))

@@ -474,10 +474,21 @@ class BayesOptLaw:
         if not self._nearest_size_rule() or np.array_equal(nearest, own):
             return cand, X_raw
         anchored = cand.assign(model_params=nearest.astype("int64"))
+        for message in size_scaling.anchor_token_messages(nearest, own, cand.table["tokens"].to_numpy(float),
+                                                          cand.names, self._token_ranges()):
+            warnings.warn(message, ExtrapolationWarning, stacklevel=4)
         step = self.size_step_ if self.size_step_ is not None else size_scaling.SizeStep()
         # the LR transfer: a larger model trains like the fitted one at a scaled LR (factor 1: none)
         return anchored, design_matrix(self._scaled_integrals(anchored, step.lr_factor(nearest, own), hist),
                                        self.spec_)
+
+    def _token_ranges(self) -> dict[int, tuple[float, float]]:
+        """Per fitted size (parameters), the least and most tokens of its single-stage training runs that trained
+        (not diverged, a finite final loss)."""
+        runs = self.train_runs_
+        ok = runs[~runs["diverged"].astype(bool) & np.isfinite(runs["final_loss"].astype(float))]
+        span = ok.groupby("model_params")["tokens"].agg(["min", "max"])
+        return {int(n): (float(r["min"]), float(r["max"])) for n, r in span.iterrows()}
 
     def _candidate_gaps(self, law_set: RunSet, cand_set: RunSet, hist: RunSet) -> np.ndarray | None:
         """Per candidate, its LR gap at the size the law evaluates it at (:meth:`_lr_gap`, with the LR transfer

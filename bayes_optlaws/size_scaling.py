@@ -256,6 +256,47 @@ def nearest_fitted_size(fitted_sizes, model_params) -> np.ndarray:
     return np.asarray(fitted_sizes, float)[np.argmin(np.abs(target[:, None] - logs[None, :]), axis=1)]
 
 
+#: a candidate evaluated at a fitted size whose runs' token range it lies more than this factor outside is warned
+#: about (:func:`anchor_token_messages`)
+ANCHOR_TOKENS_WARN_FACTOR = 1.5
+
+
+def anchor_token_messages(anchor_params, own_params, tokens, names, token_ranges: dict) -> list[str]:
+    """Messages for candidates evaluated at another fitted size (``anchor_params`` ≠ ``own_params``) whose token
+    count lies more than :data:`ANCHOR_TOKENS_WARN_FACTOR` outside the token range of that size's fitted runs
+    (``token_ranges``: size -> (least, most) tokens); one message per anchor size.
+
+    The law's level at a size is measured at that size's budgets.  On StepLaw's training sizes
+    (``benchmarks/bench_size_scaling.py --anchor-budget``, 2026-12-08: fit 72M, 124M and 200M cut to its 1B-token
+    runs, score 242M at 2-4B tokens) the 242M runs anchored at 200M were predicted 0.041 nats too high (MAE 0.045;
+    coverage 0.13 / 0.82), anchored at 124M, whose runs cover 1-4B, MAE 0.021; with 200M's runs at 1B and 2B, the
+    nearest anchor was the better one at 2.5B (MAE 0.012 against 0.019) and as good at 4B.  It does not explain LossCast
+    nanochat's 98M failure (anchored at 69M, whose runs span 0.28-0.30B tokens): there the runs at 1.04B tokens are
+    the least biased (README, "The expensive-run case").  The rule is not changed by this (moving the anchor to a covering size
+    can mean a much longer size step, e.g. 200K instead of 793K for a 3M target on the embedded grid, and that
+    trade-off is not measured); the warning says where it bites."""
+    anchor = np.asarray(anchor_params, float)
+    own = np.asarray(own_params, float)
+    tokens = np.asarray(tokens, float)
+    names = list(names)
+    messages = []
+    for size in sorted({float(a) for a, o in zip(anchor, own) if a != o}):
+        low, high = token_ranges[int(size)]
+        rows = np.flatnonzero((anchor == size) & (own != size))
+        factor = np.maximum(np.maximum(tokens[rows] / high, low / tokens[rows]), 1.0)
+        far = rows[factor > ANCHOR_TOKENS_WARN_FACTOR]
+        if not far.size:
+            continue
+        shown = ", ".join(str(names[i]) for i in far[:3]) + (", ..." if far.size > 3 else "")
+        messages.append(
+            f"{far.size} candidate(s) ({shown}) are predicted from the fitted size {int(size):,} (the nearest to "
+            f"theirs) at up to {factor.max():.3g}x outside the tokens its runs were trained for [{low:.4g}, "
+            f"{high:.4g}]: the law's level at that size is measured at other budgets, and the intervals do not "
+            f"include that (on StepLaw's training sizes, an anchor trained at one budget 2-4x below erred 0.03-0.06 "
+            f"nats); fit runs of that size at the target's token count, or read these predictions as rough")
+    return messages
+
+
 def size_shift_draws(factor_draws: np.ndarray, from_params, to_params, tokens) -> np.ndarray:
     """Draws (samples × rows) of the log-loss change from each row's ``from_params`` to its ``to_params`` at its
     ``tokens``: the size-term factors ``factor_draws`` (samples,, or samples × rows for a factor that depends on

@@ -1,7 +1,7 @@
 """How well Chinchilla's size term transfers, and the one-size law with and without the size-scaling prior.
 
     .venv/bin/python benchmarks/bench_size_scaling.py [--factors-only | --step-error | --lr-exponent | --pooled-prior
-                                                       | --one-size-steps]
+                                                       | --one-size-steps | --anchor-budget]
         [--only grid|steplaw|marin] [--json PATH]
 
 1. **Size-term factor k** (:mod:`bayes_optlaws.size_scaling`): for every pair of model sizes trained at the same
@@ -44,14 +44,20 @@
    (up to 69M) and score the next, with Chinchilla's size-step prior and with the ``lm_studies`` prior of the other
    three LM-scale studies: the evidence for ``"auto"``'s choice of a one-size law's prior.
 
+7. **An anchor trained at other budgets** (``--anchor-budget``; StepLaw's training sizes only): 200M cut to its
+   1B-token runs (then to its 1B and 2B runs), the 242M runs above the cut predicted from 200M (the nearest size)
+   and from 124M (whose runs cover their tokens): the evidence behind ``size_scaling.anchor_token_messages``.
+
 The LossCast runs are read from ``../shared/datasets/losscast/train`` and skipped with a message when it is absent.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -350,6 +356,56 @@ def one_size_steps_test() -> dict:
     return {"steps": rows}
 
 
+#: the anchor-budget test: StepLaw's 200M training runs cut to at most these tokens (one budget; two budgets)
+ANCHOR_BUDGET_CUTS = (1.3e9, 2.0e9)
+
+
+def anchor_budget_test() -> dict:
+    """Does the nearest fitted size err when it was trained only at other token budgets than the candidate's?
+    StepLaw's training sizes only: fit 72M and 124M (runs at 1-4B tokens) and 200M cut to its runs at most
+    :data:`ANCHOR_BUDGET_CUTS` tokens; score the 242M runs above the cut up to 4B tokens, evaluated at 200M (the
+    nearest; the default) and at 124M (whose runs cover them; the anchor forced for this test).  Loss law alone,
+    4 chains × 500 draws.  Per token budget: MAE / bias of the posterior mean."""
+    from unittest import mock
+
+    from bayes_optlaws.optlaw import BayesOptLaw
+
+    runs = losscast_family("ncpl_steplaw_")
+    runs = runs[runs["parent_run_id"].isna()] if "parent_run_id" in runs.columns else runs
+    out = {}
+    for cut in ANCHOR_BUDGET_CUTS:
+        fit = runs[(runs["model_params"] < 1.5e8) | ((runs["model_params"] == 199957440) & (runs["tokens"] <= cut))]
+        test = runs[(runs["model_params"] == 241517568) & (runs["tokens"] > cut) & (runs["tokens"] <= 4e9)]
+        law = BayesOptLaw(random_seed=0, fit_divergence=False, fit_stages=False,
+                          sampler_config={"draws": 500, "tune": 500}).fit(fit.reset_index(drop=True))
+        cand = test.drop(columns=["final_loss", "diverged"]).rename(columns={"run_id": "name"})
+        y = test["final_loss"].to_numpy(float)
+        print(f"\n=== StepLaw 200M cut to <= {cut / 1e9:g}B tokens: score 242M at {cut / 1e9:g}-4B tokens "
+              f"({len(test)} runs)")
+        entry = {}
+        for anchor, force in (("nearest (200M)", None), ("covering (124M)", 124097280.0)):
+            patch = (mock.patch.object(size_scaling, "nearest_fitted_size",
+                                       lambda sizes, own, _n=force: np.full(len(own), _n))
+                     if force else contextlib.nullcontext())
+            with patch, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                draws = law.predict_draws(cand)
+            err = draws.loss.mean(axis=0) - y
+            lo50, hi50, lo90, hi90 = np.quantile(draws.loss_noisy, [0.25, 0.75, 0.05, 0.95], axis=0)
+            by = pd.DataFrame({"tokens_B": np.round(test["tokens"].to_numpy() / 1e9, 2), "err": err})
+            per = by.groupby("tokens_B")["err"].agg(mae=lambda v: np.abs(v).mean(), bias="mean", n="size")
+            entry[anchor] = {"mae": float(np.abs(err).mean()), "bias": float(err.mean()),
+                             "coverage_50": float(((y >= lo50) & (y <= hi50)).mean()),
+                             "coverage_90": float(((y >= lo90) & (y <= hi90)).mean()),
+                             "by_tokens": per.reset_index().to_dict("records")}
+            e = entry[anchor]
+            print(f"  {anchor}: MAE {e['mae']:.4f}, bias {e['bias']:+.4f}, coverage 50 / 90 % "
+                  f"{e['coverage_50']:.2f} / {e['coverage_90']:.2f}")
+            print(per.round(4).to_string())
+        out[f"cut {cut:g}"] = entry
+    return out
+
+
 def lm_studies_prior_test(factors: dict) -> dict:
     """The ``lm_studies`` size-step prior (``size_scaling.REFERENCE_PRIORS``): the predictive of a new study's
     ``log k`` under the hierarchical model of the LM-scale sources' factors (its mean and sd, which the prior
@@ -428,9 +484,17 @@ def main(argv=None) -> int:
     ap.add_argument("--one-size-steps", action="store_true",
                     help="fit one training size, score the next, with Chinchilla's and the LM studies' size-step "
                          "prior (training sizes only)")
+    ap.add_argument("--anchor-budget", action="store_true",
+                    help="the nearest fitted size trained at other token budgets than the candidates' (StepLaw "
+                         "training sizes only)")
     ap.add_argument("--json", help="write the results as JSON")
     args = ap.parse_args(argv)
     out = {}
+    if args.anchor_budget:
+        out = anchor_budget_test()
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
+        return 0
     if args.one_size_steps:
         out = one_size_steps_test()
         if args.json:

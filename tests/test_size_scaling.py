@@ -17,7 +17,8 @@ from bayes_optlaws.loss_model import loss_priors
 from bayes_optlaws.optlaw import BayesOptLaw
 from bayes_optlaws.priors import Prior
 from bayes_optlaws.runs import RunsError
-from bayes_optlaws.size_scaling import (LM_SCALE_MIN_PARAMS, REFERENCE_PRIORS, SizeStep, check_mode,
+from bayes_optlaws.size_scaling import (LM_SCALE_MIN_PARAMS, REFERENCE_PRIORS, SizeStep, anchor_token_messages,
+                                        check_mode,
                                         chinchilla_log_shift, chinchilla_loss, nearest_fitted_size, size_scaling_prior,
                                         size_shift_draws)
 
@@ -540,3 +541,34 @@ def test_the_fit_learns_the_gap_slope_and_the_config_can_switch_it_off():
     assert gaps is not None and gaps.shape == (len(cand),) and np.all(gaps >= 0)
     sd = law.size_step_.excess_sd_at(law_set.table["model_params"], cand["model_params"], gaps)
     np.testing.assert_allclose(sd / sd.min(), (1 + 100 * gaps) / (1 + 100 * gaps.min()))
+
+
+def test_a_candidate_far_outside_its_anchor_sizes_token_range_is_named():
+    """Fitted size 200 trained at 1e9-2e9 tokens, 100 at 1e9-4e9: a candidate of 4e9 tokens evaluated at 200 is 2x
+    outside (> 1.5x: named), one of 2.9e9 1.45x (not); a candidate at its own fitted size, or anchored at 100 inside
+    its range, never; one message per anchor size, with the worst factor."""
+    ranges = {200: (1e9, 2e9), 100: (1e9, 4e9)}
+    messages = anchor_token_messages([200, 200, 200, 100], [300, 300, 200, 50], [4e9, 2.9e9, 8e9, 4e9],
+                                     ["far", "near", "own", "covered"], ranges)
+    assert len(messages) == 1
+    assert messages[0].startswith("1 candidate(s) (far) are predicted from the fitted size 200 (the nearest to "
+                                  "theirs) at up to 2x outside the tokens its runs were trained for [1e+09, 2e+09]")
+    assert anchor_token_messages([200], [200], [8e9], ["own"], ranges) == []
+    below = anchor_token_messages([100], [300], [1e8], ["short"], ranges)
+    assert "at up to 10x outside" in below[0]
+
+
+def test_the_default_model_warns_when_a_larger_target_is_anchored_at_a_size_trained_at_other_budgets():
+    """The shipped grid's 793K block was trained at 8.2M tokens only; a 3M-parameter candidate of 4.1M tokens is
+    predicted from it (2x outside): warned.  At 793K itself (a fitted size) it is not."""
+    import bayes_optlaws as bol
+
+    law = bol.load()
+    cand = _candidates([3_000_000, 793_344]).assign(tokens_per_step=4096)
+    with pytest.warns(ExtrapolationWarning, match=r"1 candidate\(s\) \(n3000000\) are predicted from the fitted "
+                                                  r"size 793,344 .* at up to 2x outside"):
+        law.predict_draws(cand)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        law.predict_draws(cand.iloc[[1]])
+    assert not [w for w in seen if "are predicted from the fitted size" in str(w.message)]

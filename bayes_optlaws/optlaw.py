@@ -474,8 +474,9 @@ class BayesOptLaw:
         if not self._nearest_size_rule() or np.array_equal(nearest, own):
             return cand, X_raw
         anchored = cand.assign(model_params=nearest.astype("int64"))
-        for message in size_scaling.anchor_token_messages(nearest, own, cand.table["tokens"].to_numpy(float),
-                                                          cand.names, self._token_ranges()):
+        tokens = np.array([sched.total for sched in cand.schedules], float) * cand.table["tokens_per_step"].to_numpy(
+            float)
+        for message in size_scaling.anchor_token_messages(nearest, own, tokens, cand.names, self._token_ranges()):
             warnings.warn(message, ExtrapolationWarning, stacklevel=4)
         step = self.size_step_ if self.size_step_ is not None else size_scaling.SizeStep()
         # the LR transfer: a larger model trains like the fitted one at a scaled LR (factor 1: none)

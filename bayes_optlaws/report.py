@@ -274,7 +274,10 @@ def size_step_text(law) -> str:
     summary = step.summary(priors["size_scaling"], priors["size_step_spread"])
 
     steps = "; ".join(f"{p['k']:.2f} ({human_count(p['from'])} → {human_count(p['to'])})" for p in step.pairs)
-    learned = f"factor per fitted step: {steps}" if steps else "one fitted size: the factor is the prior's"
+    reference = {"chinchilla": "centred on Chinchilla", "lm_studies": "four public LM-scale studies'",
+                 "custom": "as given"}.get(law.model_config_.get("size_scaling_reference"), "")
+    prior = f" ({priors['size_scaling']!r}{', ' + reference if reference else ''})"
+    learned = f"factor per fitted step: {steps}" if steps else f"one fitted size: the factor is the prior's{prior}"
     lo, hi = summary["k_90"]
     shape = f"Student-t, {step.error_nu:g} dof" if np.isfinite(step.error_nu) else "normal"
     by_gap = (f", × (1 + {step.gap_slope:.3g} × its LR gap in nats) / {step.gap_rms:.3g}" if step.gap_slope
@@ -383,7 +386,9 @@ def _maps_section(law, block: dict, random_seed: int) -> str:
     from .surface import block_runs, surface_grid
 
     where_args = (block["model_params"], block["total_steps"], block["tokens_per_step"])
-    grid = surface_grid(law, *where_args, random_seed=random_seed)  # one grid of predictions for both maps
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        grid = surface_grid(law, *where_args, random_seed=random_seed)  # one grid of predictions for both maps
     runs = block_runs(law.train_runs_, *where_args)
     where = (f"the block N = {block['model_params']:,} parameters, D = {block['tokens']:,} tokens "
              f"({block['total_steps']:,} steps × {block['tokens_per_step']:,} tokens per step), "
@@ -391,7 +396,8 @@ def _maps_section(law, block: dict, random_seed: int) -> str:
                 f"the block of the best observed run <code>{_e(block['run_id'])}</code>"))
     out = ['<section id="surface"><h2>2. Loss surface</h2>',
            f"<p>Predicted final loss of linear-warmup + linear-decay schedules over peak LR × warmup for {where}. "
-           "The dashed line is P(diverge) = 0.5; markers are the observed runs of this block.</p>"]
+           "The dashed line is P(diverge) = 0.5; markers are the observed runs of this block.</p>",
+           _warnings_box("Read these before trusting the maps:", _unique_messages(caught))]
     out.append(_figure(plots.loss_surface(grid, runs), "loss surface",
                        "Left: posterior mean of the expected final loss (nats), hatched where P(diverge) > 0.5; "
                        "observed runs coloured by their measured loss on the same scale. Right: width of the 90 % "
@@ -512,14 +518,21 @@ def _prediction_warnings(ranking, caught: list) -> str:
 
     lines = [line.split(" (per candidate: ")[0] for line in extrapolation_lines(ranking.table)]
     lines += outside_interval_lines(ranking.table)
-    for w in caught:
-        text = str(w.message)
-        if text not in lines:
-            lines.append(text)
+    return _warnings_box("Read these before trusting the candidates' intervals:",
+                         lines + [m for m in _unique_messages(caught) if m not in lines])
+
+
+def _unique_messages(caught: list) -> list[str]:
+    """The texts of recorded warnings, each once, in the order first raised."""
+    return list(dict.fromkeys(str(w.message) for w in caught))
+
+
+def _warnings_box(title: str, lines: list[str]) -> str:
+    """A warning box with ``title`` and one item per line (escaped); "" when there are none."""
     if not lines:
         return ""
-    return _box("warn", "<strong>Read these before trusting the candidates' intervals:</strong><ul>"
-                + "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>")
+    return _box("warn", f"<strong>{_e(title)}</strong><ul>" + "".join(f"<li>{_e(line)}</li>" for line in lines)
+                + "</ul>")
 
 
 def _evaluation_section(evaluations: list[tuple[str, Any]]) -> str:

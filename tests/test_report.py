@@ -246,6 +246,18 @@ def test_candidates_far_beyond_the_fitted_runs_are_warned_about_in_the_report(fi
     assert len(cells) == len(cands)
 
 
+def test_maps_of_a_block_far_beyond_the_fitted_runs_carry_the_laws_warnings(fitted_law):
+    """The maps of a block 10x larger than the largest fitted size say so in a warning box (the law's own
+    extrapolation warning); the maps of the best run's block have none."""
+    block = report.focus_block(fitted_law)
+    assert 'class="warn"' not in report._maps_section(fitted_law, block, random_seed=0)
+    far = {**block, "model_params": 10 * max(fitted_law.sizes_), "chosen": True}
+    html_text = report._maps_section(fitted_law, far, random_seed=0)
+    box = html_text.split('<div class="warn">', 1)[1].split("</div>", 1)[0]
+    assert "Read these before trusting the maps:" in box
+    assert "outside the fitted model size range" in box and "(warned beyond 4x)" in box
+
+
 def test_candidates_inside_the_fitted_runs_get_no_warning_box(fitted_law):
     from bayes_optlaws.optimize import candidate_grid
 

@@ -101,6 +101,13 @@ def test_a_tiny_model_law_records_the_chinchilla_centred_prior(one_size_law):
     assert loss_priors({})["size_scaling"].to_dict() == REFERENCE_PRIORS["chinchilla"]
 
 
+def test_a_one_size_laws_summary_names_its_prior(one_size_law):
+    from bayes_optlaws.report import size_step_text
+
+    assert ('one fitted size: the factor is the prior\'s (Prior("LogNormal", mu=0, sigma=0.5), centred on '
+            'Chinchilla)') in size_step_text(one_size_law)
+
+
 def test_auto_takes_the_lm_studies_prior_only_for_one_fitted_size_at_lm_scale():
     lm = LM_SCALE_MIN_PARAMS
     assert size_scaling_prior("auto", [lm, lm]) == ("lm_studies", REFERENCE_PRIORS["lm_studies"])  # one size

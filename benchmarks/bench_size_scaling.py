@@ -490,26 +490,14 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the results as JSON")
     args = ap.parse_args(argv)
     out = {}
-    if args.anchor_budget:
-        out = anchor_budget_test()
-        if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
-        return 0
-    if args.one_size_steps:
-        out = one_size_steps_test()
-        if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
-        return 0
-    if args.pooled_prior:
-        out = pooled_prior_test()
-        if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
-        return 0
-    if args.lr_exponent:
-        out = lr_exponents(args.only)
-        if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
-        return 0
+    single = {"anchor_budget": anchor_budget_test, "one_size_steps": one_size_steps_test,
+              "pooled_prior": pooled_prior_test, "lr_exponent": lambda: lr_exponents(args.only)}
+    for flag, test in single.items():  # each of these modes runs one test and writes its result
+        if getattr(args, flag):
+            out = test()
+            if args.json:
+                Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
+            return 0
     if args.step_error:
         from bench_extrapolation import splits
 

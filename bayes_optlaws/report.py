@@ -265,7 +265,7 @@ def size_step_text(law) -> str:
     """How the law predicts a model size it was not fitted on, with the size-step factor it learned."""
     from .loss_model import loss_priors
     from .plots import human_count
-    from .size_scaling import EXCESS_DISTANCE_POWER
+    from .size_scaling import EXCESS_DISTANCE_POWER, REFERENCE_WORDS
 
     if law.model_config_.get("new_size", "features") != "nearest_size":
         return "from the law's features at that size (new_size='features')"
@@ -274,8 +274,7 @@ def size_step_text(law) -> str:
     summary = step.summary(priors["size_scaling"], priors["size_step_spread"])
 
     steps = "; ".join(f"{p['k']:.2f} ({human_count(p['from'])} → {human_count(p['to'])})" for p in step.pairs)
-    reference = {"chinchilla": "centred on Chinchilla", "lm_studies": "four public LM-scale studies'",
-                 "custom": "as given"}.get(law.model_config_.get("size_scaling_reference"), "")
+    reference = REFERENCE_WORDS.get(law.model_config_.get("size_scaling_reference"), "")
     prior = f" ({priors['size_scaling']!r}{', ' + reference if reference else ''})"
     learned = f"factor per fitted step: {steps}" if steps else f"one fitted size: the factor is the prior's{prior}"
     lo, hi = summary["k_90"]

@@ -105,7 +105,7 @@ def test_a_one_size_laws_summary_names_its_prior(one_size_law):
     from bayes_optlaws.report import size_step_text
 
     assert ('one fitted size: the factor is the prior\'s (Prior("LogNormal", mu=0, sigma=0.5), centred on '
-            'Chinchilla)') in size_step_text(one_size_law)
+            'Chinchilla\'s own size term)') in size_step_text(one_size_law)
 
 
 def test_auto_takes_the_lm_studies_prior_only_for_one_fitted_size_at_lm_scale():

@@ -47,6 +47,21 @@ def _quantities(runs: RunSet) -> dict[str, np.ndarray]:
             "tps": table["tokens_per_step"].to_numpy(float)}
 
 
+def range_factor(x, low, high) -> np.ndarray:
+    """How far each ``x`` lies outside ``[low, high]``: ``max(x / high, low / x, 1)`` (1 inside; inf where that is
+    not finite, e.g. x = 0)."""
+    x = np.asarray(x, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.maximum.reduce([x / high, low / x, np.ones_like(x)])
+    return np.where(np.isfinite(f), f, np.inf)
+
+
+def shown_names(names, rows, limit: int = 3) -> str:
+    """The names of ``rows`` for a message: the first ``limit``, then ", ..." when there are more."""
+    rows = list(rows)
+    return ", ".join(str(names[i]) for i in rows[:limit]) + (", ..." if len(rows) > limit else "")
+
+
 def _run_set(runs: "RunSet | pd.DataFrame") -> RunSet:
     return RunSet.of_table(runs, required=("schedule", "model_params", "tokens", "tokens_per_step"))
 
@@ -87,9 +102,7 @@ class FittedRange:
         q = _quantities(candidates)
         out = pd.DataFrame(index=candidates.table.index)
         for key, x in q.items():
-            with np.errstate(divide="ignore", invalid="ignore"):
-                f = np.maximum.reduce([x / self.high[key], self.low[key] / x, np.ones_like(x)])
-            out[COLUMNS[key]] = np.where(np.isfinite(f), f, np.inf)
+            out[COLUMNS[key]] = range_factor(x, self.low[key], self.high[key])
         out["extrap_max"] = out[list(COLUMNS.values())].max(axis=1)
         return out
 
@@ -102,7 +115,7 @@ class FittedRange:
             if not far.size:
                 continue
             worst = float(factors[col].to_numpy()[far].max())
-            shown = ", ".join(str(names[i]) for i in far[:3]) + (", ..." if far.size > 3 else "")
+            shown = shown_names(names, far)
             messages.append(
                 f"{far.size} candidate(s) ({shown}) lie up to {worst:.3g}x outside the fitted {_DESCRIPTION[key]} "
                 f"range [{self.low[key]:.4g}, {self.high[key]:.4g}] (warned beyond {WARN_FACTORS[key]:g}x): the "

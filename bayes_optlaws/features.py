@@ -221,19 +221,40 @@ def design_matrix(integrals: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
     g = {c: integrals[c].to_numpy(dtype=float) for c in INTEGRAL_COLUMNS}
     N, D, lr, Iw, Ic, I, Ew, Ec = (g[c] for c in INTEGRAL_COLUMNS)
     ps, pcc, pe, pm = spec.p_s, spec.p_cc, spec.p_e, spec.p_m
-    cols = {
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # non-finite values are refused below
+        cols = _feature_columns(N, D, lr, Iw, Ic, I, Ew, Ec, ps, pcc, pe, pm)
+    X = np.column_stack([cols[name] for name in spec.feature_names])
+    if not np.all(np.isfinite(X)):
+        bad_row, bad_col = np.argwhere(~np.isfinite(X))[0]
+        raise FeatureError(int(bad_row), spec.feature_names[bad_col])
+    return X
+
+
+def _feature_columns(N, D, lr, Iw, Ic, I, Ew, Ec, ps, pcc, pe, pm) -> dict[str, np.ndarray]:
+    """The 15 features by name, from the segment integrals and the exponent groups."""
+    return {
         "N^-ps": N ** -ps, "D^-ps": D ** -ps, "lr_max^ps": lr ** ps,
         "1/I_w": 1.0 / Iw, "1/I_c": 1.0 / Ic, "N/I": N / I, "(I_w*I_c)^-pcc": (Iw * Ic) ** -pcc,
         "E_w^pe": Ew ** pe, "E_c^pe": Ec ** pe, "((E_w+E_c)/N)^pe": ((Ew + Ec) / N) ** pe, "(E_w*E_c)^pe": (Ew * Ec) ** pe,
         "(N*E_w/I)^pm": (N * Ew / I) ** pm, "(N*E_c/I)^pm": (N * Ec / I) ** pm,
         "(E_w/I_w)^pm": (Ew / Iw) ** pm, "(E_c/I_c)^pm": (Ec / Ic) ** pm,
     }
-    X = np.column_stack([cols[name] for name in spec.feature_names])
-    if not np.all(np.isfinite(X)):
-        bad_row, bad_col = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"feature {spec.feature_names[bad_col]!r} is not finite for row {bad_row}; "
-                         "check that the run's schedule has a positive LR")
-    return X
+
+
+class FeatureError(RunsError):
+    """A schedule whose feature is not finite (an LR so small or so large that a power of its integrals
+    overflows); ``row``: its position in the design, ``feature``: the feature's name.  :meth:`named` gives the
+    message for a row with a name."""
+
+    def __init__(self, row: int, feature: str, who: str | None = None):
+        self.row, self.feature = row, feature
+        who = who or f"row {row}"
+        super().__init__(f"{who}: the schedule feature {feature!r} is not finite (an LR so small or so large that "
+                         "a power of its integrals overflows); use a schedule with a peak LR nearer the fitted runs'")
+
+    def named(self, names: Sequence[str], what: str) -> "FeatureError":
+        """The same error naming the row as ``what`` ``names[row]`` (e.g. ``"candidate"``)."""
+        return FeatureError(self.row, self.feature, f"{what} {names[self.row]!r}")
 
 
 # ------------------------------------------------------------------------------------ exponent search

@@ -83,9 +83,9 @@ DEFAULT_MODEL_CONFIG = {
     "group_column": "auto",
     "new_size": "nearest_size",   # how unseen sizes are predicted (bayes_optlaws.size_scaling); or "features"
     "size_scaling_reference": "auto",  # the studies that centre the size-step prior where "priors" does not set
-                                       #   "size_scaling": "chinchilla", "lm_studies", or "auto" (LM-scale studies
-                                       #   for a law fitted on one size >= 10M parameters, else Chinchilla);
-                                       #   fit() records the one used
+                                       #   "size_scaling" with one of its own: "chinchilla", "lm_studies", "auto"
+                                       #   (LM-scale studies for a law fitted on one size >= 10M parameters, else
+                                       #   Chinchilla) or "custom" (the prior as given); fit() records the one used
     "size_step_lr_exponent": 0.0,  # the nearest-size rule's LR transfer: a number (0: none) or "learned" from
                                    #   the backtests (size_scaling.lr_exponent_search)
     "size_step_error_gap": True,   # the step error grows with the run's LR gap, at a rate learned from the

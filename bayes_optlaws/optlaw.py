@@ -30,7 +30,7 @@ from . import loss_model as lm
 from . import size_scaling
 from . import fitted
 from .fitted import data_hash, model_id  # noqa: F401  (re-exported: a fitted model's identity lives in fitted.py)
-from .features import FeatureSpec, Standardiser, design_matrix, reference_lr, select_exponents, with_lr_scaled
+from .features import FeatureError, FeatureSpec, Standardiser, design_matrix, reference_lr, select_exponents, with_lr_scaled
 from .runs import RunsError
 from .runset import RunSet
 from .extrapolation import ExtrapolationWarning, FittedRange
@@ -139,7 +139,8 @@ class BayesOptLaw:
         div.recorded_divergence_config(self.divergence_config_)  # its priors and choices checked
         size_scaling.check_mode(self.model_config_.get("new_size"))
         size_scaling.check_lr_exponent(self.model_config_.get("size_step_lr_exponent", 0.0))
-        size_scaling.check_reference(self.model_config_.get("size_scaling_reference"), self._size_scaling_given())
+        size_scaling.check_reference(self.model_config_.get("size_scaling_reference"),
+                                     self.model_config_["priors"]["size_scaling"])
         full = RunSet.of_runs(runs)
         train = full.rows(fit_row_mask(full.table, groups) & ~ct.is_stage(full.table).to_numpy())
         if not len(train):
@@ -166,7 +167,10 @@ class BayesOptLaw:
         self.spec_ = spec
         self.model_config_["covariates"] = cov.resolve(self.model_config_.get("covariates"), ok)
         self.model_config_["group_column"] = cov.resolve_group_column(self.model_config_.get("group_column"), ok)
-        X = self._with_covariates(design_matrix(ok_int, spec), ok, "runs")
+        try:
+            X = self._with_covariates(design_matrix(ok_int, spec), ok, "runs")
+        except FeatureError as exc:
+            raise exc.named(ok["run_id"].astype(str).tolist(), "run") from None
         standardiser = Standardiser.fit(X)
         y_mean, y_sd = float(y.mean()), float(y.std()) or 1.0
         sizes = sorted(int(s) for s in ok["model_params"].unique())
@@ -177,9 +181,7 @@ class BayesOptLaw:
         data = lm.LossData(Xs, (y - y_mean) / y_sd, group, sizes, self.loss_feature_names_,
                            size_covariates(Xs, group, len(sizes), spec.feature_names), level, levels)
         self.noise_floor_ = replicate_noise(runs)
-        self.diverged_loss_ = (float(runs.loc[runs["diverged"], "final_loss"].mean())
-                               if runs["diverged"].any() and runs.loc[runs["diverged"], "final_loss"].notna().any()
-                               else float(ok["final_loss"].max()))
+        self.diverged_loss_ = self._diverged_charge(runs, ok)
         self.log_N_center_ = float(np.log(runs["model_params"].to_numpy(float) / 1e9).mean())
         self.log_D_center_ = float(np.log(runs["tokens"].to_numpy(float) / 1e9).mean())
         # one model after another (each samples its chains on every core, see loss_model.nuts_kwargs): running
@@ -223,19 +225,23 @@ class BayesOptLaw:
     div_log_c_center_ = property(lambda self: None if self.div_fit_ is None else self.div_fit_.log_c_center)
     unstable_excess_ = property(lambda self: float("nan") if self.div_fit_ is None else self.div_fit_.unstable_excess)
 
-    def _size_scaling_given(self) -> bool:
-        """Whether the constructor's ``model_config`` sets the size-step prior itself."""
-        return "size_scaling" in ((self.model_config or {}).get("priors") or {})
+    def _diverged_charge(self, runs: pd.DataFrame, ok: pd.DataFrame) -> float:
+        """What a diverged run is charged (nats): the mean final loss of the diverged training runs that logged one
+        (else the worst loss of a run that trained), at most the loss ceiling (``ln(vocab_size)`` when the runs give
+        it: a run logged far above it, e.g. an importer's 55-nat curve, is charged no more than an untrained
+        model's loss)."""
+        logged = runs.loc[runs["diverged"].astype(bool), "final_loss"].astype(float)
+        logged = logged[np.isfinite(logged)]
+        charge = float(logged.mean()) if len(logged) else float(ok["final_loss"].max())
+        return min(charge, self.fitted_range_.loss_ceiling)
 
     def _record_size_scaling_prior(self, sizes: list[int]) -> None:
         """Set ``model_config_``'s size-step prior (``priors["size_scaling"]``) and ``size_scaling_reference`` from
-        the fitted ``sizes`` (parameters): the prior the user gave, else that of the reference
+        the fitted ``sizes`` (parameters): a prior of the user's own, else that of the reference
         (:func:`~bayes_optlaws.size_scaling.size_scaling_prior`; by default LM-scale studies for a law fitted on one
         size of at least 10M parameters, Chinchilla otherwise)."""
-        given = self._size_scaling_given()
-        reference, prior = size_scaling.size_scaling_prior(
-            self.model_config_.get("size_scaling_reference"), sizes,
-            self.model_config_["priors"]["size_scaling"] if given else None)
+        reference, prior = size_scaling.size_scaling_prior(self.model_config_.get("size_scaling_reference"), sizes,
+                                                           self.model_config_["priors"]["size_scaling"])
         self.model_config_["size_scaling_reference"] = reference
         self.model_config_["priors"]["size_scaling"] = prior
 
@@ -442,7 +448,10 @@ class BayesOptLaw:
         seed = self.random_seed + 7 if random_seed is None else random_seed
         S = self.loss_post_["intercept"].shape[0]
         # every per-schedule (pure Python) step first: integrals and the divergence model's schedule grids ...
-        X_raw = design_matrix(cand.integrals(self.spec_.lr_ref, self.spec_.history_escape, hist), self.spec_)
+        try:
+            X_raw = design_matrix(cand.integrals(self.spec_.lr_ref, self.spec_.history_escape, hist), self.spec_)
+        except FeatureError as exc:
+            raise exc.named(cand.names, "candidate") from None
         law_cand, X_law = self._size_anchored(cand, hist, X_raw)
         gaps = self._candidate_gaps(law_cand, cand, hist)
         div_inputs = self.div_fit_.inputs(cand) if self._has_divergence_model() else cand
@@ -474,14 +483,25 @@ class BayesOptLaw:
         if not self._nearest_size_rule() or np.array_equal(nearest, own):
             return cand, X_raw
         anchored = cand.assign(model_params=nearest.astype("int64"))
-        tokens = np.array([sched.total for sched in cand.schedules], float) * cand.table["tokens_per_step"].to_numpy(
-            float)
-        for message in size_scaling.anchor_token_messages(nearest, own, tokens, cand.names, self._token_ranges()):
-            warnings.warn(message, ExtrapolationWarning, stacklevel=4)
+        self._warn_anchor_tokens(cand, nearest, own)
         step = self.size_step_ if self.size_step_ is not None else size_scaling.SizeStep()
         # the LR transfer: a larger model trains like the fitted one at a scaled LR (factor 1: none)
         return anchored, design_matrix(self._scaled_integrals(anchored, step.lr_factor(nearest, own), hist),
                                        self.spec_)
+
+    def _warn_anchor_tokens(self, cand: RunSet, nearest: np.ndarray, own: np.ndarray) -> None:
+        """Warn about single-stage candidates predicted from a fitted size trained at other token counts
+        (:func:`~bayes_optlaws.size_scaling.anchor_token_messages`; a continuation's tokens include its history,
+        which the fitted runs' ranges do not, so continuations are left out)."""
+        single = ~ct.is_stage(cand.table).to_numpy()
+        if not single.any():
+            return
+        tokens = np.array([sched.total for sched in cand.schedules], float) * cand.table["tokens_per_step"].to_numpy(
+            float)
+        names = [name for name, keep in zip(cand.names, single) if keep]
+        for message in size_scaling.anchor_token_messages(nearest[single], own[single], tokens[single], names,
+                                                          self._token_ranges()):
+            warnings.warn(message, ExtrapolationWarning, stacklevel=4)
 
     def _token_ranges(self) -> dict[int, tuple[float, float]]:
         """Per fitted size (parameters), the least and most tokens of its single-stage training runs that trained
@@ -513,7 +533,7 @@ class BayesOptLaw:
         pre = np.flatnonzero(~staged)
         if pre.size:
             if len(self.sizes_) < 2 and (cand["model_params"].iloc[pre] != self.sizes_[0]).any():
-                warnings.warn(self._one_size_message(), ExtrapolationWarning, stacklevel=4)
+                warnings.warn(self._one_size_message(), ExtrapolationWarning, stacklevel=3)
             log_mu[:, pre], log_noisy[:, pre] = self._pretraining_log_loss(X_law[pre], law_cand.iloc[pre], rng)
             if not law_cand["model_params"].equals(cand["model_params"]):
                 shift = self._size_step_draws(law_cand.iloc[pre], cand.iloc[pre], S, rng,
@@ -589,11 +609,10 @@ class BayesOptLaw:
         head = (f"the law was fitted on one model size ({self.sizes_[0]:,} parameters): how the loss changes with "
                 "size is not learned from these data, so ")
         if self._nearest_size_rule():
-            prior = lm.loss_priors(self.model_config_)["size_scaling"]
-            words = size_scaling.REFERENCE_WORDS.get(self.model_config_.get("size_scaling_reference"))
+            prior = size_scaling.describe_prior(lm.loss_priors(self.model_config_)["size_scaling"],
+                                                self.model_config_.get("size_scaling_reference"))
             return head + ("predictions at another size take the size step from Chinchilla's loss surface "
-                           f"(Hoffmann et al. 2022) times an uncertain factor ({prior!r}"
-                           f"{', ' + words if words else ''}), with the schedule's "
+                           f"(Hoffmann et al. 2022) times an uncertain factor ({prior}), with the schedule's "
                            "effect at the fitted size; fit on at least two sizes to learn it")
         return head + ("predictions at another size rest on the feature form alone and their intervals do not "
                        "include that uncertainty (new_size='features'); fit on at least two sizes")
@@ -640,7 +659,9 @@ class BayesOptLaw:
         divergence model's unstable-loss regression (:mod:`bayes_optlaws.unstable_loss`) when it has one, else
         the fixed ``unstable_excess_``; 0 when the model has no unstable outcome.  The regression's excess is
         capped so that an unstable run never ends above ``diverged_loss_``, what a diverged run is charged (far
-        outside the fitted sizes its plateau can extrapolate above it: at 1e12 parameters on the default grid)."""
+        outside the fitted sizes its plateau can extrapolate above it: at 1e12 parameters on the default grid).
+        The fixed excess (``divergence_config["unstable_loss"] = "excess"``) is one number measured on the
+        training runs and is not capped: it does not extrapolate."""
         level = None if self.div_fit_ is None else self.div_fit_.unstable_level
         if p_unst is not None and level is not None:
             return np.minimum(level.excess_draws(cand, loss, rng), np.maximum(self.diverged_loss_ - loss, 0.0))

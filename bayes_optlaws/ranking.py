@@ -516,14 +516,16 @@ def format_table(r: Ranking) -> str:
     return "\n".join(lines)
 
 
-def extrapolation_lines(t: pd.DataFrame) -> list[str]:
-    """One line saying how far the candidates lie outside the fitted range (nothing when all are inside)."""
+def extrapolation_lines(t: pd.DataFrame, pointer: bool = True) -> list[str]:
+    """One line saying how far the candidates lie outside the fitted range (nothing when all are inside);
+    ``pointer``: end it with where the per-candidate factors are in the JSON output."""
     if "extrap_max" not in t.columns or not (t["extrap_max"] > 1.0 + 1e-9).any():
         return []
     what = {"extrap_N": "model size", "extrap_D": "tokens", "extrap_lr": "peak LR", "extrap_tps": "tokens/step"}
     parts = [f"{label} up to {t[col].max():.3g}x" for col, label in what.items()
              if col in t.columns and t[col].max() > 1.0 + 1e-9]
-    return [f"extrapolation beyond the fitted runs: {', '.join(parts)} (per candidate: extrap_* in --json)"]
+    return [f"extrapolation beyond the fitted runs: {', '.join(parts)}"
+            + (" (per candidate: extrap_* in --json)" if pointer else "")]
 
 
 def outside_interval_lines(t: pd.DataFrame) -> list[str]:

@@ -265,7 +265,7 @@ def size_step_text(law) -> str:
     """How the law predicts a model size it was not fitted on, with the size-step factor it learned."""
     from .loss_model import loss_priors
     from .plots import human_count
-    from .size_scaling import EXCESS_DISTANCE_POWER, REFERENCE_WORDS
+    from .size_scaling import EXCESS_DISTANCE_POWER, describe_prior
 
     if law.model_config_.get("new_size", "features") != "nearest_size":
         return "from the law's features at that size (new_size='features')"
@@ -274,9 +274,8 @@ def size_step_text(law) -> str:
     summary = step.summary(priors["size_scaling"], priors["size_step_spread"])
 
     steps = "; ".join(f"{p['k']:.2f} ({human_count(p['from'])} → {human_count(p['to'])})" for p in step.pairs)
-    reference = REFERENCE_WORDS.get(law.model_config_.get("size_scaling_reference"), "")
-    prior = f" ({priors['size_scaling']!r}{', ' + reference if reference else ''})"
-    learned = f"factor per fitted step: {steps}" if steps else f"one fitted size: the factor is the prior's{prior}"
+    prior = describe_prior(priors["size_scaling"], law.model_config_.get("size_scaling_reference"))
+    learned = f"factor per fitted step: {steps}" if steps else f"one fitted size: the factor is the prior's ({prior})"
     lo, hi = summary["k_90"]
     shape = f"Student-t, {step.error_nu:g} dof" if np.isfinite(step.error_nu) else "normal"
     by_gap = (f", × (1 + {step.gap_slope:.3g} × its LR gap in nats) / {step.gap_rms:.3g}" if step.gap_slope
@@ -396,7 +395,8 @@ def _maps_section(law, block: dict, random_seed: int) -> str:
     out = ['<section id="surface"><h2>2. Loss surface</h2>',
            f"<p>Predicted final loss of linear-warmup + linear-decay schedules over peak LR × warmup for {where}. "
            "The dashed line is P(diverge) = 0.5; markers are the observed runs of this block.</p>",
-           _warnings_box("Read these before trusting the maps:", _unique_messages(caught))]
+           _warnings_box("Read these before trusting the maps (each \"candidate\" below is a point of their grid):",
+                         _unique_messages(caught))]
     out.append(_figure(plots.loss_surface(grid, runs), "loss surface",
                        "Left: posterior mean of the expected final loss (nats), hatched where P(diverge) > 0.5; "
                        "observed runs coloured by their measured loss on the same scale. Right: width of the 90 % "
@@ -513,17 +513,22 @@ def _prediction_warnings(ranking, caught: list) -> str:
     extrapolate beyond the fitted runs, rows whose mean lies outside their interval, and every warning raised while
     predicting them (extrapolation, draws held at the loss floor or ceiling, a one-size law, ...), each once; ""
     when there is nothing to say."""
+    from .extrapolation import ExtrapolationWarning
     from .ranking import extrapolation_lines, outside_interval_lines
 
-    lines = [line.split(" (per candidate: ")[0] for line in extrapolation_lines(ranking.table)]
-    lines += outside_interval_lines(ranking.table)
+    messages = _unique_messages(caught)
+    # the law warns about what lies beyond its thresholds; the summary line also covers milder extrapolation, so
+    # it is shown only when the law said nothing of the kind
+    far = any(issubclass(w.category, ExtrapolationWarning) and "outside the fitted" in str(w.message) for w in caught)
+    lines = [] if far else extrapolation_lines(ranking.table, pointer=False)
     return _warnings_box("Read these before trusting the candidates' intervals:",
-                         lines + [m for m in _unique_messages(caught) if m not in lines])
+                         lines + outside_interval_lines(ranking.table) + messages)
 
 
 def _unique_messages(caught: list) -> list[str]:
-    """The texts of recorded warnings, each once, in the order first raised."""
-    return list(dict.fromkeys(str(w.message) for w in caught))
+    """The texts of the recorded warnings meant for users (``UserWarning`` and its subclasses, not a library's
+    deprecation or numerical notes), each once, in the order first raised."""
+    return list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
 
 
 def _warnings_box(title: str, lines: list[str]) -> str:

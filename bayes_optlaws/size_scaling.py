@@ -200,7 +200,8 @@ def check_lr_exponent(setting) -> "float | str":
 
 #: ``model_config["size_scaling_reference"]``: which studies centre the size-step prior (``priors["size_scaling"]``)
 #: where ``model_config["priors"]`` does not set it; ``"auto"`` picks by the fitted sizes (:func:`size_scaling_prior`)
-#: and a fit records the one it used (``"custom"``: the prior was given, and is none of these)
+#: and a fit records the one it used (``"custom"``: ``priors["size_scaling"]`` as given).  A refit of a saved model's
+#: config keeps the reference it recorded, as it keeps the covariates it resolved
 SIZE_SCALING_REFERENCES = ("auto", "chinchilla", "lm_studies", "custom")
 #: the size-step prior of each reference (dicts of :class:`~bayes_optlaws.priors.Prior`): Chinchilla's own size
 #: term (k = 1, 95 % range 0.38-2.7), and four public LM-scale studies (k = 0.79, 95 % range 0.58-1.09; see the
@@ -211,37 +212,58 @@ REFERENCE_PRIORS = {"chinchilla": {"dist": "LogNormal", "kwargs": {"mu": 0.0, "s
 REFERENCE_WORDS = {"chinchilla": "centred on Chinchilla's own size term",
                    "lm_studies": "centred on four public LM-scale studies, whose steps gain about 0.8 of Chinchilla's",
                    "custom": "as given in model_config['priors']"}
+def describe_prior(prior, reference) -> str:
+    """The size-step prior for a message: its repr and, when ``reference`` is known, which studies centre it."""
+    words = REFERENCE_WORDS.get(reference)
+    return f"{prior!r}, {words}" if words else repr(prior)
+
+
 #: ``"auto"`` takes the LM-scale studies' prior for a law fitted on one size of at least this many parameters
 #: (those studies' sizes: 10.5M-400M; the embedded tiny-LM grid's: 25K-1.9M)
 LM_SCALE_MIN_PARAMS = 10_000_000
 
 
-def check_reference(setting, prior_given: bool) -> str:
-    """``model_config["size_scaling_reference"]`` checked (``None``: ``"auto"``): one of
-    :data:`SIZE_SCALING_REFERENCES`, and ``"custom"`` only with a ``size_scaling`` prior given; else a RunsError
+def _own_prior(prior: dict | None) -> bool:
+    """Whether a config's ``priors["size_scaling"]`` (a dict) is the user's own: none of the references' priors
+    (a prior equal to one of them is that reference's, e.g. the default or one a saved model recorded)."""
+    return prior is not None and prior not in REFERENCE_PRIORS.values()
+
+
+def check_reference(setting, prior: dict | None = None) -> str:
+    """``model_config["size_scaling_reference"]`` (``None``: ``"auto"``) checked against the size-step prior the
+    config holds (``prior``: its ``priors["size_scaling"]`` as a dict): the setting must be one of
+    :data:`SIZE_SCALING_REFERENCES`; a prior of the user's own must be a LogNormal with sigma > 0, and cannot be
+    combined with ``"chinchilla"`` or ``"lm_studies"`` (which would overrule one of the two).  Else a RunsError
     naming the choices."""
     setting = "auto" if setting is None else setting
-    if setting not in SIZE_SCALING_REFERENCES:
+    if not isinstance(setting, str) or setting not in SIZE_SCALING_REFERENCES:
         raise RunsError(f"model_config['size_scaling_reference'] must be one of "
                         f"{', '.join(SIZE_SCALING_REFERENCES)}, got {setting!r}")
-    if setting == "custom" and not prior_given:
-        raise RunsError("model_config['size_scaling_reference'] is 'custom' but model_config['priors'] sets no "
-                        "'size_scaling' prior; give one, e.g. {'dist': 'LogNormal', 'kwargs': {'mu': 0, "
-                        "'sigma': 0.5}}, or choose 'auto', 'chinchilla' or 'lm_studies'")
+    if not _own_prior(prior):
+        return setting
+    from .priors import Prior
+
+    mu, sigma = _lognormal_parameters(Prior.from_dict(prior))
+    if not sigma > 0:
+        raise RunsError(f"the size_scaling prior needs sigma > 0, got {prior!r}")
+    if setting in REFERENCE_PRIORS:
+        raise RunsError(f"model_config['size_scaling_reference'] is {setting!r} but model_config['priors'] sets "
+                        f"'size_scaling' to {prior!r}, which is not that reference's prior "
+                        f"{REFERENCE_PRIORS[setting]!r}; drop one of the two, or set the reference to 'custom' "
+                        "(or 'auto') to use your prior")
     return setting
 
 
-def size_scaling_prior(setting, fitted_sizes, given: dict | None = None) -> tuple[str, dict]:
-    """``(reference, prior dict)`` of the size-step factor for a law fitted on ``fitted_sizes`` (parameters):
-    ``given`` (the ``priors["size_scaling"]`` a user set, as a dict) wins, named after the reference whose prior it
-    equals, else ``"custom"``; otherwise the prior of ``setting`` (:data:`SIZE_SCALING_REFERENCES`), ``"auto"``
-    being ``"lm_studies"`` for a law fitted on one size of at least :data:`LM_SCALE_MIN_PARAMS` parameters (no
-    backtest of its own: the studies are all it has) and ``"chinchilla"`` otherwise.  A RunsError for an unknown
-    setting, or ``"custom"`` without a given prior."""
-    setting = check_reference(setting, given is not None)
-    if given is not None:
-        named = [name for name, prior in REFERENCE_PRIORS.items() if prior == given]
-        return (named[0] if named else "custom"), given
+def size_scaling_prior(setting, fitted_sizes, prior: dict | None = None) -> tuple[str, dict]:
+    """``(reference, prior dict)`` of the size-step factor for a law fitted on ``fitted_sizes`` (parameters), from
+    the config's ``size_scaling_reference`` (``setting``) and ``priors["size_scaling"]`` (``prior``, a dict):
+    ``"custom"``, or a prior of the user's own with ``"auto"``: that prior (Chinchilla's when none is given);
+    ``"auto"`` otherwise: ``"lm_studies"`` for a law fitted on one size of at least :data:`LM_SCALE_MIN_PARAMS`
+    parameters (no backtest of its own: the studies are all it has), else ``"chinchilla"``; a reference: its
+    prior.  A RunsError as :func:`check_reference` gives."""
+    setting = check_reference(setting, prior)
+    if setting == "custom" or _own_prior(prior):
+        return "custom", dict(prior if prior is not None else REFERENCE_PRIORS["chinchilla"])
     if setting == "auto":
         sizes = {int(s) for s in fitted_sizes}
         one_lm_size = len(sizes) == 1 and min(sizes) >= LM_SCALE_MIN_PARAMS
@@ -275,6 +297,8 @@ def anchor_token_messages(anchor_params, own_params, tokens, names, token_ranges
     the least biased (README, "The expensive-run case").  The rule is not changed by this (moving the anchor to a covering size
     can mean a much longer size step, e.g. 200K instead of 793K for a 3M target on the embedded grid, and that
     trade-off is not measured); the warning says where it bites."""
+    from .extrapolation import range_factor, shown_names
+
     anchor = np.asarray(anchor_params, float)
     own = np.asarray(own_params, float)
     tokens = np.asarray(tokens, float)
@@ -283,15 +307,16 @@ def anchor_token_messages(anchor_params, own_params, tokens, names, token_ranges
     for size in sorted({float(a) for a, o in zip(anchor, own) if a != o}):
         low, high = token_ranges[int(size)]
         rows = np.flatnonzero((anchor == size) & (own != size))
-        factor = np.maximum(np.maximum(tokens[rows] / high, low / tokens[rows]), 1.0)
+        factor = range_factor(tokens[rows], low, high)
         far = rows[factor > ANCHOR_TOKENS_WARN_FACTOR]
         if not far.size:
             continue
-        shown = ", ".join(str(names[i]) for i in far[:3]) + (", ..." if far.size > 3 else "")
+        trained = f"{low:.4g} tokens" if low == high else f"{low:.4g}-{high:.4g} tokens"
         messages.append(
-            f"{far.size} candidate(s) ({shown}) are predicted from the fitted size {int(size):,} (the nearest to "
-            f"theirs) at up to {factor.max():.3g}x outside the tokens its runs were trained for [{low:.4g}, "
-            f"{high:.4g}]: the law's level at that size is measured at other budgets, and the intervals do not "
+            f"{far.size} candidate(s) ({shown_names(names, far)}) are predicted from the fitted size {int(size):,} "
+            f"(the nearest to theirs) with up to {factor.max():.3g}x more or fewer tokens than its runs were "
+            f"trained with ({trained}): "
+            f"the law's level at that size is measured at other budgets, and the intervals do not "
             f"include that (on StepLaw's training sizes, an anchor trained at one budget 2-4x below erred 0.03-0.06 "
             f"nats); fit runs of that size at the target's token count, or read these predictions as rough")
     return messages

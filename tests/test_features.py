@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayes_optlaws.features import (BLOCKS, EXPONENT_CANDIDATES, FEATURE_NAMES, INTEGRAL_COLUMNS, FeatureSpec,
-                                    Stage, Standardiser, design_matrix, integrals_table, ridge_fit, ridge_predict,
-                                    reference_lr, segment_integrals, select_exponents, stages_from_runs)
-from bayes_optlaws.runs import validate_runs
+from bayes_optlaws.features import (BLOCKS, EXPONENT_CANDIDATES, FEATURE_NAMES, INTEGRAL_COLUMNS, FeatureError,
+                                    FeatureSpec, Stage, Standardiser, design_matrix, integrals_table, ridge_fit,
+                                    ridge_predict, reference_lr, segment_integrals, select_exponents, stages_from_runs)
+from bayes_optlaws.runs import RunsError, validate_runs
 from bayes_optlaws.schedules import Schedule
 
 # hand-computed example: linear warmup 100 steps to 1e-3, linear cooldown to 0 at step 1000
@@ -247,8 +247,22 @@ def test_design_matrix_all_finite_for_every_family():
 
 
 def test_design_matrix_rejects_non_finite_and_names_feature():
-    with np.errstate(divide="ignore"), pytest.raises(ValueError, match=r"'1/I_w' is not finite for row 0"):
+    with pytest.raises(FeatureError, match=r"row 0: the schedule feature '1/I_w' is not finite") as info:
         design_matrix(_one_row(I_w=0.0), FeatureSpec(LR_REF))
+    assert (info.value.row, info.value.feature) == (0, "1/I_w")
+    named = info.value.named(["run-a"], "candidate")
+    assert isinstance(named, RunsError) and str(named).startswith("candidate 'run-a': the schedule feature '1/I_w'")
+
+
+def test_a_candidate_with_an_absurd_peak_lr_is_a_clear_error_not_a_traceback():
+    """A peak LR of 1e-300 makes a feature overflow: the shipped model names the candidate and the fix."""
+    import bayes_optlaws as bol
+
+    cand = pd.DataFrame({"name": ["tiny"], "schedule": ['{"family": "linear", "peak_lr": 1e-300, "warmup": 100, '
+                                                        '"total": 4000}'],
+                         "model_params": [793_344], "tokens_per_step": [4096]})
+    with pytest.raises(RunsError, match=r"candidate 'tiny': the schedule feature .* is not finite .* peak LR"):
+        bol.load().predict_draws(cand)
 
 
 def test_two_spec_forms_give_identical_features():

@@ -226,9 +226,13 @@ def test_lr_scheduling_a_log_that_ends_early_is_warned_about_and_an_all_zero_log
     df, meta = import_runs("lr-scheduling", [str(tmp_path)])
     assert sorted(df["run_id"]) == ["full", "short"]
     assert Schedule.from_spec(df.set_index("run_id").loc["short", "schedule"]).total == 1000
-    assert meta["warnings"] == ["short: the LR is logged to iter 500 of config.iterations 1000 (every 10 iters); "
-                                "the last 500 steps (50%) continue the last logged interval's line. If the run "
-                                "stopped early, its final loss is not that of this schedule: leave it out"]
+    assert meta["warnings"] == ["short: the LR is logged to iter 500 of config.iterations 1000 (50 logged points, "
+                                "median spacing 10 iters); the last 500 steps (50%) continue the last logged "
+                                "interval's line. If the run stopped early, its final loss is not that of this "
+                                "schedule: leave it out"]
+    _wandb_log(tmp_path / "one.json", name="one", lr=1e-3, iterations=1000, iters=[10], lrs=[1e-5])
+    _, meta = import_runs("lr-scheduling", [str(tmp_path / "one.json")])
+    assert "(a single logged point)" in meta["warnings"][0]
     _wandb_log(tmp_path / "zero.json", name="zero", lr=1e-3, iterations=1000, iters=full, lrs=[0.0] * len(full))
     with pytest.raises(RunsError, match=r"zero\.json: every logged history\.train\.train_lr is 0"):
         import_runs("lr-scheduling", [str(tmp_path / "zero.json")])
@@ -316,6 +320,13 @@ def test_csv_a_final_loss_measured_well_before_the_end_is_warned_about(tmp_path)
     runs, meta = read_runs(out)
     assert runs["final_loss"].iloc[0] == 3.0 and runs["x_final_loss_step"].iloc[0] == 100
     assert not meta["warnings"]
+    # no evaluation at all with final_loss='val' is an error, not a diverged run; a diverged run is not warned about
+    empty = _csv(tmp_path / "noval.csv", "step,lr,loss,val_loss\n0,1e-3,5.0,\n100,0,3.0,\n")
+    with pytest.raises(RunsError, match=r"noval\.csv: final_loss='val' but its val_loss column has no value"):
+        import_runs("csv", [str(empty)], model_params=1000, tokens_per_step=64, final_loss="val")
+    boom = _csv(tmp_path / "boom.csv", "step,lr,loss,val_loss\n0,1e-3,5.0,5.1\n60,1e-3,inf,\n100,0,inf,\n")
+    df, meta = import_runs("csv", [str(boom)], model_params=1000, tokens_per_step=64)
+    assert df["diverged"].iloc[0] and not meta["warnings"]
     args = _parser().parse_args(["import", "multipower", str(f), "--out", str(tmp_path / "m.csv"),
                                  "--final-loss", "train"])
     with pytest.raises(RunsError, match="final_loss not used by this format"):

@@ -317,3 +317,8 @@ def test_a_final_loss_above_uniform_predictions_is_imported_as_diverged(good, tm
     assert "ln(model.vocab_size)" in meta["divergence_rule"]
     assert main(["import", "losscast", str(good), "--out", str(tmp_path / "runs.csv")]) == 0
     assert "imported as diverged" in capsys.readouterr().err
+
+
+def test_a_vocabulary_of_one_token_is_refused(good):
+    _edit_config(good, lambda cfg: cfg["model"].update(vocab_size=1))
+    assert "model.vocab_size is 1; a vocabulary has at least 2 tokens" in _error(good)

@@ -139,3 +139,24 @@ def test_an_unstable_run_is_never_charged_more_than_a_diverged_one(monkeypatch):
     charged = far.loss + far.unstable_excess
     assert np.all(far.unstable_excess >= 0)
     assert np.allclose(charged, np.maximum(far.loss, law.diverged_loss_))
+
+
+def test_a_diverged_run_is_charged_at_most_an_untrained_models_loss(synthetic_table):
+    """SYNTHETIC runs with a vocabulary of 256 tokens (ceiling ln 256 = 5.55 nats) and one diverged run logged at
+    55 nats (an importer can keep such a curve): the charge of a diverged run is the ceiling, not the mean 55-ish;
+    without the vocabulary the ceiling is the worst logged loss, so the mean is kept."""
+    from bayes_optlaws.runset import RunSet
+
+    runs = synthetic_table.copy()
+    diverged = runs.index[runs["diverged"]]
+    assert len(diverged)
+    runs.loc[diverged[0], "final_loss"] = 55.0
+    law = BayesOptLaw()
+    for table, expected in ((runs.assign(x_vocab_size=256), np.log(256)), (runs, None)):
+        law.train_set_, law._fitted_range = RunSet.of_runs(table), None
+        ok = table[~table["diverged"]]
+        charge = law._diverged_charge(table, ok)
+        logged = table.loc[table["diverged"], "final_loss"].astype(float)
+        mean = float(logged[np.isfinite(logged)].mean())
+        assert charge == pytest.approx(expected if expected is not None else mean)
+        assert mean > np.log(256)

@@ -217,12 +217,11 @@ def test_chosen_block_is_named_in_the_maps_section(fitted_law):
 
 def test_candidates_far_beyond_the_fitted_runs_are_warned_about_in_the_report(fitted_law):
     """A block 10x larger than the largest fitted size: the candidate table gives each row's extrapolation factor,
-    and a warning box says how far the candidates extrapolate and repeats the law's own warnings (which the
-    terminal shows), each once."""
+    and a warning box repeats the law's own warnings (which the terminal shows), each once; a block 2x larger
+    (below the law's 4x threshold) gets the summary line instead."""
     import warnings
 
     from bayes_optlaws.extrapolation import ExtrapolationWarning
-
     from bayes_optlaws.optimize import candidate_grid
 
     largest = max(fitted_law.sizes_)
@@ -233,8 +232,7 @@ def test_candidates_far_beyond_the_fitted_runs_are_warned_about_in_the_report(fi
         html_text = report._candidates_section(fitted_law, cands, block, random_seed=0)
     assert "extrapolation (× beyond the fitted runs; 1 = inside)" in html_text
     box = html_text.split('<div class="warn">', 1)[1].split("</div>", 1)[0]
-    assert "extrapolation beyond the fitted runs: model size up to 10x" in box
-    assert "--json" not in box  # the terminal's pointer to the JSON columns is not repeated
+    assert "extrapolation beyond the fitted runs" not in box  # the law's own warning below says more
     law_warnings = {str(w.message) for w in seen if issubclass(w.category, ExtrapolationWarning)}
     assert not law_warnings  # recorded by the report, not passed on
     items = re.findall(r"<li>(.*?)</li>", box)
@@ -244,6 +242,11 @@ def test_candidates_far_beyond_the_fitted_runs_are_warned_about_in_the_report(fi
                for i in items)
     cells = re.findall(r'<td class="">(10)</td>', html_text)
     assert len(cells) == len(cands)
+    mild = report._candidates_section(fitted_law, cands, {**block, "model_params": 2 * largest}, random_seed=0)
+    box = mild.split('<div class="warn">', 1)[1].split("</div>", 1)[0]
+    assert "extrapolation beyond the fitted runs: model size up to 2x" in box
+    assert "--json" not in box  # the terminal's pointer to the JSON columns is not repeated
+    assert "outside the fitted model size range" not in box
 
 
 def test_maps_of_a_block_far_beyond_the_fitted_runs_carry_the_laws_warnings(fitted_law):
@@ -254,7 +257,7 @@ def test_maps_of_a_block_far_beyond_the_fitted_runs_carry_the_laws_warnings(fitt
     far = {**block, "model_params": 10 * max(fitted_law.sizes_), "chosen": True}
     html_text = report._maps_section(fitted_law, far, random_seed=0)
     box = html_text.split('<div class="warn">', 1)[1].split("</div>", 1)[0]
-    assert "Read these before trusting the maps:" in box
+    assert "Read these before trusting the maps (each &quot;candidate&quot; below is a point of their grid):" in box
     assert "outside the fitted model size range" in box and "(warned beyond 4x)" in box
 
 

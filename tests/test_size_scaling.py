@@ -110,31 +110,44 @@ def test_a_one_size_laws_summary_names_its_prior(one_size_law):
 
 def test_auto_takes_the_lm_studies_prior_only_for_one_fitted_size_at_lm_scale():
     lm = LM_SCALE_MIN_PARAMS
+    chin = REFERENCE_PRIORS["chinchilla"]
     assert size_scaling_prior("auto", [lm, lm]) == ("lm_studies", REFERENCE_PRIORS["lm_studies"])  # one size
     assert size_scaling_prior(None, [4 * lm]) == ("lm_studies", REFERENCE_PRIORS["lm_studies"])  # None: auto
-    assert size_scaling_prior("auto", [lm - 1]) == ("chinchilla", REFERENCE_PRIORS["chinchilla"])
+    # the resolved default config holds Chinchilla's prior: that is the reference's, not the user's own
+    assert size_scaling_prior("auto", [4 * lm], dict(chin)) == ("lm_studies", REFERENCE_PRIORS["lm_studies"])
+    assert size_scaling_prior("auto", [lm - 1]) == ("chinchilla", chin)
     # two sizes: the law's own backtest learns the factor under Chinchilla's wide prior
-    assert size_scaling_prior("auto", [lm, 4 * lm]) == ("chinchilla", REFERENCE_PRIORS["chinchilla"])
+    assert size_scaling_prior("auto", [lm, 4 * lm]) == ("chinchilla", chin)
     assert size_scaling_prior("chinchilla", [4 * lm])[0] == "chinchilla"
     assert size_scaling_prior("lm_studies", [25_000])[0] == "lm_studies"
-    # a prior the user gave wins, named after the reference it equals (a saved model refitted keeps its name)
+    # a prior of the user's own wins with "auto" or "custom"; "custom" alone keeps the prior as it stands
     mine = {"dist": "LogNormal", "kwargs": {"mu": -0.5, "sigma": 0.2}}
     assert size_scaling_prior("auto", [4 * lm], mine) == ("custom", mine)
-    assert size_scaling_prior("lm_studies", [25_000], dict(REFERENCE_PRIORS["chinchilla"]))[0] == "chinchilla"
+    assert size_scaling_prior("custom", [4 * lm], mine) == ("custom", mine)
+    assert size_scaling_prior("custom", [4 * lm], dict(chin)) == ("custom", chin)
+    # a saved model's config (its reference and the prior it recorded) refits to the same choice
+    assert size_scaling_prior("lm_studies", [lm, 4 * lm], dict(REFERENCE_PRIORS["lm_studies"]))[0] == "lm_studies"
     # the returned prior is a copy: changing it leaves the reference alone
     size_scaling_prior("auto", [lm])[1]["kwargs"]["mu"] = 9.0
     assert REFERENCE_PRIORS["lm_studies"]["kwargs"]["mu"] == -0.23
 
 
-def test_a_bad_size_scaling_reference_is_refused_before_any_sampling(synthetic_table, monkeypatch):
+@pytest.mark.parametrize("setting, prior, match", [
+    ("kaplan", None, r"size_scaling_reference'\] must be one of auto, chinchilla, lm_studies, custom, got 'kaplan'"),
+    (["auto"], None, r"must be one of .* got \['auto'\]"),
+    ("lm_studies", {"dist": "LogNormal", "kwargs": {"mu": -0.1, "sigma": 0.3}},
+     r"is 'lm_studies' but model_config\['priors'\] sets 'size_scaling' to .*'mu': -0.1.* drop one of the two"),
+    ("auto", {"dist": "HalfNormal", "kwargs": {"sigma": 1.0}}, "must be a LogNormal"),
+    ("custom", {"dist": "LogNormal", "kwargs": {"mu": 0.0, "sigma": -1.0}}, "needs sigma > 0"),
+])
+def test_a_bad_size_scaling_setting_is_refused_before_any_sampling(synthetic_table, monkeypatch, setting, prior,
+                                                                    match):
     from bayes_optlaws.loss_law import LossLawFit
 
     monkeypatch.setattr(LossLawFit, "fit", lambda *a, **k: pytest.fail("sampled before checking the config"))
-    with pytest.raises(RunsError, match=r"size_scaling_reference'\] must be one of auto, chinchilla, lm_studies, "
-                                        r"custom, got 'kaplan'"):
-        BayesOptLaw(FeatureSpec(lr_ref=0.3), model_config={"size_scaling_reference": "kaplan"}).fit(synthetic_table)
-    with pytest.raises(RunsError, match="'custom' but model_config\\['priors'\\] sets no 'size_scaling' prior"):
-        BayesOptLaw(FeatureSpec(lr_ref=0.3), model_config={"size_scaling_reference": "custom"}).fit(synthetic_table)
+    config = {"size_scaling_reference": setting, **({"priors": {"size_scaling": prior}} if prior else {})}
+    with pytest.raises(RunsError, match=match):
+        BayesOptLaw(FeatureSpec(lr_ref=0.3), model_config=config).fit(synthetic_table)
 
 
 def test_the_fit_records_the_reference_and_prior_it_used():
@@ -146,11 +159,22 @@ def test_the_fit_records_the_reference_and_prior_it_used():
     assert loss_priors(law.model_config_)["size_scaling"] == Prior("LogNormal", mu=-0.23, sigma=0.16)
     assert law.model_config_["priors"]["sigma"]["kwargs"]["sigma"] == 0.3  # the other priors untouched
     mine = Prior("LogNormal", mu=0.1, sigma=0.3)
-    law = BayesOptLaw(model_config={"size_scaling_reference": "lm_studies", "priors": {"size_scaling": mine}})
+    law = BayesOptLaw(model_config={"priors": {"size_scaling": mine}})
     law._resolve_configs()
     law._record_size_scaling_prior([20_000_000])
     assert law.model_config_["size_scaling_reference"] == "custom"
     assert loss_priors(law.model_config_)["size_scaling"] == mine
+
+
+def test_a_model_saved_before_the_reference_refits_by_auto():
+    """The shipped model's config (saved before the option: no reference, Chinchilla's prior recorded), cloned and
+    refitted on one LM-scale size, takes the studies' prior: a recorded reference prior is not the user's own."""
+    import bayes_optlaws as bol
+
+    twin = bol.load().clone()
+    twin._resolve_configs()
+    twin._record_size_scaling_prior([130_000_000])
+    assert twin.model_config_["size_scaling_reference"] == "lm_studies"
 
 
 def test_the_lm_studies_prior_centres_a_one_size_laws_step_below_chinchillas(one_size_law):
@@ -559,10 +583,11 @@ def test_a_candidate_far_outside_its_anchor_sizes_token_range_is_named():
                                      ["far", "near", "own", "covered"], ranges)
     assert len(messages) == 1
     assert messages[0].startswith("1 candidate(s) (far) are predicted from the fitted size 200 (the nearest to "
-                                  "theirs) at up to 2x outside the tokens its runs were trained for [1e+09, 2e+09]")
+                                  "theirs) with up to 2x more or fewer tokens than its runs were trained with "
+                                  "(1e+09-2e+09 tokens)")
     assert anchor_token_messages([200], [200], [8e9], ["own"], ranges) == []
     below = anchor_token_messages([100], [300], [1e8], ["short"], ranges)
-    assert "at up to 10x outside" in below[0]
+    assert "with up to 10x more or fewer tokens" in below[0]
 
 
 def test_the_default_model_warns_when_a_larger_target_is_anchored_at_a_size_trained_at_other_budgets():
@@ -573,9 +598,24 @@ def test_the_default_model_warns_when_a_larger_target_is_anchored_at_a_size_trai
     law = bol.load()
     cand = _candidates([3_000_000, 793_344]).assign(tokens_per_step=4096)
     with pytest.warns(ExtrapolationWarning, match=r"1 candidate\(s\) \(n3000000\) are predicted from the fitted "
-                                                  r"size 793,344 .* at up to 2x outside"):
+                                                  r"size 793,344 .* with up to 2x more or fewer tokens than its "
+                                                  r"runs were trained with \(8.192e\+06 tokens\)"):
         law.predict_draws(cand)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         law.predict_draws(cand.iloc[[1]])
     assert not [w for w in seen if "are predicted from the fitted size" in str(w.message)]
+
+
+def test_a_continuation_is_not_checked_against_single_stage_token_ranges(capsys):
+    """A continuation's tokens include its history, which the fitted runs' token ranges do not: the anchor check
+    leaves it out (the shipped continual-training example at 3M parameters after a 2,000-step history)."""
+    from bayes_optlaws.cli import main
+    from bayes_optlaws.paths import SHIPPED_ROOT
+
+    history = '{"family": "linear", "peak_lr": 0.008, "warmup": 100, "total": 2000}'
+    code = main(["rank", str(SHIPPED_ROOT / "data" / "examples" / "continual_candidates.csv"), "--history", history,
+                 "--params", "3000000"])
+    err = capsys.readouterr().err
+    assert code == 0 and "warning:" in err
+    assert "are predicted from the fitted size" not in err

@@ -132,11 +132,14 @@ STALE_LOSS_SHARE = 0.05
 
 
 def _stale_loss_warnings(rows: list[dict]) -> list[str]:
-    """One warning per row whose final loss was measured well before the run's last logged step (the last
+    """One warning per row that trained (not diverged) whose final loss was measured well before the run's last
+    logged step (the last
     evaluation of a ``val_loss`` column logged only now and then, or a run whose evaluations stopped): its
     ``final_loss`` is then not the loss at the end of the schedule it is paired with."""
     out = []
     for r in rows:
+        if r["diverged"]:
+            continue  # its final loss is not used as one
         total = r["tokens"] // r["tokens_per_step"]
         gap = total - r["x_final_loss_step"]
         if gap > STALE_LOSS_SHARE * total:
@@ -217,6 +220,9 @@ def import_csv_logs(paths: list[str], *, model_params: int | None = None, tokens
                 raise RunsError(f"{where}: final_loss='val' but the log has no 'val_loss' column")
             series = log["val_loss"].dropna()  # rows without evaluation
             kind = "val"
+            if series.empty:
+                raise RunsError(f"{where}: final_loss='val' but its val_loss column has no value; log an evaluation, "
+                                "or import with final_loss='train' (CLI: --final-loss train)")
         else:
             series = log["loss"]
             kind = "train"

@@ -212,8 +212,9 @@ def _first_bad_entry(data: dict, where: str) -> None:
             raise RunsError(f"{where}: step {key}: loss {value!r} is not a number; write the loss in nats, "
                             "e.g. 3.21")
         if not math.isfinite(value) or value <= 0:
-            raise RunsError(f"{where}: step {key}: loss {value!r} must be a finite number > 0 (diverged runs are "
-                            "not part of LossCast-Bench)")
+            raise RunsError(f"{where}: step {key}: loss {value!r} must be a finite number > 0 (LossCast-Bench "
+                            "has no runs whose loss blew up; a run that ends above ln(vocab_size) is imported as "
+                            "diverged, one with a non-finite loss is not: leave it out, e.g. with --skip-bad)")
     raise AssertionError("no bad entry found")  # pragma: no cover - only called after a failed check
 
 
@@ -550,6 +551,9 @@ def run_row(run_dir: Path, *, end_tolerance: float = END_TOLERANCE, incomplete: 
     }
     for key in ("n_layers", "d_model", "d_ff", "n_heads", "vocab_size"):
         row[f"x_{key}"] = cfg.whole(f"model.{key}", required=False, positive=True)
+    if row["x_vocab_size"] is not None and row["x_vocab_size"] < 2:
+        raise RunsError(f"run {run_id}: config.json model.vocab_size is {row['x_vocab_size']}; a vocabulary has at "
+                        "least 2 tokens (fix the config)")
     row["diverged"] = above_uniform(row["final_loss"], row["x_vocab_size"])
     row["x_activation"] = cfg.text("model.activation", required=False)
     for name, value in optimizer_columns(cfg).items():  # an optimizer key never overwrites a column above

@@ -454,9 +454,11 @@ def _early_end_warning(log: _Log, last_step: float, iterations: int) -> str | No
     missing = iterations - float(last_step)
     if missing <= max(2 * interval, 0.01 * iterations):
         return None
-    return (f"{log.run_id}: the LR is logged to iter {last_step:g} of config.iterations {iterations} (every "
-            f"{interval:g} iters); the last {missing:g} steps ({missing / iterations:.0%}) continue the last logged "
-            "interval's line. If the run stopped early, its final loss is not that of this schedule: leave it out")
+    logged = (f"{len(log.iters)} logged points, median spacing {interval:g} iters" if len(log.iters) >= 2
+              else "a single logged point")
+    return (f"{log.run_id}: the LR is logged to iter {last_step:g} of config.iterations {iterations} ({logged}); "
+            f"the last {missing:g} steps ({missing / iterations:.0%}) continue the last logged interval's line. If "
+            "the run stopped early, its final loss is not that of this schedule: leave it out")
 
 
 def import_lr_scheduling(paths: list[str], *, divergence_margin: float = DIVERGENCE_MARGIN,

@@ -30,7 +30,8 @@ from . import loss_model as lm
 from . import size_scaling
 from . import fitted
 from .fitted import data_hash, model_id  # noqa: F401  (re-exported: a fitted model's identity lives in fitted.py)
-from .features import FeatureError, FeatureSpec, Standardiser, design_matrix, reference_lr, select_exponents, with_lr_scaled
+from .features import (FeatureError, FeatureSpec, Standardiser, design_matrix, reference_lr, select_exponents,
+                       with_lr_scaled)
 from .runs import RunsError
 from .runset import RunSet
 from .extrapolation import ExtrapolationWarning, FittedRange

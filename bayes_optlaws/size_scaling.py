@@ -199,8 +199,8 @@ def check_lr_exponent(setting) -> "float | str":
 
 
 #: ``model_config["size_scaling_reference"]``: which studies centre the size-step prior (``priors["size_scaling"]``)
-#: where ``model_config["priors"]`` does not set it; ``"auto"`` picks by the fitted sizes (:func:`size_scaling_prior`)
-#: and a fit records the one it used (``"custom"``: ``priors["size_scaling"]`` as given).  A refit of a saved model's
+#: unless that holds a prior of the user's own; ``"auto"`` picks by the fitted sizes (:func:`size_scaling_prior`) and
+#: a fit records the one it used (``"custom"``: ``priors["size_scaling"]`` as given).  A refit of a saved model's
 #: config keeps the reference it recorded, as it keeps the covariates it resolved
 SIZE_SCALING_REFERENCES = ("auto", "chinchilla", "lm_studies", "custom")
 #: the size-step prior of each reference (dicts of :class:`~bayes_optlaws.priors.Prior`): Chinchilla's own size
@@ -292,11 +292,11 @@ def anchor_token_messages(anchor_params, own_params, tokens, names, token_ranges
     (``benchmarks/bench_size_scaling.py --anchor-budget``, 2026-12-08: fit 72M, 124M and 200M cut to its 1B-token
     runs, score 242M at 2-4B tokens) the 242M runs anchored at 200M were predicted 0.041 nats too high (MAE 0.045;
     coverage 0.13 / 0.82), anchored at 124M, whose runs cover 1-4B, MAE 0.021; with 200M's runs at 1B and 2B, the
-    nearest anchor was the better one at 2.5B (MAE 0.012 against 0.019) and as good at 4B.  It does not explain LossCast
-    nanochat's 98M failure (anchored at 69M, whose runs span 0.28-0.30B tokens): there the runs at 1.04B tokens are
-    the least biased (README, "The expensive-run case").  The rule is not changed by this (moving the anchor to a covering size
-    can mean a much longer size step, e.g. 200K instead of 793K for a 3M target on the embedded grid, and that
-    trade-off is not measured); the warning says where it bites."""
+    nearest anchor was the better one at 2.5B (MAE 0.012 against 0.019) and as good at 4B.  It does not explain
+    LossCast nanochat's 98M failure (anchored at 69M, whose runs span 0.28-0.30B tokens): there the runs at 1.04B
+    tokens are the least biased (README, "The expensive-run case").  The rule is not changed by this (moving the
+    anchor to a covering size can mean a much longer size step, e.g. 200K instead of 793K for a 3M target on the
+    embedded grid, and that trade-off is not measured); the warning says where it bites."""
     from .extrapolation import range_factor, shown_names
 
     anchor = np.asarray(anchor_params, float)

@@ -78,7 +78,6 @@ by the evaluation.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +93,7 @@ from .priors import SCALE_PARAMETER, Prior, PriorError, recorded_config, resolve
 from .runset import RunSet
 from .schedules import Schedule
 from .unstable_loss import UnstableLossFit
+from .user_warnings import warn_user
 
 GRID_POINTS = 128
 
@@ -844,5 +844,5 @@ def fit_divergence(run_set: "RunSet | pd.DataFrame", lr_ref: float, config: dict
     fit.diagnostics = lm.diagnostics(fit.idata, names, emit=False)
     fit.post = posterior_arrays(fit.idata, names or None, exclude=("p_diverge", "p_unstable"))
     for msg in fit.warnings if emit_warnings else ():
-        warnings.warn(msg, lm.ConvergenceWarning, stacklevel=2)
+        warn_user(msg, lm.ConvergenceWarning)
     return fit

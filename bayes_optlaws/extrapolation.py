@@ -22,13 +22,13 @@ warning (:meth:`FittedRange.warn_bounded`): there the bound, not the runs, decid
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .runset import RunSet
+from .user_warnings import warn_user
 
 #: factor beyond which a prediction is flagged, per quantity
 WARN_FACTORS = {"N": 4.0, "D": 4.0, "lr": 2.0, "tps": 2.0}
@@ -121,7 +121,7 @@ class FittedRange:
                 f"range [{self.low[key]:.4g}, {self.high[key]:.4g}] (warned beyond {WARN_FACTORS[key]:g}x): the "
                 f"law extrapolates there and its intervals may be too narrow; fit on runs nearer the target")
         for m in messages:
-            warnings.warn(m, ExtrapolationWarning, stacklevel=3)
+            warn_user(m, ExtrapolationWarning)
         return messages
 
     def warn_bounded(self, log_loss: np.ndarray, names) -> list[str]:
@@ -149,7 +149,7 @@ class FittedRange:
                        "ceiling, not the data, sets their interval")
             messages.append(f"{far.size} candidate(s) ({shown} of draws) have their loss held {why}")
         for m in messages:
-            warnings.warn(m, ExtrapolationWarning, stacklevel=3)
+            warn_user(m, ExtrapolationWarning)
         return messages
 
     def bound_log_loss(self, log_loss: np.ndarray) -> np.ndarray:

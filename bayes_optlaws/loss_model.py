@@ -46,7 +46,6 @@ Hence the defaults: ``size_slopes=True``, ``new_size_offset="random_walk"``, uns
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +55,7 @@ import xarray as xr
 
 from .posterior import interval_coverage
 from .priors import Prior, configured_priors, recorded_config
+from .user_warnings import warn_user
 
 #: the loss law's priors (standardised scale); ``model_config["priors"]`` overrides any of them by name
 DEFAULT_PRIORS = {
@@ -415,7 +415,7 @@ def diagnostics(idata: xr.DataTree, var_names: list[str], rhat_max: float = 1.01
                         "treat intervals with caution (raise target_accept or reparameterise).")
     if emit:
         for m in messages:
-            warnings.warn(m, ConvergenceWarning, stacklevel=2)
+            warn_user(m, ConvergenceWarning)
     return {"max_rhat": max_rhat, "min_ess_bulk": min_bulk, "min_ess_tail": min_tail, "divergences": n_div,
             "draws": n_draws, "warnings": messages}
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -37,6 +36,7 @@ from .runset import RunSet
 from .extrapolation import ExtrapolationWarning, FittedRange
 from .loss_law import LossLawFit
 from .draws import PredictionDraws  # noqa: F401  (re-exported: moved to draws.py)
+from .user_warnings import warn_user
 
 
 def block_key(df: pd.DataFrame) -> np.ndarray:
@@ -347,9 +347,8 @@ class BayesOptLaw:
                                                emit_warnings=False, law_loss=law_loss)
             _warn(self.div_fit_.warnings)
         elif self.fit_divergence:
-            warnings.warn("the runs table has no diverged runs (or only diverged runs): the divergence boundary "
-                          "cannot be learned and P(diverge) will be reported as unknown (NaN)", UserWarning,
-                          stacklevel=3)
+            warn_user("the runs table has no diverged runs (or only diverged runs): the divergence boundary "
+                      "cannot be learned and P(diverge) will be reported as unknown (NaN)")
         if self.fit_stages and int(ct.is_stage(full.table).sum()) >= ct.MIN_STAGE_RUNS:
             self.stage_fit_, self.stage_runs_ = self._fit_stage_model(full, say)
             _warn(self.stage_fit_.warnings)
@@ -441,11 +440,10 @@ class BayesOptLaw:
         cand = RunSet.of_candidates(candidates).with_target(model_params, tokens_per_step, parent_run_id)
         hist = self.history_set_ if history_runs is None else RunSet.of_table(history_runs, "history runs")
         for message in ct.check_parents(cand.table, hist.table):
-            warnings.warn(message, UserWarning, stacklevel=2)
+            warn_user(message)
         if scenario is not None and not ct.is_stage(cand.table).any():
-            warnings.warn(f"scenario {scenario!r} is ignored: no candidate continues an earlier run (give "
-                          "--parent / parent_run_id, or --history, to predict a continuation)", UserWarning,
-                          stacklevel=2)
+            warn_user(f"scenario {scenario!r} is ignored: no candidate continues an earlier run (give "
+                      "--parent / parent_run_id, or --history, to predict a continuation)")
         seed = self.random_seed + 7 if random_seed is None else random_seed
         S = self.loss_post_["intercept"].shape[0]
         # every per-schedule (pure Python) step first: integrals and the divergence model's schedule grids ...
@@ -502,7 +500,7 @@ class BayesOptLaw:
         names = [name for name, keep in zip(cand.names, single) if keep]
         for message in size_scaling.anchor_token_messages(nearest[single], own[single], tokens[single], names,
                                                           self._token_ranges()):
-            warnings.warn(message, ExtrapolationWarning, stacklevel=4)
+            warn_user(message, ExtrapolationWarning)
 
     def _token_ranges(self) -> dict[int, tuple[float, float]]:
         """Per fitted size (parameters), the least and most tokens of its single-stage training runs that trained
@@ -534,7 +532,7 @@ class BayesOptLaw:
         pre = np.flatnonzero(~staged)
         if pre.size:
             if len(self.sizes_) < 2 and (cand["model_params"].iloc[pre] != self.sizes_[0]).any():
-                warnings.warn(self._one_size_message(), ExtrapolationWarning, stacklevel=3)
+                warn_user(self._one_size_message(), ExtrapolationWarning)
             log_mu[:, pre], log_noisy[:, pre] = self._pretraining_log_loss(X_law[pre], law_cand.iloc[pre], rng)
             if not law_cand["model_params"].equals(cand["model_params"]):
                 shift = self._size_step_draws(law_cand.iloc[pre], cand.iloc[pre], S, rng,
@@ -549,12 +547,11 @@ class BayesOptLaw:
             if far.any():
                 names = list(cand["run_id"].iloc[cols[far]])
                 features = [f for f, out in zip(self.spec_.feature_names, by_feature[far].any(axis=0)) if out]
-                warnings.warn(f"{len(names)} continual candidate(s) ({', '.join(map(str, names[:4]))}"
-                              f"{', ...' if len(names) > 4 else ''}) lie outside the range of the "
-                              f"{self.stage_fit_.n_runs} stage runs the stage model was fitted on, in the "
-                              f"feature(s) {', '.join(features)} (e.g. a warmup, peak LR or length it has not "
-                              "seen): its predictions there are extrapolations; add stage runs near them",
-                              UserWarning, stacklevel=3)
+                warn_user(f"{len(names)} continual candidate(s) ({', '.join(map(str, names[:4]))}"
+                          f"{', ...' if len(names) > 4 else ''}) lie outside the range of the "
+                          f"{self.stage_fit_.n_runs} stage runs the stage model was fitted on, in the "
+                          f"feature(s) {', '.join(features)} (e.g. a warmup, peak LR or length it has not "
+                          "seen): its predictions there are extrapolations; add stage runs near them")
             m, n = self.stage_fit_.predict_log_loss(X_raw[cols], cand["parent_run_id"].iloc[cols].astype(str),
                                                     scen, rng)
             if m.shape[0] != S:  # pair stage-model draws with loss-model draws
@@ -632,10 +629,9 @@ class BayesOptLaw:
             out = ["(unspecified)"] * len(cand)
         unknown = sorted(set(out) - set(known))
         if unknown:
-            warnings.warn(f"continual scenario {', '.join(unknown)} is not one the stage model was fitted on "
-                          f"({', '.join(known)}): predicted as a new scenario, with wide intervals and an "
-                          f"uncertain order; pass scenario= (CLI: --scenario) to use one of them",
-                          UserWarning, stacklevel=3)
+            warn_user(f"continual scenario {', '.join(unknown)} is not one the stage model was fitted on "
+                      f"({', '.join(known)}): predicted as a new scenario, with wide intervals and an "
+                      f"uncertain order; pass scenario= (CLI: --scenario) to use one of them")
         return out
 
     def _has_divergence_model(self) -> bool:
@@ -689,7 +685,7 @@ CONSTRUCTOR_PARAMETERS = tuple(name for name in inspect.signature(BayesOptLaw.__
 def _warn(messages: list[str]) -> None:
     """Emit sampler / predictive-check messages as ConvergenceWarnings (from the fitting thread)."""
     for msg in messages:
-        warnings.warn(msg, lm.ConvergenceWarning, stacklevel=3)
+        warn_user(msg, lm.ConvergenceWarning)
 
 
 def fit_row_mask(runs: pd.DataFrame, groups: tuple[str, ...] | None = None) -> np.ndarray:

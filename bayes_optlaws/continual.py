@@ -94,7 +94,7 @@ def check_parents(candidates: pd.DataFrame, history: pd.DataFrame) -> list[str]:
     must keep its parent's model size (a checkpoint cannot change size; :class:`~bayes_optlaws.runs.RunsError`
     otherwise), and one whose parent or an earlier stage diverged gets a warning message (returned): the
     stage model learned from continuations of runs that trained."""
-    from .runs import RunsError, history_of
+    from .runs import RunsError, history_of, shown_names
 
     staged = is_stage(candidates).to_numpy()
     if not staged.any() or "run_id" not in history.columns:
@@ -115,8 +115,7 @@ def check_parents(candidates: pd.DataFrame, history: pd.DataFrame) -> list[str]:
         if diverged:
             broken.setdefault((parent, diverged[0]), []).append(str(row["run_id"]))
     for (parent, bad), names in broken.items():
-        shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
-        messages.append(f"{len(names)} candidate(s) ({shown}) continue from {parent!r}, whose history has a "
+        messages.append(f"{len(names)} candidate(s) ({shown_names([repr(n) for n in names])}) continue from {parent!r}, whose history has a "
                         f"diverged run ({bad!r}): the prediction assumes a checkpoint that trained, which that one "
                         "is not")
     return messages

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .runs import shown_names
 from .runset import RunSet
 from .user_warnings import warn_user
 
@@ -39,6 +40,11 @@ _DESCRIPTION = {"N": "model size", "D": "token budget", "lr": "peak LR", "tps": 
 
 class ExtrapolationWarning(UserWarning):
     """A candidate lies far outside the range of the runs the law was fitted on."""
+
+
+class OutsideRangeWarning(ExtrapolationWarning):
+    """A candidate's N, D, peak LR or tokens per step lies beyond :data:`WARN_FACTORS` of the fitted range
+    (:meth:`FittedRange.warn_far`)."""
 
 
 def _quantities(runs: RunSet) -> dict[str, np.ndarray]:
@@ -54,12 +60,6 @@ def range_factor(x, low, high) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.maximum.reduce([x / high, low / x, np.ones_like(x)])
     return np.where(np.isfinite(f), f, np.inf)
-
-
-def shown_names(names, rows, limit: int = 3) -> str:
-    """The names of ``rows`` for a message: the first ``limit``, then ", ..." when there are more."""
-    rows = list(rows)
-    return ", ".join(str(names[i]) for i in rows[:limit]) + (", ..." if len(rows) > limit else "")
 
 
 def _run_set(runs: "RunSet | pd.DataFrame") -> RunSet:
@@ -121,7 +121,7 @@ class FittedRange:
                 f"range [{self.low[key]:.4g}, {self.high[key]:.4g}] (warned beyond {WARN_FACTORS[key]:g}x): the "
                 f"law extrapolates there and its intervals may be too narrow; fit on runs nearer the target")
         for m in messages:
-            warn_user(m, ExtrapolationWarning)
+            warn_user(m, OutsideRangeWarning)
         return messages
 
     def warn_bounded(self, log_loss: np.ndarray, names) -> list[str]:
@@ -138,7 +138,7 @@ class FittedRange:
             far = np.flatnonzero(share >= WARN_BOUND_SHARE)
             if not far.size:
                 continue
-            shown = ", ".join(f"{names[i]} {share[i]:.0%}" for i in far[:3]) + (", ..." if far.size > 3 else "")
+            shown = shown_names([f"{name} {s:.0%}" for name, s in zip(names, share)], far)
             if label == "floor":
                 why = (f"below the floor ({self.loss_floor:.4g} nats, a quarter of the lowest loss in the runs): the "
                        "law is far outside its runs there, so the floor, not the data, sets their interval, P(best) "

@@ -35,7 +35,7 @@ from .features import FeatureSpec
 from .jsonsafe import json_safe
 from .loss_law import LossLawFit
 from .size_scaling import SizeStep
-from .runs import RunsError, atomic_write_text, file_in_the_way
+from .runs import RunsError, atomic_write_text, file_in_the_way, shown_names
 from .runset import RunSet
 
 FORMAT_VERSION = 1
@@ -170,9 +170,8 @@ def writable_model_dir(path, force: bool) -> Path:
         raise RunsError(f"{path} exists and is not a bayes_optlaws model directory; refusing to overwrite it")
     foreign = sorted(p.name for p in path.iterdir() if p.name not in MODEL_FILES)
     if foreign:
-        raise RunsError(f"{path} holds files that are not part of a saved model ({', '.join(foreign[:5])}"
-                        f"{', ...' if len(foreign) > 5 else ''}); --force replaces a model's own files only: move "
-                        "them or choose another directory")
+        raise RunsError(f"{path} holds files that are not part of a saved model ({shown_names(foreign, limit=5)}); "
+                        "--force replaces a model's own files only: move them or choose another directory")
     return path
 
 

@@ -31,7 +31,7 @@ from . import fitted
 from .fitted import data_hash, model_id  # noqa: F401  (re-exported: a fitted model's identity lives in fitted.py)
 from .features import (FeatureError, FeatureSpec, Standardiser, design_matrix, reference_lr, select_exponents,
                        with_lr_scaled)
-from .runs import RunsError
+from .runs import RunsError, shown_names
 from .runset import RunSet
 from .extrapolation import ExtrapolationWarning, FittedRange
 from .loss_law import LossLawFit
@@ -452,6 +452,7 @@ class BayesOptLaw:
         except FeatureError as exc:
             raise exc.named(cand.names, "candidate") from None
         law_cand, X_law = self._size_anchored(cand, hist, X_raw)
+        self._warn_anchor_tokens(cand, law_cand)
         gaps = self._candidate_gaps(law_cand, cand, hist)
         div_inputs = self.div_fit_.inputs(cand) if self._has_divergence_model() else cand
         # ... then the two numpy parts at once: the divergence / instability model is independent of the loss law
@@ -482,24 +483,23 @@ class BayesOptLaw:
         if not self._nearest_size_rule() or np.array_equal(nearest, own):
             return cand, X_raw
         anchored = cand.assign(model_params=nearest.astype("int64"))
-        self._warn_anchor_tokens(cand, nearest, own)
         step = self.size_step_ if self.size_step_ is not None else size_scaling.SizeStep()
         # the LR transfer: a larger model trains like the fitted one at a scaled LR (factor 1: none)
         return anchored, design_matrix(self._scaled_integrals(anchored, step.lr_factor(nearest, own), hist),
                                        self.spec_)
 
-    def _warn_anchor_tokens(self, cand: RunSet, nearest: np.ndarray, own: np.ndarray) -> None:
-        """Warn about single-stage candidates predicted from a fitted size trained at other token counts
-        (:func:`~bayes_optlaws.size_scaling.anchor_token_messages`; a continuation's tokens include its history,
-        which the fitted runs' ranges do not, so continuations are left out)."""
+    def _warn_anchor_tokens(self, cand: RunSet, law_cand: RunSet) -> None:
+        """Warn about single-stage candidates that :meth:`_size_anchored` evaluates at a fitted size trained at
+        other token counts (:func:`~bayes_optlaws.size_scaling.anchor_token_messages`; ``cand``: at its target, with
+        ``tokens``; a continuation's tokens include its history, which the fitted runs' ranges do not, so
+        continuations are left out)."""
         single = ~ct.is_stage(cand.table).to_numpy()
         if not single.any():
             return
-        tokens = np.array([sched.total for sched in cand.schedules], float) * cand.table["tokens_per_step"].to_numpy(
-            float)
-        names = [name for name, keep in zip(cand.names, single) if keep]
-        for message in size_scaling.anchor_token_messages(nearest[single], own[single], tokens[single], names,
-                                                          self._token_ranges()):
+        own = cand.table[single]
+        for message in size_scaling.anchor_token_messages(
+                law_cand.table["model_params"].to_numpy(float)[single], own["model_params"].to_numpy(float),
+                own["tokens"].to_numpy(float), own["run_id"].astype(str).tolist(), self._token_ranges()):
             warn_user(message, ExtrapolationWarning)
 
     def _token_ranges(self) -> dict[int, tuple[float, float]]:
@@ -547,9 +547,8 @@ class BayesOptLaw:
             if far.any():
                 names = list(cand["run_id"].iloc[cols[far]])
                 features = [f for f, out in zip(self.spec_.feature_names, by_feature[far].any(axis=0)) if out]
-                warn_user(f"{len(names)} continual candidate(s) ({', '.join(map(str, names[:4]))}"
-                          f"{', ...' if len(names) > 4 else ''}) lie outside the range of the "
-                          f"{self.stage_fit_.n_runs} stage runs the stage model was fitted on, in the "
+                warn_user(f"{len(names)} continual candidate(s) ({shown_names(names, limit=4)}) lie outside the "
+                          f"range of the {self.stage_fit_.n_runs} stage runs the stage model was fitted on, in the "
                           f"feature(s) {', '.join(features)} (e.g. a warmup, peak LR or length it has not "
                           "seen): its predictions there are extrapolations; add stage runs near them")
             m, n = self.stage_fit_.predict_log_loss(X_raw[cols], cand["parent_run_id"].iloc[cols].astype(str),

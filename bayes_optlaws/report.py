@@ -513,13 +513,13 @@ def _prediction_warnings(ranking, caught: list) -> str:
     extrapolate beyond the fitted runs, rows whose mean lies outside their interval, and every warning raised while
     predicting them (extrapolation, draws held at the loss floor or ceiling, a one-size law, ...), each once; ""
     when there is nothing to say."""
-    from .extrapolation import ExtrapolationWarning
+    from .extrapolation import OutsideRangeWarning
     from .ranking import extrapolation_lines, outside_interval_lines
 
     messages = _unique_messages(caught)
     # the law warns about what lies beyond its thresholds; the summary line also covers milder extrapolation, so
     # it is shown only when the law said nothing of the kind
-    far = any(issubclass(w.category, ExtrapolationWarning) and "outside the fitted" in str(w.message) for w in caught)
+    far = any(issubclass(w.category, OutsideRangeWarning) for w in caught)
     lines = [] if far else extrapolation_lines(ranking.table, pointer=False)
     return _warnings_box("Read these before trusting the candidates' intervals:",
                          lines + outside_interval_lines(ranking.table) + messages)

@@ -86,6 +86,13 @@ def _row_name(df: pd.DataFrame, i: int) -> str:
     return f"row {i + 2} ({key} {rid!r})" if isinstance(rid, str) and rid else f"row {i + 2}"
 
 
+def shown_names(names, rows=None, limit: int = 3) -> str:
+    """The names (of ``rows``; all by default) for a message: the first ``limit``, then ", ..." when there are
+    more."""
+    rows = list(range(len(names)) if rows is None else rows)
+    return ", ".join(str(names[i]) for i in rows[:limit]) + (", ..." if len(rows) > limit else "")
+
+
 def _check_columns(df: pd.DataFrame, required, optional, where: str, what: str) -> None:
     if len(df) == 0:
         raise RunsError(f"{where}: the {what} is empty; it needs at least one row with columns {', '.join(required)}")

@@ -151,7 +151,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .runs import RunsError
+from .extrapolation import range_factor
+from .runs import RunsError, shown_names
 
 #: Hoffmann et al. 2022 (arXiv 2203.15556), eq. 10, Approach 3: L(N, D) = E + A / N^alpha + B / D^beta (nats)
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -297,8 +298,6 @@ def anchor_token_messages(anchor_params, own_params, tokens, names, token_ranges
     tokens are the least biased (README, "The expensive-run case").  The rule is not changed by this (moving the
     anchor to a covering size can mean a much longer size step, e.g. 200K instead of 793K for a 3M target on the
     embedded grid, and that trade-off is not measured); the warning says where it bites."""
-    from .extrapolation import range_factor, shown_names
-
     anchor = np.asarray(anchor_params, float)
     own = np.asarray(own_params, float)
     tokens = np.asarray(tokens, float)

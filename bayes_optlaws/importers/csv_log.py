@@ -133,9 +133,8 @@ STALE_LOSS_SHARE = 0.05
 
 def _stale_loss_warnings(rows: list[dict]) -> list[str]:
     """One warning per row that trained (not diverged) whose final loss was measured well before the run's last
-    logged step (the last
-    evaluation of a ``val_loss`` column logged only now and then, or a run whose evaluations stopped): its
-    ``final_loss`` is then not the loss at the end of the schedule it is paired with."""
+    logged step (the last evaluation of a ``val_loss`` column logged only now and then, or a run whose evaluations
+    stopped): its ``final_loss`` is then not the loss at the end of the schedule it is paired with."""
     out = []
     for r in rows:
         if r["diverged"]:
